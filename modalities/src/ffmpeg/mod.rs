@@ -1,0 +1,204 @@
+//! The FFmpeg boundary. Everything that touches `ffmpeg-next` lives here:
+//! opening inputs under a strict allowlist, decoding and encoding streams.
+
+pub(crate) mod audio;
+pub(crate) mod video;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ffmpeg_next as ff;
+
+use crate::{Format, Limits, MediaError, Result};
+
+/// Demuxers FFmpeg may use. Playlists (HLS, DASH), `concat`, image sequences,
+/// raw streams and every network demuxer are refused by FFmpeg itself, so a
+/// file that poses as a video can never make it open another file or a URL.
+const DEMUXERS: &str = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,gif,ogg,mp3,aac,flac,wav";
+
+pub(crate) fn init() -> Result<()> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| {
+        ff::init().map_err(|e| e.to_string())?;
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+        Ok(())
+    })
+    .clone()
+    .map_err(|e| MediaError::Unsupported(format!("FFmpeg failed to initialise: {e}")))
+}
+
+/// Opens a local file for demuxing with only the `file` protocol and the
+/// allowlisted demuxers, and with references to other files disabled.
+pub(crate) fn open_input(
+    path: &Path,
+    format: Format,
+    limits: &Limits,
+) -> Result<ff::format::context::Input> {
+    init()?;
+    let meta = std::fs::metadata(path).map_err(|e| MediaError::io(path, e))?;
+    crate::limits::check("file size", meta.len(), limits.max_file_bytes)?;
+    let absolute = std::path::absolute(path).map_err(|e| MediaError::io(path, e))?;
+    // The explicit `file:` prefix keeps a name such as `concat:a|b` or
+    // `http://x` from being read as a protocol.
+    let url = format!("file:{}", absolute.display());
+    let mut options = ff::Dictionary::new();
+    options.set("protocol_whitelist", "file");
+    options.set("format_whitelist", DEMUXERS);
+    options.set("enable_drefs", "0");
+    options.set("use_absolute_path", "0");
+    let input = ff::format::input_with_dictionary(&url, options)
+        .map_err(|e| MediaError::malformed(format, e))?;
+    let name = input.format().name().to_owned();
+    if !name
+        .split(',')
+        .any(|n| DEMUXERS.split(',').any(|allowed| allowed == n))
+    {
+        return Err(MediaError::malformed(
+            format,
+            format!("unexpected container {name}"),
+        ));
+    }
+    Ok(input)
+}
+
+pub(crate) fn rational_f64(r: ff::Rational) -> f64 {
+    if r.denominator() == 0 {
+        0.0
+    } else {
+        f64::from(r.numerator()) / f64::from(r.denominator())
+    }
+}
+
+/// Whether `e` is FFmpeg's "try again" (EAGAIN).
+pub(crate) fn is_again(e: &ff::Error) -> bool {
+    matches!(e, ff::Error::Other { errno } if *errno == ff::util::error::EAGAIN)
+}
+
+/// Writes an encoder's pending packets to the output, rescaled to the stream.
+pub(crate) fn drain_packets(
+    encoder: &mut ff::codec::encoder::encoder::Encoder,
+    octx: &mut ff::format::context::Output,
+    stream_index: usize,
+    encoder_time_base: ff::Rational,
+    format: Format,
+) -> Result<()> {
+    let stream_time_base = octx
+        .stream(stream_index)
+        .map(|s| s.time_base())
+        .ok_or_else(|| MediaError::encode(format, "output stream missing"))?;
+    let mut packet = ff::Packet::empty();
+    loop {
+        match encoder.receive_packet(&mut packet) {
+            Ok(()) => {
+                packet.set_stream(stream_index);
+                packet.rescale_ts(encoder_time_base, stream_time_base);
+                packet
+                    .write_interleaved(octx)
+                    .map_err(|e| MediaError::encode(format, e))?;
+            }
+            Err(e) if is_again(&e) || matches!(e, ff::Error::Eof) => return Ok(()),
+            Err(e) => return Err(MediaError::encode(format, e)),
+        }
+    }
+}
+
+/// What a container holds, read from its headers and packet index.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerInfo {
+    pub video: Option<VideoStreamInfo>,
+    pub has_audio: bool,
+    pub duration_s: f64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct VideoStreamInfo {
+    pub index: usize,
+    pub width: u32,
+    pub height: u32,
+    pub fps: ff::Rational,
+    pub frames: u64,
+}
+
+/// Reads stream parameters and counts video packets (demuxing only, no
+/// decoding), checking the limits on size and duration.
+pub(crate) fn probe(path: &Path, format: Format, limits: &Limits) -> Result<ContainerInfo> {
+    let mut input = open_input(path, format, limits)?;
+    let mut video = None;
+    let mut has_audio = false;
+    if let Some(stream) = input.streams().best(ff::media::Type::Video) {
+        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| MediaError::malformed(format, e))?;
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| MediaError::malformed(format, e))?;
+        let (width, height) = (decoder.width(), decoder.height());
+        limits.check_frame_size(width, height)?;
+        let mut fps = stream.avg_frame_rate();
+        if fps.numerator() <= 0 || fps.denominator() <= 0 {
+            fps = stream.rate();
+        }
+        if fps.numerator() <= 0 || fps.denominator() <= 0 {
+            return Err(MediaError::malformed(
+                format,
+                "video stream has no frame rate",
+            ));
+        }
+        video = Some(VideoStreamInfo {
+            index: stream.index(),
+            width,
+            height,
+            fps,
+            frames: 0,
+        });
+    }
+    if let Some(stream) = input.streams().best(ff::media::Type::Audio) {
+        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| MediaError::malformed(format, e))?;
+        let decoder = ctx
+            .decoder()
+            .audio()
+            .map_err(|e| MediaError::malformed(format, e))?;
+        limits.check_audio_format(decoder.rate(), decoder.channels())?;
+        has_audio = true;
+    }
+    if video.is_none() && !has_audio {
+        return Err(MediaError::malformed(format, "no audio or video stream"));
+    }
+    let mut duration_s = if input.duration() > 0 {
+        input.duration() as f64 / f64::from(ff::ffi::AV_TIME_BASE)
+    } else {
+        0.0
+    };
+    if let Some(v) = video.as_mut() {
+        // Counting packets is exact where headers are not (WebM has no frame count).
+        let time_base = input
+            .stream(v.index)
+            .map(|s| s.time_base())
+            .unwrap_or(ff::Rational(1, 1));
+        let mut last_end = 0i64;
+        let mut count = 0u64;
+        for (stream, packet) in input.packets() {
+            if stream.index() == v.index {
+                count += 1;
+                if let Some(pts) = packet.pts() {
+                    last_end = last_end.max(pts + packet.duration().max(0));
+                }
+            }
+        }
+        v.frames = count;
+        if duration_s <= 0.0 {
+            duration_s = last_end as f64 * rational_f64(time_base);
+        }
+        crate::limits::check(
+            "video duration (s)",
+            duration_s.ceil() as u64,
+            limits.max_video_seconds.ceil() as u64,
+        )?;
+    }
+    Ok(ContainerInfo {
+        video,
+        has_audio,
+        duration_s,
+    })
+}
