@@ -10,12 +10,9 @@ use crate::format::Format;
 /// problem and, where there is one, the limit or field involved.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Names its path itself, so callers need not add it again.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("unrecognised content: {0}")]
     UnknownFormat(String),
     #[error("{what} is {value}, over the limit of {limit}")]
@@ -52,7 +49,7 @@ impl MediaError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         MediaError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use modalities::Limits;
+use modalities::{Limits, MediaError};
 
 #[derive(Subcommand)]
 pub enum MediaCommand {
@@ -39,9 +39,16 @@ pub fn run(command: MediaCommand) -> Result<()> {
             limits,
         } => {
             let limits = load_limits(limits.as_deref())?;
-            modalities::convert(&input, &output, &limits)
-                .with_context(|| format!("{} -> {}", input.display(), output.display()))
+            modalities::convert(&input, &output, &limits).map_err(|e| naming(&input, e))
         }
+    }
+}
+
+/// Prefixes the file name, unless the error already names its path.
+fn naming(path: &Path, e: MediaError) -> anyhow::Error {
+    match e {
+        MediaError::Io { .. } => e.into(),
+        other => anyhow::Error::new(other).context(path.display().to_string()),
     }
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages anyforge needs to build and test, when missing:
+# FFmpeg's development libraries (ffmpeg-next links them), clang (bindgen),
+# pkg-config, and the independent tools the tests make fixtures with
+# (ffmpeg, sox, ImageMagick). Run as root, or with sudo available.
+set -euo pipefail
+need=()
+pkg-config --exists libavformat libavcodec libswscale libswresample libavutil 2>/dev/null \
+  || need+=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v clang >/dev/null || need+=(clang)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v sox >/dev/null || need+=(sox)
+[ -x /usr/bin/convert ] || need+=(imagemagick)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
