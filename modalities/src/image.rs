@@ -107,13 +107,12 @@ impl Image {
         let mut decoder = reader.into_decoder().map_err(|e| image_error(format, e))?;
         let (width, height) = decoder.dimensions();
         limits.check_frame_size(width, height)?;
-        let alpha = decoder.color_type().has_alpha();
         // EXIF orientation is applied so pixels are upright, as viewers show them.
         let orientation = decoder.orientation().map_err(|e| image_error(format, e))?;
         let mut dynamic =
             DynamicImage::from_decoder(decoder).map_err(|e| image_error(format, e))?;
         dynamic.apply_orientation(orientation);
-        Ok(from_dynamic(dynamic, alpha))
+        Ok(from_dynamic(dynamic))
     }
 
     pub fn read(path: &Path, limits: &Limits) -> Result<Image> {
@@ -278,9 +277,11 @@ fn image_error(format: Format, e: ImageError) -> MediaError {
     }
 }
 
-fn from_dynamic(dynamic: DynamicImage, keep_alpha: bool) -> Image {
+/// RGBA when the image has an alpha channel that some pixel uses; RGB otherwise
+/// (GIF and WebP decoders report RGBA even for opaque images).
+fn from_dynamic(dynamic: DynamicImage) -> Image {
     let (width, height) = (dynamic.width(), dynamic.height());
-    if keep_alpha || dynamic.color().has_alpha() && !fully_opaque(&dynamic) {
+    if dynamic.color().has_alpha() && !fully_opaque(&dynamic) {
         Image {
             width,
             height,
@@ -299,7 +300,11 @@ fn from_dynamic(dynamic: DynamicImage, keep_alpha: bool) -> Image {
 
 fn fully_opaque(dynamic: &DynamicImage) -> bool {
     match dynamic {
-        DynamicImage::ImageRgba8(buf) => buf.pixels().all(|p| p[3] == 255),
+        DynamicImage::ImageRgba8(buf) => buf.pixels().all(|p| p[3] == u8::MAX),
+        DynamicImage::ImageLumaA8(buf) => buf.pixels().all(|p| p[1] == u8::MAX),
+        DynamicImage::ImageRgba16(buf) => buf.pixels().all(|p| p[3] == u16::MAX),
+        DynamicImage::ImageLumaA16(buf) => buf.pixels().all(|p| p[1] == u16::MAX),
+        DynamicImage::ImageRgba32F(buf) => buf.pixels().all(|p| p[3] >= 1.0),
         _ => false,
     }
 }

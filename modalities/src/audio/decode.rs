@@ -168,12 +168,13 @@ fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dec
         limit_metadata_bytes: Limit::Maximum(METADATA_BYTES),
         limit_visual_bytes: Limit::Maximum(METADATA_BYTES),
     };
-    let probed = match symphonia::default::get_probe().format(
-        &hint,
-        source,
-        &FormatOptions::default(),
-        &metadata,
-    ) {
+    // Gapless trims encoder delay and padding (LAME and iTunes tags), so
+    // durations match what was encoded.
+    let options = FormatOptions {
+        enable_gapless: true,
+        ..FormatOptions::default()
+    };
+    let probed = match symphonia::default::get_probe().format(&hint, source, &options, &metadata) {
         Ok(p) => p,
         Err(SymphoniaError::Unsupported(_))
             if matches!(format, Format::Mp4 | Format::Matroska | Format::Ogg) =>
