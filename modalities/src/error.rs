@@ -12,7 +12,10 @@ use crate::format::Format;
 pub enum MediaError {
     /// Names its path itself, so callers need not add it again.
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("unrecognised content: {0}")]
     UnknownFormat(String),
     #[error("{what} is {value}, over the limit of {limit}")]

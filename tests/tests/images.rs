@@ -9,12 +9,21 @@ use modalities::{image, Format, Image, Limits};
 
 fn reference(dir: &TempDir) -> String {
     let path = dir.str("ref.png");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=48x32", "-frames:v", "1", &path]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=48x32",
+        "-frames:v",
+        "1",
+        &path,
+    ]);
     path
 }
 
 fn read(path: &str) -> Image {
-    Image::read(std::path::Path::new(path), &Limits::default()).unwrap_or_else(|e| panic!("{path}: {e}"))
+    Image::read(std::path::Path::new(path), &Limits::default())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// ImageMagick writes `variant`, then the truth PNG from that very file.
@@ -34,17 +43,55 @@ fn variant_vs_truth(dir: &TempDir, name: &str, args: &[&str], truth_type: &str) 
 fn png_16_bit_palette_interlaced_grey_and_alpha() {
     let dir = TempDir::new();
     let cases: [(&str, &[&str], &str); 5] = [
-        ("rgb16.png", &["-depth", "16", "-define", "png:color-type=2"], "png24"),
-        ("palette.png", &["-colors", "32", "-type", "Palette", "-define", "png:color-type=3"], "png24"),
+        (
+            "rgb16.png",
+            &["-depth", "16", "-define", "png:color-type=2"],
+            "png24",
+        ),
+        (
+            "palette.png",
+            &[
+                "-colors",
+                "32",
+                "-type",
+                "Palette",
+                "-define",
+                "png:color-type=3",
+            ],
+            "png24",
+        ),
         ("interlaced.png", &["-interlace", "PNG"], "png24"),
-        ("grey.png", &["-colorspace", "Gray", "-define", "png:color-type=0"], "png24"),
-        ("rgba.png", &["-alpha", "set", "-channel", "A", "-evaluate", "set", "50%", "+channel"], "png32"),
+        (
+            "grey.png",
+            &["-colorspace", "Gray", "-define", "png:color-type=0"],
+            "png24",
+        ),
+        (
+            "rgba.png",
+            &[
+                "-alpha",
+                "set",
+                "-channel",
+                "A",
+                "-evaluate",
+                "set",
+                "50%",
+                "+channel",
+            ],
+            "png32",
+        ),
     ];
     for (name, args, truth) in cases {
         let (img, want) = variant_vs_truth(&dir, name, args, truth);
         assert_eq!((img.width, img.height), (48, 32), "{name}");
         // 16-bit samples round to 8 bits in either decoder: allow one level.
-        let worst = img.pixels.iter().zip(&want.pixels).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+        let worst = img
+            .pixels
+            .iter()
+            .zip(&want.pixels)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap_or(0);
         assert_eq!(img.channels, want.channels, "{name}");
         assert!(worst <= 1, "{name}: max difference {worst}");
     }
@@ -53,7 +100,13 @@ fn png_16_bit_palette_interlaced_grey_and_alpha() {
 #[test]
 fn jpeg_baseline_and_progressive() {
     let dir = TempDir::new();
-    for (name, args) in [("baseline.jpg", &["-quality", "92"][..]), ("progressive.jpg", &["-quality", "92", "-interlace", "JPEG"][..])] {
+    for (name, args) in [
+        ("baseline.jpg", &["-quality", "92"][..]),
+        (
+            "progressive.jpg",
+            &["-quality", "92", "-interlace", "JPEG"][..],
+        ),
+    ] {
         let (img, want) = variant_vs_truth(&dir, name, args, "png24");
         // Two JPEG decoders (ours and libjpeg) differ in IDCT rounding.
         let p = psnr(&img, &want);
@@ -69,11 +122,22 @@ fn jpeg_exif_orientation_is_applied() {
     tool("convert", &[&src, "-quality", "95", &plain]);
     // Orientation 6: the stored pixels must be turned 90° clockwise to view.
     let rotated = dir.path("rotated.jpg");
-    std::fs::write(&rotated, with_exif_orientation(&std::fs::read(&plain).unwrap(), 6)).unwrap();
+    std::fs::write(
+        &rotated,
+        with_exif_orientation(&std::fs::read(&plain).unwrap(), 6),
+    )
+    .unwrap();
     let upright = dir.str("upright.png");
-    tool("convert", &[&plain, "-rotate", "90", &format!("png24:{upright}")]);
+    tool(
+        "convert",
+        &[&plain, "-rotate", "90", &format!("png24:{upright}")],
+    );
     let img = read(rotated.to_str().unwrap());
-    assert_eq!((img.width, img.height), (32, 48), "orientation 6 swaps width and height");
+    assert_eq!(
+        (img.width, img.height),
+        (32, 48),
+        "orientation 6 swaps width and height"
+    );
     let p = psnr(&img, &read(&upright));
     assert!(p > 35.0, "PSNR against ImageMagick's rotation: {p:.1} dB");
 }
@@ -98,7 +162,10 @@ fn webp_lossless_and_lossy_from_ffmpeg() {
     let ours = read(&lossy);
     let vs_source = psnr(&ours, &read(&smooth));
     let vs_ffmpeg = psnr(&ours, &read(&decoded));
-    assert!(vs_source > 33.0 && vs_ffmpeg > 30.0, "lossy WebP PSNR {vs_source:.1} dB to the source, {vs_ffmpeg:.1} dB to FFmpeg's decode");
+    assert!(
+        vs_source > 33.0 && vs_ffmpeg > 30.0,
+        "lossy WebP PSNR {vs_source:.1} dB to the source, {vs_ffmpeg:.1} dB to FFmpeg's decode"
+    );
 }
 
 #[test]
@@ -109,13 +176,24 @@ fn gif_and_bmp() {
     // An animated GIF of three frames.
     let src = reference(&dir);
     let anim = dir.str("anim.gif");
-    tool("convert", &["-delay", "10", &src, "-negate", &src, "-flip", &src, "-loop", "0", &anim]);
+    tool(
+        "convert",
+        &[
+            "-delay", "10", &src, "-negate", &src, "-flip", &src, "-loop", "0", &anim,
+        ],
+    );
     let bytes = std::fs::read(&anim).unwrap();
     let info = image::probe(&bytes, &Limits::default()).unwrap();
-    assert_eq!((info.format, info.width, info.height, info.frames), (Format::Gif, 48, 32, 3));
+    assert_eq!(
+        (info.format, info.width, info.height, info.frames),
+        (Format::Gif, 48, 32, 3)
+    );
     let first = read(&anim);
     let truth = dir.str("first.png");
-    tool("convert", &[&format!("{anim}[0]"), &format!("png24:{truth}")]);
+    tool(
+        "convert",
+        &[&format!("{anim}[0]"), &format!("png24:{truth}")],
+    );
     assert_pixels_close(&first, &read(&truth), 0, "GIF frame 0");
 }
 
@@ -123,11 +201,19 @@ fn gif_and_bmp() {
 fn our_writers_are_read_by_imagemagick() {
     let dir = TempDir::new();
     let src = read(&reference(&dir));
-    for (ext, min_psnr) in [("png", f64::INFINITY), ("webp", f64::INFINITY), ("bmp", f64::INFINITY), ("jpg", 35.0)] {
+    for (ext, min_psnr) in [
+        ("png", f64::INFINITY),
+        ("webp", f64::INFINITY),
+        ("bmp", f64::INFINITY),
+        ("jpg", 35.0),
+    ] {
         let ours = dir.path(&format!("ours.{ext}"));
         src.write(&ours, Some(95)).unwrap();
         let back = dir.str(&format!("ours.{ext}.png"));
-        tool("convert", &[ours.to_str().unwrap(), &format!("png24:{back}")]);
+        tool(
+            "convert",
+            &[ours.to_str().unwrap(), &format!("png24:{back}")],
+        );
         let p = psnr(&read(&back), &src);
         assert!(p >= min_psnr, "{ext}: PSNR {p:.1} dB through ImageMagick");
     }

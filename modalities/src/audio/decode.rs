@@ -32,6 +32,7 @@ pub(crate) fn decode(bytes: &[u8], path: Option<&Path>, limits: &Limits) -> Resu
     let format = detect_audio(bytes)?;
     check_headers(bytes, format)?;
     let decoded = match format {
+        // Symphonia has no Opus decoder.
         Format::Opus => Decoded::NeedsFfmpeg,
         _ => guard(format, || decode_symphonia(bytes, format, limits))?,
     };
@@ -194,11 +195,11 @@ fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dec
     let sample_rate = params
         .sample_rate
         .ok_or_else(|| MediaError::malformed(format, "no sample rate"))?;
-    let channels = params
-        .channels
-        .map(|c| c.count() as u16)
-        .ok_or_else(|| MediaError::malformed(format, "no channel layout"))?;
-    limits.check_audio_format(sample_rate, channels)?;
+    // MP4 tracks may leave the layout to the codec: then the first decoded
+    // packet tells, and is checked against the limits before it is kept.
+    let declared = params.channels.map(|c| c.count() as u16);
+    limits.check_audio_format(sample_rate, declared.unwrap_or(1))?;
+    let mut channels = declared.unwrap_or(0);
     let max_frames = limits.max_audio_frames(sample_rate);
     let mut decoder =
         match symphonia::default::get_codecs().make(&params, &DecoderOptions::default()) {
@@ -211,7 +212,7 @@ fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dec
     let hinted = params.n_frames.unwrap_or(0).min(max_frames);
     let mut samples: Vec<f32> = Vec::with_capacity(
         (hinted as usize)
-            .saturating_mul(usize::from(channels))
+            .saturating_mul(usize::from(channels.max(1)))
             .min(1 << 26),
     );
     let mut buffer: Option<SampleBuffer<f32>> = None;
@@ -232,6 +233,10 @@ fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dec
             Ok(decoded) => {
                 bad_packets = 0;
                 let spec = *decoded.spec();
+                if channels == 0 {
+                    channels = spec.channels.count() as u16;
+                    limits.check_audio_format(sample_rate, channels)?;
+                }
                 if spec.channels.count() != usize::from(channels) {
                     return Err(MediaError::malformed(
                         format,

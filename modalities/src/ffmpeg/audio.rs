@@ -7,7 +7,7 @@ use ff::format::sample::Type as SampleLayout;
 use ff::format::Sample;
 use ffmpeg_next as ff;
 
-use super::{drain_packets, init, is_again, open_input};
+use super::{drain_packets, init, is_again, open_input, stage};
 use crate::limits::check;
 use crate::{Audio, Format, Limits, MediaError, Result};
 
@@ -77,37 +77,59 @@ fn append_interleaved(
     let channels = usize::from(frame.channels());
     let n = frame.samples();
     let format = frame.format();
-    let width = format.bytes();
-    let planar = format.is_planar();
-    let read = |plane: &[u8], i: usize| -> f32 {
-        let b = &plane[i * width..(i + 1) * width];
-        match format {
-            Sample::U8(_) => (f32::from(b[0]) - 128.0) / 128.0,
-            Sample::I16(_) => f32::from(i16::from_ne_bytes([b[0], b[1]])) / 32768.0,
-            Sample::I32(_) => {
-                (f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])) / 2_147_483_648.0) as f32
-            }
-            Sample::F32(_) => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-            Sample::F64(_) => {
-                f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-            }
-            _ => 0.0,
-        }
-    };
-    if matches!(format, Sample::None | Sample::I64(_)) {
-        return Err(format!("unsupported sample format {format:?}"));
-    }
     out.reserve(n * channels);
-    if planar {
-        let planes: Vec<&[u8]> = (0..channels).map(|c| &frame.data(c)[..n * width]).collect();
-        for i in 0..n {
-            out.extend(planes.iter().map(|p| read(p, i)));
+    if format.is_planar() {
+        // FFmpeg sets only the first line size for planar audio, so planes
+        // are reached through the typed accessor, which sizes them by samples.
+        match format {
+            Sample::U8(_) => {
+                push_planar(frame, channels, out, |v: u8| (f32::from(v) - 128.0) / 128.0)
+            }
+            Sample::I16(_) => push_planar(frame, channels, out, |v: i16| f32::from(v) / 32768.0),
+            Sample::I32(_) => push_planar(frame, channels, out, |v: i32| {
+                (f64::from(v) / 2_147_483_648.0) as f32
+            }),
+            Sample::F32(_) => push_planar(frame, channels, out, |v: f32| v),
+            Sample::F64(_) => push_planar(frame, channels, out, |v: f64| v as f32),
+            other => return Err(format!("unsupported sample format {other:?}")),
         }
-    } else {
-        let plane = &frame.data(0)[..n * channels * width];
-        out.extend((0..n * channels).map(|i| read(plane, i)));
+        return Ok(());
+    }
+    let width = format.bytes();
+    let data = frame.data(0);
+    let bytes = data
+        .get(..n * channels * width)
+        .ok_or("frame shorter than its sample count")?;
+    let values = bytes.chunks_exact(width);
+    match format {
+        Sample::U8(_) => out.extend(values.map(|b| (f32::from(b[0]) - 128.0) / 128.0)),
+        Sample::I16(_) => {
+            out.extend(values.map(|b| f32::from(i16::from_ne_bytes([b[0], b[1]])) / 32768.0))
+        }
+        Sample::I32(_) => out.extend(values.map(|b| {
+            (f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])) / 2_147_483_648.0) as f32
+        })),
+        Sample::F32(_) => out.extend(values.map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))),
+        Sample::F64(_) => {
+            out.extend(values.map(|b| {
+                f64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+            }))
+        }
+        other => return Err(format!("unsupported sample format {other:?}")),
     }
     Ok(())
+}
+
+fn push_planar<T: ff::frame::audio::Sample + Copy>(
+    frame: &ff::frame::Audio,
+    channels: usize,
+    out: &mut Vec<f32>,
+    to_f32: impl Fn(T) -> f32,
+) {
+    let planes: Vec<&[T]> = (0..channels).map(|c| frame.plane::<T>(c)).collect();
+    for i in 0..frame.samples() {
+        out.extend(planes.iter().map(|p| to_f32(p[i])));
+    }
 }
 
 /// The encoder and container for each audio output format.
@@ -131,10 +153,10 @@ pub(crate) fn encode_file(audio: &Audio, path: &Path, format: Format) -> Result<
         ff::format::output_as(path, container).map_err(|e| MediaError::encode(format, e))?;
     let mut track = AudioTrack::new(&mut octx, codec, audio, format)?;
     octx.write_header()
-        .map_err(|e| MediaError::encode(format, e))?;
+        .map_err(stage(format, "writing the header"))?;
     track.encode_until(&mut octx, None)?;
     octx.write_trailer()
-        .map_err(|e| MediaError::encode(format, e))
+        .map_err(stage(format, "writing the trailer"))
 }
 
 /// An audio stream being encoded into an output container, fed
@@ -198,7 +220,7 @@ impl AudioTrack {
         }
         let encoder = ctx
             .open_as(codec)
-            .map_err(|e| MediaError::encode(format, e))?;
+            .map_err(stage(format, "opening the audio encoder"))?;
         stream.set_parameters(&encoder);
         stream.set_time_base(ff::Rational(1, rate as i32));
         let frame_size = match encoder.frame_size() as usize {
@@ -248,7 +270,7 @@ impl AudioTrack {
             frame.set_pts(Some(self.cursor as i64));
             self.encoder
                 .send_frame(&frame)
-                .map_err(|e| MediaError::encode(self.format, e))?;
+                .map_err(stage(self.format, "encoding audio"))?;
             drain_packets(
                 &mut self.encoder,
                 octx,
@@ -261,7 +283,7 @@ impl AudioTrack {
         if seconds.is_none() {
             self.encoder
                 .send_eof()
-                .map_err(|e| MediaError::encode(self.format, e))?;
+                .map_err(stage(self.format, "flushing the audio encoder"))?;
             drain_packets(
                 &mut self.encoder,
                 octx,
@@ -310,31 +332,40 @@ fn choose_rate(source: u32, supported: Option<&[i32]>) -> u32 {
 }
 
 fn fill_frame(frame: &mut ff::frame::Audio, format: Sample, interleaved: &[f32], channels: usize) {
-    let n = interleaved.len() / channels;
-    let width = format.bytes();
-    let write = |dst: &mut [u8], s: f32| {
-        let s = s.clamp(-1.0, 1.0);
-        match format {
-            Sample::I16(_) => dst.copy_from_slice(&((s * 32767.0).round() as i16).to_ne_bytes()),
-            Sample::I32(_) => dst
-                .copy_from_slice(&((f64::from(s) * 2_147_483_647.0).round() as i32).to_ne_bytes()),
-            _ => dst.copy_from_slice(&s.to_ne_bytes()),
-        }
-    };
+    let clamp = |s: f32| s.clamp(-1.0, 1.0);
+    let to_i16 = |s: f32| (clamp(s) * 32767.0).round() as i16;
+    let to_i32 = |s: f32| (f64::from(clamp(s)) * 2_147_483_647.0).round() as i32;
     if format.is_planar() {
+        // See `append_interleaved`: planes beyond the first need the typed accessor.
         for c in 0..channels {
-            let plane = frame.data_mut(c);
-            for i in 0..n {
-                write(
-                    &mut plane[i * width..(i + 1) * width],
-                    interleaved[i * channels + c],
-                );
+            let channel = interleaved.iter().skip(c).step_by(channels);
+            match format {
+                Sample::I16(_) => frame
+                    .plane_mut::<i16>(c)
+                    .iter_mut()
+                    .zip(channel)
+                    .for_each(|(d, &s)| *d = to_i16(s)),
+                Sample::I32(_) => frame
+                    .plane_mut::<i32>(c)
+                    .iter_mut()
+                    .zip(channel)
+                    .for_each(|(d, &s)| *d = to_i32(s)),
+                _ => frame
+                    .plane_mut::<f32>(c)
+                    .iter_mut()
+                    .zip(channel)
+                    .for_each(|(d, &s)| *d = clamp(s)),
             }
         }
-    } else {
-        let plane = frame.data_mut(0);
-        for (i, &s) in interleaved.iter().enumerate() {
-            write(&mut plane[i * width..(i + 1) * width], s);
+        return;
+    }
+    let width = format.bytes();
+    let data = frame.data_mut(0);
+    for (dst, &s) in data.chunks_exact_mut(width).zip(interleaved) {
+        match format {
+            Sample::I16(_) => dst.copy_from_slice(&to_i16(s).to_ne_bytes()),
+            Sample::I32(_) => dst.copy_from_slice(&to_i32(s).to_ne_bytes()),
+            _ => dst.copy_from_slice(&clamp(s).to_ne_bytes()),
         }
     }
 }

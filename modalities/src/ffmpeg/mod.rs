@@ -20,7 +20,15 @@ pub(crate) fn init() -> Result<()> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         ff::init().map_err(|e| e.to_string())?;
-        ff::util::log::set_level(ff::util::log::Level::Fatal);
+        // FFmpeg logs to stderr; quiet unless asked (ANYFORGE_FFMPEG_LOG=warning|info|debug).
+        let level = match std::env::var("ANYFORGE_FFMPEG_LOG").as_deref() {
+            Ok("error") => ff::util::log::Level::Error,
+            Ok("warning") => ff::util::log::Level::Warning,
+            Ok("info") => ff::util::log::Level::Info,
+            Ok("debug") => ff::util::log::Level::Debug,
+            _ => ff::util::log::Level::Fatal,
+        };
+        ff::util::log::set_level(level);
         Ok(())
     })
     .clone()
@@ -61,6 +69,11 @@ pub(crate) fn open_input(
     Ok(input)
 }
 
+/// Maps an FFmpeg error during encoding to one that says at which stage.
+pub(crate) fn stage(format: Format, what: &'static str) -> impl Fn(ff::Error) -> MediaError {
+    move |e| MediaError::encode(format, format!("{what}: {e}"))
+}
+
 pub(crate) fn rational_f64(r: ff::Rational) -> f64 {
     if r.denominator() == 0 {
         0.0
@@ -89,16 +102,44 @@ pub(crate) fn drain_packets(
     let mut packet = ff::Packet::empty();
     loop {
         match encoder.receive_packet(&mut packet) {
+            Ok(()) if packet.size() == 0 && packet.side_data().next().is_some() => {
+                packet.set_stream(stream_index);
+                packet.rescale_ts(encoder_time_base, stream_time_base);
+                write_side_data_packet(&mut packet, octx)
+                    .map_err(stage(format, "writing final stream data"))?;
+            }
+            Ok(()) if packet.size() == 0 => {}
             Ok(()) => {
                 packet.set_stream(stream_index);
                 packet.rescale_ts(encoder_time_base, stream_time_base);
                 packet
                     .write_interleaved(octx)
-                    .map_err(|e| MediaError::encode(format, e))?;
+                    .map_err(stage(format, "writing a packet"))?;
             }
             Err(e) if is_again(&e) || matches!(e, ff::Error::Eof) => return Ok(()),
-            Err(e) => return Err(MediaError::encode(format, e)),
+            Err(e) => return Err(stage(format, "receiving a packet")(e)),
         }
+    }
+}
+
+/// Writes a packet that has no payload, only side data: the FLAC encoder's
+/// last packet carries the final STREAMINFO (sample count, MD5) this way.
+/// `Packet::write_interleaved` refuses empty packets, so call FFmpeg directly.
+#[allow(unsafe_code)]
+fn write_side_data_packet(
+    packet: &mut ff::Packet,
+    octx: &mut ff::format::context::Output,
+) -> Result<(), ff::Error> {
+    // SAFETY: both pointers come from live ffmpeg-next wrappers that we borrow
+    // mutably for the duration of the call; FFmpeg takes ownership of the
+    // packet's references and leaves it blank, which the wrapper handles.
+    use ff::packet::Mut;
+    let ret =
+        unsafe { ff::ffi::av_interleaved_write_frame(octx.as_mut_ptr(), packet.as_mut_ptr()) };
+    if ret < 0 {
+        Err(ff::Error::from(ret))
+    } else {
+        Ok(())
     }
 }
 

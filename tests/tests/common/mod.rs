@@ -12,7 +12,9 @@ pub fn tool(program: &str, args: &[&str]) {
     let out = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/setup-debian.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{program} is needed for this test (scripts/setup-debian.sh installs it): {e}")
+        });
     assert!(
         out.status.success(),
         "{program} {args:?} failed: {}",
@@ -29,7 +31,16 @@ pub fn ffmpeg(args: &[&str]) {
 /// `ffprobe` one stream field, e.g. ("v:0", "codec_name").
 pub fn ffprobe(path: &Path, stream: &str, field: &str) -> String {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-show_entries", &format!("stream={field}"), "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            &format!("stream={field}"),
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe");
@@ -47,8 +58,16 @@ pub fn ffmpeg_decode_audio(path: &Path) -> (u32, u16, Vec<f32>) {
         .args(["-f", "f32le", "-"])
         .output()
         .expect("ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let samples = out.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples = out
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     (rate, channels, samples)
 }
 
@@ -68,8 +87,17 @@ impl TempDir {
 
 /// Peak signal-to-noise ratio of two same-sized images, in dB.
 pub fn psnr(a: &Image, b: &Image) -> f64 {
-    assert_eq!((a.width, a.height, a.channels), (b.width, b.height, b.channels), "image shapes differ");
-    let mse = a.pixels.iter().zip(&b.pixels).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum::<f64>()
+    assert_eq!(
+        (a.width, a.height, a.channels),
+        (b.width, b.height, b.channels),
+        "image shapes differ"
+    );
+    let mse = a
+        .pixels
+        .iter()
+        .zip(&b.pixels)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
         / a.pixels.len() as f64;
     if mse == 0.0 {
         f64::INFINITY
@@ -82,16 +110,42 @@ pub fn rms(samples: &[f32]) -> f32 {
     (samples.iter().map(|x| x * x).sum::<f32>() / samples.len().max(1) as f32).sqrt()
 }
 
-/// Zero crossings per second of the first channel: twice the frequency of a pure tone.
-pub fn crossings_per_second(audio: &Audio) -> f64 {
-    let mono: Vec<f32> = audio.samples.iter().step_by(usize::from(audio.channels)).copied().collect();
-    let n = mono.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
-    n as f64 / audio.duration_s()
+/// The frequency of a pure tone in the first channel, from the time between
+/// its first and last zero crossings (so leading or trailing silence, such
+/// as codec priming, does not count). Hysteresis at ±0.1 ignores codec noise.
+pub fn tone_hz(audio: &Audio) -> f64 {
+    let mut state = 0i8;
+    let mut crossings = Vec::new();
+    for (i, &s) in audio
+        .samples
+        .iter()
+        .step_by(usize::from(audio.channels))
+        .enumerate()
+    {
+        let now = if s > 0.1 {
+            1
+        } else if s < -0.1 {
+            -1
+        } else {
+            state
+        };
+        if state != 0 && now != state {
+            crossings.push(i);
+        }
+        state = now;
+    }
+    let (Some(first), Some(last)) = (crossings.first(), crossings.last()) else {
+        return 0.0;
+    };
+    let seconds = (last - first) as f64 / f64::from(audio.sample_rate);
+    (crossings.len() - 1) as f64 / 2.0 / seconds
 }
 
 /// The fixtures committed under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// A CRC-32 (PNG chunks need one to be well-formed enough to reach the check under test).
@@ -100,7 +154,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -118,12 +176,23 @@ pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 
 /// Fails with the largest per-sample difference, never the whole buffers.
 pub fn assert_pixels_close(got: &Image, want: &Image, max_diff: u8, what: &str) {
-    assert_eq!((got.width, got.height, got.channels), (want.width, want.height, want.channels), "{what}: shape");
-    let (worst, count) = got.pixels.iter().zip(&want.pixels).fold((0u8, 0usize), |(w, c), (a, b)| {
-        let d = a.abs_diff(*b);
-        (w.max(d), c + usize::from(d > max_diff))
-    });
-    assert!(count == 0, "{what}: {count} samples differ by more than {max_diff} (worst {worst})");
+    assert_eq!(
+        (got.width, got.height, got.channels),
+        (want.width, want.height, want.channels),
+        "{what}: shape"
+    );
+    let (worst, count) =
+        got.pixels
+            .iter()
+            .zip(&want.pixels)
+            .fold((0u8, 0usize), |(w, c), (a, b)| {
+                let d = a.abs_diff(*b);
+                (w.max(d), c + usize::from(d > max_diff))
+            });
+    assert!(
+        count == 0,
+        "{what}: {count} samples differ by more than {max_diff} (worst {worst})"
+    );
 }
 
 /// Inserts an EXIF APP1 segment carrying only an Orientation tag after a
