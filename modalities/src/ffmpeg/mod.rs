@@ -110,6 +110,12 @@ pub(crate) fn drain_packets(
             }
             Ok(()) if packet.size() == 0 => {}
             Ok(()) => {
+                // Video encoders leave the duration unset; the video encoder's
+                // time base is one frame, and without a duration the muxer
+                // gives the last frame zero length and players drop it.
+                if packet.duration() == 0 && encoder.medium() == ff::media::Type::Video {
+                    packet.set_duration(1);
+                }
                 packet.set_stream(stream_index);
                 packet.rescale_ts(encoder_time_base, stream_time_base);
                 packet
@@ -175,9 +181,15 @@ pub(crate) fn probe(path: &Path, format: Format, limits: &Limits) -> Result<Cont
             .map_err(|e| MediaError::malformed(format, e))?;
         let (width, height) = (decoder.width(), decoder.height());
         limits.check_frame_size(width, height)?;
-        let mut fps = stream.avg_frame_rate();
-        if fps.numerator() <= 0 || fps.denominator() <= 0 {
-            fps = stream.rate();
+        // The average rate is measured from timestamps; the base rate is the
+        // exact one (30000/1001) when they agree, as they do for constant rate.
+        let (average, base) = (stream.avg_frame_rate(), stream.rate());
+        let positive = |r: ff::Rational| r.numerator() > 0 && r.denominator() > 0;
+        let mut fps = average;
+        if !positive(average)
+            || (positive(base) && (rational_f64(base) / rational_f64(average) - 1.0).abs() < 0.01)
+        {
+            fps = base;
         }
         if fps.numerator() <= 0 || fps.denominator() <= 0 {
             return Err(MediaError::malformed(
