@@ -260,10 +260,11 @@ fn codec_format(format: Format) -> ImageFormat {
 }
 
 fn decoder_limits(limits: &Limits) -> image::Limits {
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(limits.max_dimension);
-    l.max_image_height = Some(limits.max_dimension);
-    // 16-bit RGBA is 8 bytes a pixel; allow one output conversion on top.
+    // Dimensions are checked by `Limits::check_frame_size` right after the
+    // header is read (its errors name the size); the crate's allocation cap
+    // bounds everything its decoders allocate. 16-bit RGBA is 8 bytes a
+    // pixel; allow one output conversion on top.
+    let mut l = image::Limits::no_limits();
     l.max_alloc = Some(limits.max_pixels.saturating_mul(12));
     l
 }

@@ -255,3 +255,49 @@ pub(crate) fn probe(path: &Path, format: Format, limits: &Limits) -> Result<Cont
         duration_s,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Even handed straight to FFmpeg (bypassing content detection), a
+    /// playlist or concat script is refused by the demuxer allowlist.
+    #[test]
+    fn allowlist_refuses_playlists_even_without_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.wav");
+        std::fs::write(
+            &target,
+            crate::Audio::silence(8000, 1, 0.1)
+                .encode_wav(crate::audio::WavSample::Int16)
+                .unwrap(),
+        )
+        .unwrap();
+        let frames = vec![crate::Image::filled(16, 16, [200, 10, 10]); 3];
+        let segment = crate::Video::new(crate::Rational { num: 5, den: 1 }, frames, None).unwrap();
+        segment.write(&dir.path().join("seg.mp4")).unwrap();
+        // Relative references in files named as their formats: without the
+        // allowlist, FFmpeg opens seg.mp4 and target.wav through these.
+        let scripts = [
+            (
+                "list.m3u8",
+                "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nseg.mp4\n#EXT-X-ENDLIST\n",
+            ),
+            ("list.ffconcat", "ffconcat version 1.0\nfile 'target.wav'\n"),
+        ];
+        for (name, script) in scripts {
+            let path = dir.path().join(name);
+            std::fs::write(&path, script).unwrap();
+            let err = open_input(&path, Format::Mp4, &Limits::default())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            // Refused by FFmpeg's allowlist itself, not by our check afterwards.
+            assert!(!err.contains("unexpected container"), "{name}: {err}");
+        }
+        // A name that looks like a protocol is still only a local file name.
+        let odd = dir.path().join("concat:x|y.wav");
+        std::fs::copy(&target, &odd).unwrap();
+        assert!(open_input(&odd, Format::Wav, &Limits::default()).is_ok());
+    }
+}
