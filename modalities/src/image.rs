@@ -311,6 +311,7 @@ fn fully_opaque(dynamic: &DynamicImage) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

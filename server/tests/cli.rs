@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! `anyforge media info|convert` as a user runs them.
 
 use std::path::{Path, PathBuf};

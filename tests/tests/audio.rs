@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Audio written by sox and FFmpeg, read by anyforge; audio written by
 //! anyforge, read by FFmpeg's command line.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Hostile and broken input: every decoder must answer with a typed error
 //! that names the problem, never panic, never allocate what a header claims
 //! before checking it, and never let FFmpeg open anything but the file given.
@@ -309,7 +310,7 @@ fn ply_and_stl_headers_claiming_billions() {
 
 fn glb(json: &str, bin: &[u8]) -> Vec<u8> {
     let mut json = json.as_bytes().to_vec();
-    while json.len() % 4 != 0 {
+    while !json.len().is_multiple_of(4) {
         json.push(b' ');
     }
     let total = 12 + 8 + json.len() + if bin.is_empty() { 0 } else { 8 + bin.len() };

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Images written by ImageMagick and FFmpeg, read by anyforge. Each variant
 //! is compared with a plain 8-bit PNG of the same pixels made by the same
 //! tool ("truth"), so the test checks our decoding, not the tool's maths.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Meshes written by trimesh (see `tests/fixtures/meshes/make.py`), read by
 //! anyforge and compared with what trimesh itself read back from each file.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Video made by FFmpeg's command line in every container and codec anyforge
 //! reads; video written by anyforge, checked with ffprobe and FFmpeg.
 

@@ -7,7 +7,7 @@ use ff::format::sample::Type as SampleLayout;
 use ff::format::Sample;
 use ffmpeg_next as ff;
 
-use super::{drain_packets, init, is_again, open_input, stage};
+use super::{decoder_for, encode_and_write, init, is_again, open_input, stage};
 use crate::limits::check;
 use crate::{Audio, Format, Limits, MediaError, Result};
 
@@ -19,10 +19,7 @@ pub(crate) fn decode_file(path: &Path, format: Format, limits: &Limits) -> Resul
         .best(ff::media::Type::Audio)
         .ok_or_else(|| MediaError::malformed(format, "no audio stream"))?;
     let index = stream.index();
-    let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| MediaError::malformed(format, e))?;
-    let mut decoder = ctx
-        .decoder()
+    let mut decoder = decoder_for(&stream, format)?
         .audio()
         .map_err(|e| MediaError::malformed(format, e))?;
     let (sample_rate, channels) = (decoder.rate(), decoder.channels());
@@ -268,11 +265,9 @@ impl AudioTrack {
             frame.set_rate(self.rate);
             fill_frame(&mut frame, self.sample_format, chunk, self.channels);
             frame.set_pts(Some(self.cursor as i64));
-            self.encoder
-                .send_frame(&frame)
-                .map_err(stage(self.format, "encoding audio"))?;
-            drain_packets(
+            encode_and_write(
                 &mut self.encoder,
+                Some(&frame),
                 octx,
                 self.stream_index,
                 time_base,
@@ -281,11 +276,9 @@ impl AudioTrack {
             self.cursor += n;
         }
         if seconds.is_none() {
-            self.encoder
-                .send_eof()
-                .map_err(stage(self.format, "flushing the audio encoder"))?;
-            drain_packets(
+            encode_and_write(
                 &mut self.encoder,
+                None,
                 octx,
                 self.stream_index,
                 time_base,

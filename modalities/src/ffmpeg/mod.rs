@@ -87,8 +87,36 @@ pub(crate) fn is_again(e: &ff::Error) -> bool {
     matches!(e, ff::Error::Other { errno } if *errno == ff::util::error::EAGAIN)
 }
 
+/// A decoder for a stream, from its codec parameters.
+pub(crate) fn decoder_for(stream: &ff::Stream, format: Format) -> Result<ff::decoder::Decoder> {
+    ff::codec::context::Context::from_parameters(stream.parameters())
+        .map(|ctx| ctx.decoder())
+        .map_err(|e| MediaError::malformed(format, e))
+}
+
+/// Sends a frame to an encoder (or, given `None`, the end of the stream) and
+/// writes every packet it then has ready.
+pub(crate) fn encode_and_write(
+    encoder: &mut ff::codec::encoder::encoder::Encoder,
+    frame: Option<&ff::Frame>,
+    octx: &mut ff::format::context::Output,
+    stream_index: usize,
+    encoder_time_base: ff::Rational,
+    format: Format,
+) -> Result<()> {
+    match frame {
+        Some(frame) => encoder
+            .send_frame(frame)
+            .map_err(stage(format, "encoding"))?,
+        None => encoder
+            .send_eof()
+            .map_err(stage(format, "flushing the encoder"))?,
+    }
+    drain_packets(encoder, octx, stream_index, encoder_time_base, format)
+}
+
 /// Writes an encoder's pending packets to the output, rescaled to the stream.
-pub(crate) fn drain_packets(
+fn drain_packets(
     encoder: &mut ff::codec::encoder::encoder::Encoder,
     octx: &mut ff::format::context::Output,
     stream_index: usize,
@@ -173,10 +201,7 @@ pub(crate) fn probe(path: &Path, format: Format, limits: &Limits) -> Result<Cont
     let mut video = None;
     let mut has_audio = false;
     if let Some(stream) = input.streams().best(ff::media::Type::Video) {
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| MediaError::malformed(format, e))?;
-        let decoder = ctx
-            .decoder()
+        let decoder = decoder_for(&stream, format)?
             .video()
             .map_err(|e| MediaError::malformed(format, e))?;
         let (width, height) = (decoder.width(), decoder.height());
@@ -206,10 +231,7 @@ pub(crate) fn probe(path: &Path, format: Format, limits: &Limits) -> Result<Cont
         });
     }
     if let Some(stream) = input.streams().best(ff::media::Type::Audio) {
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| MediaError::malformed(format, e))?;
-        let decoder = ctx
-            .decoder()
+        let decoder = decoder_for(&stream, format)?
             .audio()
             .map_err(|e| MediaError::malformed(format, e))?;
         limits.check_audio_format(decoder.rate(), decoder.channels())?;
@@ -257,6 +279,7 @@ pub(crate) fn probe(path: &Path, format: Format, limits: &Limits) -> Result<Cont
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -8,7 +8,7 @@ use ff::software::scaling;
 use ffmpeg_next as ff;
 
 use super::audio::AudioTrack;
-use super::{drain_packets, init, is_again, open_input, rational_f64};
+use super::{decoder_for, encode_and_write, init, is_again, open_input, rational_f64};
 use crate::{Audio, Format, Image, Limits, MediaError, Result};
 
 /// Decodes the best video stream one RGB frame at a time, so a long video
@@ -34,10 +34,7 @@ impl FrameReader {
             .ok_or_else(|| MediaError::malformed(format, "no video stream"))?;
         let stream_index = stream.index();
         let time_base = rational_f64(stream.time_base());
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| MediaError::malformed(format, e))?;
-        let decoder = ctx
-            .decoder()
+        let decoder = decoder_for(&stream, format)?
             .video()
             .map_err(|e| MediaError::malformed(format, e))?;
         limits.check_frame_size(decoder.width(), decoder.height())?;
@@ -65,7 +62,7 @@ impl FrameReader {
                         None => self.frame_index as f64 * 0.0,
                     };
                     self.frame_index += 1;
-                    let image = self.to_rgb(&decoded)?;
+                    let image = self.convert_to_rgb(&decoded)?;
                     return Ok(Some((image, seconds)));
                 }
                 Err(ff::Error::Eof) => return Ok(None),
@@ -94,7 +91,7 @@ impl FrameReader {
         }
     }
 
-    fn to_rgb(&mut self, frame: &ff::frame::Video) -> Result<Image> {
+    fn convert_to_rgb(&mut self, frame: &ff::frame::Video) -> Result<Image> {
         let (w, h, pixel) = (frame.width(), frame.height(), frame.format());
         self.limits.check_frame_size(w, h)?;
         let stale =
@@ -288,16 +285,7 @@ impl VideoWriter {
             .run(&src, &mut yuv)
             .map_err(|e| MediaError::encode(self.format, e))?;
         yuv.set_pts(Some(self.frames));
-        self.encoder
-            .send_frame(&yuv)
-            .map_err(|e| MediaError::encode(self.format, e))?;
-        drain_packets(
-            &mut self.encoder,
-            &mut self.output,
-            self.stream_index,
-            self.time_base,
-            self.format,
-        )?;
+        self.write_encoded(Some(&yuv))?;
         self.frames += 1;
         // Keep the audio track level with the video so the muxer interleaves.
         let now = self.frames as f64 / self.fps;
@@ -307,22 +295,24 @@ impl VideoWriter {
         Ok(())
     }
 
+    fn write_encoded(&mut self, frame: Option<&ff::Frame>) -> Result<()> {
+        encode_and_write(
+            &mut self.encoder,
+            frame,
+            &mut self.output,
+            self.stream_index,
+            self.time_base,
+            self.format,
+        )
+    }
+
     pub(crate) fn finish(mut self) -> Result<()> {
         if self.frames == 0 {
             return Err(MediaError::Invalid(
                 "a video needs at least one frame".into(),
             ));
         }
-        self.encoder
-            .send_eof()
-            .map_err(|e| MediaError::encode(self.format, e))?;
-        drain_packets(
-            &mut self.encoder,
-            &mut self.output,
-            self.stream_index,
-            self.time_base,
-            self.format,
-        )?;
+        self.write_encoded(None)?;
         if let Some(track) = self.audio.as_mut() {
             track.encode_until(&mut self.output, None)?;
         }

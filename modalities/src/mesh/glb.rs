@@ -336,6 +336,7 @@ pub(super) fn encode(mesh: &Mesh) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::mesh::tests::cube;

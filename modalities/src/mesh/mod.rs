@@ -218,6 +218,7 @@ pub(crate) fn fan(polygon: &[u32], out: &mut Vec<[u32; 3]>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
 

@@ -109,6 +109,7 @@ pub(super) fn encode(mesh: &Mesh) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::mesh::tests::cube;

@@ -232,6 +232,7 @@ pub(super) fn encode(mesh: &Mesh, encoding: PlyEncoding) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::mesh::tests::cube;

@@ -95,6 +95,7 @@ pub(super) fn encode_ascii(mesh: &Mesh) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::mesh::tests::cube;
