@@ -1,0 +1,401 @@
+//! Self-attention: grouped-query attention (every family but DeepSeek) and
+//! multi-head latent attention (DeepSeek-V2). Keys and values live in a
+//! [`LayerCache`] owned by the request, never by the model.
+
+use candle_core::{DType, Module, Tensor, D};
+
+use super::config::{AttentionKind, BackboneConfig, LatentAttention, QkNorm};
+use super::layers::{Linear, RmsNorm};
+use super::rope::RotaryEmbedding;
+use super::weights::Checkpoint;
+use crate::error::Result;
+
+/// One layer's cached keys and values for one sequence.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    /// Standard: keys `[kv_heads, len, head_dim]`. Latent: the normalised
+    /// compressed latent `[len, kv_lora_rank]`.
+    k: Option<Tensor>,
+    /// Standard: values `[kv_heads, len, head_dim]`. Latent: the rotated
+    /// shared key `[len, qk_rope_head_dim]`.
+    v: Option<Tensor>,
+}
+
+impl LayerCache {
+    fn append(slot: &mut Option<Tensor>, new: Tensor, dim: usize) -> Result<Tensor> {
+        let all = match slot.take() {
+            Some(old) => Tensor::cat(&[&old, &new], dim)?,
+            None => new,
+        };
+        *slot = Some(all.clone());
+        Ok(all)
+    }
+}
+
+pub enum Attention {
+    Standard(StandardAttention),
+    Latent(LatentAttentionLayer),
+}
+
+pub struct StandardAttention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    qk_norm: QkNorm,
+    clip_qkv: Option<f64>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    rotary_dim: usize,
+    window: Option<usize>,
+}
+
+pub struct LatentAttentionLayer {
+    q: Linear,
+    /// `q_a_proj` and its norm when queries are low-rank.
+    q_a: Option<(Linear, RmsNorm)>,
+    kv_a: Linear,
+    kv_a_norm: RmsNorm,
+    kv_b: Linear,
+    o: Linear,
+    dims: LatentAttention,
+    num_heads: usize,
+    scale: f64,
+}
+
+/// Masks future positions and, with a window, positions too far back.
+/// Queries are at `start..start+q_len`; keys at `0..k_len`.
+fn mask(
+    q_len: usize,
+    k_len: usize,
+    start: usize,
+    window: Option<usize>,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let mut values = Vec::with_capacity(q_len * k_len);
+    for i in 0..q_len {
+        let pos = start + i;
+        for j in 0..k_len {
+            let visible = j <= pos && window.is_none_or(|w| pos - j < w);
+            values.push(if visible { 0.0f32 } else { f32::NEG_INFINITY });
+        }
+    }
+    Ok(Tensor::from_vec(values, (q_len, k_len), device)?)
+}
+
+/// softmax(q k^T * scale + mask) v for `[heads, len, dim]` tensors, with
+/// queries grouped over shared key/value heads.
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: &Tensor) -> Result<Tensor> {
+    let (heads, q_len, dim) = q.dims3()?;
+    let kv_heads = k.dims()[0];
+    let group = heads / kv_heads;
+    // [kv_heads, group * q_len, dim]: each key head serves its group of query heads.
+    let q = q.reshape((kv_heads, group * q_len, dim))?;
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let k_len = k.dims()[1];
+    let scores = scores
+        .reshape((kv_heads, group, q_len, k_len))?
+        .broadcast_add(mask)?;
+    let probs =
+        candle_nn::ops::softmax_last_dim(&scores)?.reshape((kv_heads, group * q_len, k_len))?;
+    let out = probs.matmul(&v.contiguous()?)?;
+    let v_dim = v.dims()[2];
+    Ok(out.reshape((heads, q_len, v_dim))?)
+}
+
+impl Attention {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefix: &str,
+        config: &BackboneConfig,
+        layer: usize,
+    ) -> Result<Attention> {
+        let h = config.hidden_size;
+        match &config.attention {
+            AttentionKind::Standard {
+                qkv_bias,
+                o_bias,
+                qk_norm,
+                clip_qkv,
+            } => {
+                let (nh, nkv, hd) = (config.num_heads, config.num_kv_heads, config.head_dim);
+                let (q_norm, k_norm) = match qk_norm {
+                    QkNorm::None => (None, None),
+                    QkNorm::PerHead => (
+                        Some(RmsNorm::load(
+                            ckpt,
+                            &format!("{prefix}.q_norm"),
+                            hd,
+                            config.rms_norm_eps,
+                        )?),
+                        Some(RmsNorm::load(
+                            ckpt,
+                            &format!("{prefix}.k_norm"),
+                            hd,
+                            config.rms_norm_eps,
+                        )?),
+                    ),
+                    QkNorm::Full => (
+                        Some(RmsNorm::load(
+                            ckpt,
+                            &format!("{prefix}.q_norm"),
+                            nh * hd,
+                            config.rms_norm_eps,
+                        )?),
+                        Some(RmsNorm::load(
+                            ckpt,
+                            &format!("{prefix}.k_norm"),
+                            nkv * hd,
+                            config.rms_norm_eps,
+                        )?),
+                    ),
+                };
+                Ok(Attention::Standard(StandardAttention {
+                    q: Linear::load(ckpt, &format!("{prefix}.q_proj"), h, nh * hd, *qkv_bias)?,
+                    k: Linear::load(ckpt, &format!("{prefix}.k_proj"), h, nkv * hd, *qkv_bias)?,
+                    v: Linear::load(ckpt, &format!("{prefix}.v_proj"), h, nkv * hd, *qkv_bias)?,
+                    o: Linear::load(ckpt, &format!("{prefix}.o_proj"), nh * hd, h, *o_bias)?,
+                    q_norm,
+                    k_norm,
+                    qk_norm: *qk_norm,
+                    clip_qkv: *clip_qkv,
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                    rotary_dim: config.rope.rotary_dim,
+                    window: config.sliding_window[layer],
+                }))
+            }
+            AttentionKind::Latent(dims) => {
+                let nh = config.num_heads;
+                let qk_dim = dims.qk_nope_head_dim + dims.qk_rope_head_dim;
+                let eps = config.rms_norm_eps;
+                let (q, q_a) = match dims.q_lora_rank {
+                    None => (
+                        Linear::load(ckpt, &format!("{prefix}.q_proj"), h, nh * qk_dim, false)?,
+                        None,
+                    ),
+                    Some(rank) => (
+                        Linear::load(
+                            ckpt,
+                            &format!("{prefix}.q_b_proj"),
+                            rank,
+                            nh * qk_dim,
+                            false,
+                        )?,
+                        Some((
+                            Linear::load(
+                                ckpt,
+                                &format!("{prefix}.q_a_proj"),
+                                h,
+                                rank,
+                                ckpt.contains(&format!("{prefix}.q_a_proj.bias")),
+                            )?,
+                            RmsNorm::load(ckpt, &format!("{prefix}.q_a_layernorm"), rank, eps)?,
+                        )),
+                    ),
+                };
+                let kv_a_bias = ckpt.contains(&format!("{prefix}.kv_a_proj_with_mqa.bias"));
+                let mut scale = (qk_dim as f64).powf(-0.5);
+                if let super::config::RopeScaling::Yarn {
+                    factor,
+                    mscale_all_dim,
+                    ..
+                } = config.rope.scaling
+                {
+                    if mscale_all_dim != 0.0 && factor > 1.0 {
+                        let m = 0.1 * mscale_all_dim * factor.ln() + 1.0;
+                        scale *= m * m;
+                    }
+                }
+                Ok(Attention::Latent(LatentAttentionLayer {
+                    q,
+                    q_a,
+                    kv_a: Linear::load(
+                        ckpt,
+                        &format!("{prefix}.kv_a_proj_with_mqa"),
+                        h,
+                        dims.kv_lora_rank + dims.qk_rope_head_dim,
+                        kv_a_bias,
+                    )?,
+                    kv_a_norm: RmsNorm::load(
+                        ckpt,
+                        &format!("{prefix}.kv_a_layernorm"),
+                        dims.kv_lora_rank,
+                        eps,
+                    )?,
+                    kv_b: Linear::load(
+                        ckpt,
+                        &format!("{prefix}.kv_b_proj"),
+                        dims.kv_lora_rank,
+                        nh * (dims.qk_nope_head_dim + dims.v_head_dim),
+                        false,
+                    )?,
+                    o: Linear::load(
+                        ckpt,
+                        &format!("{prefix}.o_proj"),
+                        nh * dims.v_head_dim,
+                        h,
+                        ckpt.contains(&format!("{prefix}.o_proj.bias")),
+                    )?,
+                    dims: dims.clone(),
+                    num_heads: nh,
+                    scale,
+                }))
+            }
+        }
+    }
+
+    /// Attends `x` `[len, hidden]` (new tokens of one sequence at positions
+    /// `start..`) over the cached keys plus its own; appends to the cache.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        start: usize,
+        rope: &RotaryEmbedding,
+        cache: &mut LayerCache,
+    ) -> Result<Tensor> {
+        match self {
+            Attention::Standard(a) => a.forward(x, start, rope, cache),
+            Attention::Latent(a) => a.forward(x, start, rope, cache),
+        }
+    }
+}
+
+impl StandardAttention {
+    fn rotate(
+        &self,
+        x: &Tensor,
+        rope: &RotaryEmbedding,
+        cos: &Tensor,
+        sin: &Tensor,
+    ) -> Result<Tensor> {
+        if self.rotary_dim == self.head_dim {
+            return rope.apply(x, cos, sin);
+        }
+        let rotated = rope.apply(&x.narrow(D::Minus1, 0, self.rotary_dim)?, cos, sin)?;
+        let pass = x.narrow(D::Minus1, self.rotary_dim, self.head_dim - self.rotary_dim)?;
+        Ok(Tensor::cat(&[&rotated, &pass], D::Minus1)?)
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        start: usize,
+        rope: &RotaryEmbedding,
+        cache: &mut LayerCache,
+    ) -> Result<Tensor> {
+        let len = x.dims()[0];
+        let (mut q, mut k, mut v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        if self.qk_norm == QkNorm::Full {
+            q = self
+                .q_norm
+                .as_ref()
+                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
+            k = self
+                .k_norm
+                .as_ref()
+                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
+        }
+        // OLMoE clips after its norms, as the reference does.
+        if let Some(c) = self.clip_qkv {
+            let (lo, hi) = (-c as f32, c as f32);
+            q = q.clamp(lo, hi)?;
+            k = k.clamp(lo, hi)?;
+            v = v.clamp(lo, hi)?;
+        }
+        let mut q = q.reshape((len, self.num_heads, self.head_dim))?;
+        let mut k = k.reshape((len, self.num_kv_heads, self.head_dim))?;
+        if self.qk_norm == QkNorm::PerHead {
+            q = self
+                .q_norm
+                .as_ref()
+                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
+            k = self
+                .k_norm
+                .as_ref()
+                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
+        }
+        let q = q.transpose(0, 1)?.contiguous()?;
+        let k = k.transpose(0, 1)?.contiguous()?;
+        let v = v
+            .reshape((len, self.num_kv_heads, self.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let (cos, sin) = rope.tables(start, len)?;
+        let q = self.rotate(&q, rope, &cos, &sin)?;
+        let k = self.rotate(&k, rope, &cos, &sin)?;
+        let k_all = LayerCache::append(&mut cache.k, k, 1)?;
+        let v_all = LayerCache::append(&mut cache.v, v, 1)?;
+        let mask = mask(len, k_all.dims()[1], start, self.window, x.device())?;
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let out = attend(&q, &k_all, &v_all, scale, &mask)?;
+        let out = out
+            .transpose(0, 1)?
+            .reshape((len, self.num_heads * self.head_dim))?;
+        Ok(self.o.forward(&out)?)
+    }
+}
+
+impl LatentAttentionLayer {
+    fn forward(
+        &self,
+        x: &Tensor,
+        start: usize,
+        rope: &RotaryEmbedding,
+        cache: &mut LayerCache,
+    ) -> Result<Tensor> {
+        let len = x.dims()[0];
+        let d = &self.dims;
+        let nh = self.num_heads;
+        let qk_dim = d.qk_nope_head_dim + d.qk_rope_head_dim;
+        let q = match &self.q_a {
+            Some((a, norm)) => self.q.forward(&norm.forward(&a.forward(x)?)?)?,
+            None => self.q.forward(x)?,
+        };
+        let q = q
+            .reshape((len, nh, qk_dim))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let q_nope = q.narrow(D::Minus1, 0, d.qk_nope_head_dim)?;
+        let q_pe = q
+            .narrow(D::Minus1, d.qk_nope_head_dim, d.qk_rope_head_dim)?
+            .contiguous()?;
+        let compressed = self.kv_a.forward(x)?;
+        let latent = self
+            .kv_a_norm
+            .forward(&compressed.narrow(D::Minus1, 0, d.kv_lora_rank)?)?;
+        let k_pe = compressed
+            .narrow(D::Minus1, d.kv_lora_rank, d.qk_rope_head_dim)?
+            .unsqueeze(0)?
+            .contiguous()?;
+        let (cos, sin) = rope.tables(start, len)?;
+        let q_pe = rope.apply(&q_pe, &cos, &sin)?;
+        let k_pe = rope.apply(&k_pe, &cos, &sin)?.squeeze(0)?;
+        // The cache keeps the compressed latent and the shared rotated key.
+        let latent_all = LayerCache::append(&mut cache.k, latent, 0)?;
+        let k_pe_all = LayerCache::append(&mut cache.v, k_pe, 0)?;
+        let total = latent_all.dims()[0];
+        let kv = self
+            .kv_b
+            .forward(&latent_all)?
+            .reshape((total, nh, d.qk_nope_head_dim + d.v_head_dim))?
+            .transpose(0, 1)?;
+        let k_nope = kv.narrow(D::Minus1, 0, d.qk_nope_head_dim)?;
+        let v = kv
+            .narrow(D::Minus1, d.qk_nope_head_dim, d.v_head_dim)?
+            .contiguous()?;
+        let k_rot = k_pe_all
+            .unsqueeze(0)?
+            .broadcast_as((nh, total, d.qk_rope_head_dim))?;
+        let k = Tensor::cat(&[&k_nope, &k_rot], D::Minus1)?.contiguous()?;
+        let q = Tensor::cat(&[&q_nope, &q_pe], D::Minus1)?.contiguous()?;
+        let mask = mask(len, total, start, None, x.device())?;
+        let out = attend(&q, &k, &v, self.scale, &mask)?;
+        let out = out.transpose(0, 1)?.reshape((len, nh * d.v_head_dim))?;
+        Ok(self.o.forward(&out.to_dtype(DType::F32)?)?)
+    }
+}

@@ -1,0 +1,250 @@
+//! The shared decoder-only transformer: one implementation, configured by
+//! the checkpoint's `config.json` for every supported family.
+//!
+//! The model is immutable once loaded (`&self` everywhere) so one `Arc` of it
+//! serves every request; each sequence's keys and values live in a
+//! [`SequenceCache`] that the caller owns and passes in.
+
+mod attention;
+pub mod config;
+mod layers;
+mod moe;
+mod rope;
+mod weights;
+
+use std::path::Path;
+
+use candle_core::{Device, Module, Tensor};
+
+use attention::Attention;
+pub use attention::LayerCache;
+pub use config::{BackboneConfig, FeedForward, ModelType};
+use layers::{Linear, Mlp, RmsNorm};
+use moe::MoeBlock;
+use rope::RotaryEmbedding;
+use weights::Checkpoint;
+
+use crate::error::{PipelineError, Result};
+
+enum FeedForwardBlock {
+    Dense(Mlp),
+    Moe(MoeBlock),
+}
+
+struct Layer {
+    input_norm: RmsNorm,
+    attention: Attention,
+    post_attention_norm: RmsNorm,
+    feed_forward: FeedForwardBlock,
+}
+
+/// A sequence's position and its per-layer keys and values.
+#[derive(Debug, Clone, Default)]
+pub struct SequenceCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl SequenceCache {
+    /// Tokens seen so far (the next token's position).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// One sequence's part of a step: its new tokens and its cache.
+pub struct SequenceStep<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut SequenceCache,
+}
+
+/// Which positions' logits a step returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// The last new token of each sequence (generation).
+    Last,
+    /// Every new token (scoring a prompt, echoing logprobs).
+    All,
+}
+
+/// Which MoE path to run; the reference path exists for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoePath {
+    Grouped,
+    Reference,
+}
+
+pub struct Backbone {
+    config: BackboneConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope: RotaryEmbedding,
+    device: Device,
+}
+
+impl Backbone {
+    /// Loads `config.json` and the safetensors weights from a checkpoint folder.
+    pub fn load(dir: &Path, device: &Device) -> Result<Backbone> {
+        let config = BackboneConfig::from_file(&dir.join("config.json"))?;
+        let ckpt = Checkpoint::open(dir, device)?;
+        Backbone::from_checkpoint(config, &ckpt)
+    }
+
+    fn from_checkpoint(config: BackboneConfig, ckpt: &Checkpoint) -> Result<Backbone> {
+        let (h, v) = (config.hidden_size, config.vocab_size);
+        let eps = config.rms_norm_eps;
+        let embed = ckpt.get("model.embed_tokens.weight", &[v, h])?;
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            let p = format!("model.layers.{i}");
+            let feed_forward = match &config.feed_forward[i] {
+                FeedForward::Dense { intermediate_size } => FeedForwardBlock::Dense(Mlp::load(
+                    ckpt,
+                    &format!("{p}.mlp"),
+                    h,
+                    *intermediate_size,
+                )?),
+                FeedForward::Moe(moe) => {
+                    FeedForwardBlock::Moe(MoeBlock::load(ckpt, &p, h, moe, config.naming)?)
+                }
+            };
+            layers.push(Layer {
+                input_norm: RmsNorm::load(ckpt, &format!("{p}.input_layernorm"), h, eps)?,
+                attention: Attention::load(ckpt, &format!("{p}.self_attn"), &config, i)?,
+                post_attention_norm: RmsNorm::load(
+                    ckpt,
+                    &format!("{p}.post_attention_layernorm"),
+                    h,
+                    eps,
+                )?,
+                feed_forward,
+            });
+        }
+        let lm_head = if config.tie_word_embeddings || !ckpt.contains("lm_head.weight") {
+            if !config.tie_word_embeddings {
+                return Err(PipelineError::MissingTensor {
+                    name: "lm_head.weight".into(),
+                    dir: Default::default(),
+                });
+            }
+            Linear::new(embed.clone(), None)?
+        } else {
+            Linear::load(ckpt, "lm_head", h, v, false)?
+        };
+        let rope = RotaryEmbedding::new(&config.rope, embed.device());
+        Ok(Backbone {
+            norm: RmsNorm::load(ckpt, "model.norm", h, eps)?,
+            device: embed.device().clone(),
+            embed,
+            layers,
+            lm_head,
+            rope,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &BackboneConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn new_cache(&self) -> SequenceCache {
+        SequenceCache {
+            layers: vec![LayerCache::default(); self.config.num_layers],
+            len: 0,
+        }
+    }
+
+    /// Runs one step over several sequences at once. Token-wise work (norms,
+    /// projections, experts) runs over all their new tokens together, so MoE
+    /// routing sees the whole step; attention runs per sequence over its
+    /// cache. Returns one logits tensor per sequence (`[1, vocab]` for
+    /// `Last`, `[new_tokens, vocab]` for `All`).
+    pub fn forward(
+        &self,
+        steps: &mut [SequenceStep<'_>],
+        logits_for: LogitsFor,
+    ) -> Result<Vec<Tensor>> {
+        self.forward_with(steps, logits_for, MoePath::Grouped)
+    }
+
+    pub fn forward_with(
+        &self,
+        steps: &mut [SequenceStep<'_>],
+        logits_for: LogitsFor,
+        moe: MoePath,
+    ) -> Result<Vec<Tensor>> {
+        let vocab = self.config.vocab_size as u32;
+        for step in steps.iter() {
+            if step.tokens.is_empty() {
+                return Err(PipelineError::Request(
+                    "a sequence step needs at least one token".into(),
+                ));
+            }
+            if let Some(bad) = step.tokens.iter().find(|&&t| t >= vocab) {
+                return Err(PipelineError::Request(format!(
+                    "token id {bad} is outside the vocabulary of {vocab}"
+                )));
+            }
+            if step.cache.layers.len() != self.config.num_layers {
+                return Err(PipelineError::Request(
+                    "the cache belongs to another model".into(),
+                ));
+            }
+        }
+        let all: Vec<u32> = steps
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        let ids = Tensor::from_slice(&all, all.len(), &self.device)?;
+        let mut x = self.embed.index_select(&ids, 0)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let normed = layer.input_norm.forward(&x)?;
+            let mut parts = Vec::with_capacity(steps.len());
+            let mut offset = 0;
+            for step in steps.iter_mut() {
+                let n = step.tokens.len();
+                let part = normed.narrow(0, offset, n)?;
+                parts.push(layer.attention.forward(
+                    &part,
+                    step.cache.len,
+                    &self.rope,
+                    &mut step.cache.layers[l],
+                )?);
+                offset += n;
+            }
+            x = (x + Tensor::cat(&parts, 0)?)?;
+            let normed = layer.post_attention_norm.forward(&x)?;
+            let ff = match (&layer.feed_forward, moe) {
+                (FeedForwardBlock::Dense(mlp), _) => mlp.forward(&normed)?,
+                (FeedForwardBlock::Moe(block), MoePath::Grouped) => block.forward(&normed)?,
+                (FeedForwardBlock::Moe(block), MoePath::Reference) => {
+                    block.forward_reference(&normed)?
+                }
+            };
+            x = (x + ff)?;
+        }
+        let mut outputs = Vec::with_capacity(steps.len());
+        let mut offset = 0;
+        for step in steps.iter_mut() {
+            let n = step.tokens.len();
+            step.cache.len += n;
+            let rows = match logits_for {
+                LogitsFor::Last => x.narrow(0, offset + n - 1, 1)?,
+                LogitsFor::All => x.narrow(0, offset, n)?,
+            };
+            outputs.push(self.lm_head.forward(&self.norm.forward(&rows)?)?);
+            offset += n;
+        }
+        Ok(outputs)
+    }
+}
