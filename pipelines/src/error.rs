@@ -29,6 +29,8 @@ pub enum PipelineError {
     Template(String),
     #[error("invalid request: {0}")]
     Request(String),
+    #[error("the queue is full ({0} requests waiting); retry later")]
+    Busy(usize),
     #[error("tensor computation: {0}")]
     Tensor(#[from] candle_core::Error),
 }

@@ -3,5 +3,7 @@
 
 pub mod backbone;
 mod error;
+pub mod generate;
+pub mod tokenizer;
 
 pub use error::{PipelineError, Result};

@@ -477,3 +477,20 @@ fn truncated_files_of_every_format_fail_cleanly() {
         }
     }
 }
+
+/// Fuzzing (fuzz/, target `audio`): a Matroska EBML size byte of zero made
+/// symphonia's demuxer overflow a shift. Matroska audio now goes to FFmpeg.
+#[test]
+fn fuzz_audio_mkv_vint_overflow() {
+    let bytes = std::fs::read(common::fixture("fuzz/audio-mkv-vint-overflow.bin")).unwrap();
+    assert!(Audio::decode(&bytes, &Limits::default()).is_err());
+}
+
+/// Fuzzing (fuzz/, target `obj`): a GLB header whose length is under 12
+/// made the gltf crate subtract past zero. The header is now checked first.
+#[test]
+fn fuzz_glb_length_underflow() {
+    let bytes = std::fs::read(common::fixture("fuzz/glb-length-underflow.bin")).unwrap();
+    let e = Mesh::decode(&bytes, Some("obj"), &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("glb"), "{e}");
+}

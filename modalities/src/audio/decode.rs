@@ -32,8 +32,9 @@ pub(crate) fn decode(bytes: &[u8], path: Option<&Path>, limits: &Limits) -> Resu
     let format = detect_audio(bytes)?;
     check_headers(bytes, format)?;
     let decoded = match format {
-        // Symphonia has no Opus decoder.
-        Format::Opus => Decoded::NeedsFfmpeg,
+        // Symphonia has no Opus decoder, and its Matroska demuxer overflows
+        // on malformed sizes (found by fuzzing): FFmpeg reads both.
+        Format::Opus | Format::Matroska => Decoded::NeedsFfmpeg,
         _ => guard(format, || decode_symphonia(bytes, format, limits))?,
     };
     match decoded {
@@ -156,14 +157,11 @@ fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dec
     let mut hint = Hint::new();
     hint.with_extension(match format {
         Format::Mp4 => "m4a",
-        Format::Matroska => "mkv",
-        other => match other {
-            Format::Wav => "wav",
-            Format::Flac => "flac",
-            Format::Mp3 => "mp3",
-            Format::Aac => "aac",
-            _ => "ogg",
-        },
+        Format::Wav => "wav",
+        Format::Flac => "flac",
+        Format::Mp3 => "mp3",
+        Format::Aac => "aac",
+        _ => "ogg",
     });
     let metadata = MetadataOptions {
         limit_metadata_bytes: Limit::Maximum(METADATA_BYTES),

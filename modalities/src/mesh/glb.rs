@@ -31,7 +31,52 @@ const IDENTITY: Mat4 = [
     [0.0, 0.0, 0.0, 1.0],
 ];
 
+/// Checks the GLB header and chunk lengths against the bytes really there;
+/// the `gltf` crate subtracts before it checks (fuzzing found the overflow).
+fn check_container(bytes: &[u8]) -> Result<()> {
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(version), Some(length), Some(json_len)) = (u32_at(4), u32_at(8), u32_at(12)) else {
+        return Err(malformed(format!(
+            "{} bytes is too short for a GLB header",
+            bytes.len()
+        )));
+    };
+    if version != 2 {
+        return Err(malformed(format!("GLB version {version} is not 2")));
+    }
+    let length = length as usize;
+    if length < 20 || length > bytes.len() {
+        return Err(malformed(format!(
+            "header claims {length} bytes but the file has {}",
+            bytes.len()
+        )));
+    }
+    if bytes.get(16..20) != Some(b"JSON") {
+        return Err(malformed("the first chunk is not JSON"));
+    }
+    let json_end = 20usize.saturating_add(json_len as usize);
+    if json_end > length {
+        return Err(malformed(format!(
+            "JSON chunk claims {json_len} bytes past the end of the file"
+        )));
+    }
+    if json_end + 8 <= length {
+        let bin_len = u32_at(json_end).unwrap_or(0) as usize;
+        if json_end + 8 + bin_len > length {
+            return Err(malformed(format!(
+                "BIN chunk claims {bin_len} bytes past the end of the file"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Mesh> {
+    check_container(bytes)?;
     let gltf = gltf::Gltf::from_slice(bytes).map_err(malformed)?;
     let mut buffers: Vec<Vec<u8>> = Vec::new();
     for buffer in gltf.buffers() {

@@ -1,0 +1,521 @@
+//! The generation engine: one scheduler thread runs steps over every active
+//! sequence (continuous batching). New requests join between steps; prompts
+//! are prefilled in chunks within a per-step token budget, so a long prompt
+//! never stalls sequences that are decoding; a request whose handle is
+//! dropped or cancelled leaves at the next step and frees its slot.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::sampling::{Sampler, SamplingParams};
+use crate::backbone::{Backbone, LogitsFor, SequenceCache, SequenceStep};
+use crate::error::{PipelineError, Result};
+use crate::tokenizer::{StreamDecoder, TextTokenizer};
+
+/// Scheduling limits. Configuration, with defaults for a small CPU server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Sequences decoded together in one step.
+    pub max_batch: usize,
+    /// Tokens (decode plus prefill) one step may process.
+    pub max_step_tokens: usize,
+    /// Requests waiting for a slot before `submit` refuses more.
+    pub max_queue: usize,
+    /// Longest prompt plus completion, in tokens.
+    pub max_context: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_batch: 16,
+            max_step_tokens: 256,
+            max_queue: 256,
+            max_context: 4096,
+        }
+    }
+}
+
+/// What to generate from.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token, a stop token or a stop string.
+    Stop,
+    /// `max_tokens` or the context limit.
+    Length,
+    /// The request was cancelled.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+/// What a request receives, in order: one `Token` per emitted token, then
+/// one `Finished` (or `Error`). Text held back while it might begin a stop
+/// string or an unfinished character arrives with the next token, or in
+/// `Finished::text` at the end.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Token {
+        id: u32,
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
+    Finished {
+        reason: FinishReason,
+        usage: Usage,
+        text: String,
+    },
+    Error(String),
+}
+
+/// A submitted request: iterate its events; dropping it cancels generation.
+pub struct RequestHandle {
+    events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl RequestHandle {
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    pub fn recv(&self) -> Option<Event> {
+        self.events.recv().ok()
+    }
+}
+
+impl Iterator for RequestHandle {
+    type Item = Event;
+    fn next(&mut self) -> Option<Event> {
+        self.events.recv().ok()
+    }
+}
+
+impl Drop for RequestHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+struct Submission {
+    request: GenerationRequest,
+    events: Sender<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+/// A sequence in flight.
+struct Active {
+    prompt: Vec<u32>,
+    /// Prompt tokens already prefilled.
+    prefilled: usize,
+    /// The token to feed next once the prompt is in.
+    pending: Option<u32>,
+    generated: Vec<u32>,
+    cache: SequenceCache,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    /// Text produced but held back while it could still begin a stop string.
+    held: String,
+    /// A stop string ended the text: nothing held is sent after it.
+    stopped_by_string: bool,
+    events: Sender<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+pub struct Engine {
+    submit: Option<Sender<Submission>>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    worker: Option<JoinHandle<()>>,
+    config: EngineConfig,
+    vocab_size: usize,
+}
+
+impl Engine {
+    pub fn new(
+        model: Arc<Backbone>,
+        tokenizer: Arc<TextTokenizer>,
+        config: EngineConfig,
+    ) -> Engine {
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let vocab_size = model.config().vocab_size;
+        let scheduler = Scheduler {
+            model,
+            tokenizer,
+            config: config.clone(),
+            incoming: rx,
+            queued: queued.clone(),
+            waiting: VecDeque::new(),
+            active: Vec::new(),
+        };
+        let worker = std::thread::Builder::new()
+            .name("anyforge-engine".into())
+            .spawn(move || scheduler.run())
+            .ok();
+        Engine {
+            submit: Some(tx),
+            queued,
+            worker,
+            config,
+            vocab_size,
+        }
+    }
+
+    /// Queues a request. Refused at once when the parameters are invalid, the
+    /// prompt does not fit the context, or the queue is full.
+    pub fn submit(&self, request: GenerationRequest) -> Result<RequestHandle> {
+        request.params.validate(self.vocab_size)?;
+        if request.prompt.is_empty() {
+            return Err(PipelineError::Request(
+                "prompt: needs at least one token".into(),
+            ));
+        }
+        if let Some(bad) = request
+            .prompt
+            .iter()
+            .find(|&&t| t as usize >= self.vocab_size)
+        {
+            return Err(PipelineError::Request(format!(
+                "prompt: token {bad} is outside the vocabulary of {}",
+                self.vocab_size
+            )));
+        }
+        if request.prompt.len() >= self.config.max_context {
+            return Err(PipelineError::Request(format!(
+                "prompt: {} tokens do not fit the context of {}",
+                request.prompt.len(),
+                self.config.max_context
+            )));
+        }
+        if self.queued.load(Ordering::Relaxed) >= self.config.max_queue {
+            return Err(PipelineError::Busy(self.config.max_queue));
+        }
+        let (events, receiver) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let tx = self
+            .submit
+            .as_ref()
+            .ok_or_else(|| PipelineError::Request("the engine has stopped".into()))?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        tx.send(Submission {
+            request,
+            events,
+            cancel: cancel.clone(),
+        })
+        .map_err(|_| PipelineError::Request("the engine has stopped".into()))?;
+        Ok(RequestHandle {
+            events: receiver,
+            cancel,
+        })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the channel ends the scheduler once its work is done.
+        self.submit.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+struct Scheduler {
+    model: Arc<Backbone>,
+    tokenizer: Arc<TextTokenizer>,
+    config: EngineConfig,
+    incoming: Receiver<Submission>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    waiting: VecDeque<Submission>,
+    active: Vec<Active>,
+}
+
+impl Scheduler {
+    fn run(mut self) {
+        loop {
+            if !self.receive() {
+                return;
+            }
+            self.admit();
+            if self.active.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.step() {
+                // A failed step fails every sequence in it; the engine goes on.
+                for seq in self.active.drain(..) {
+                    let _ = seq.events.send(Event::Error(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Takes new submissions: waits when idle, polls when busy. False once
+    /// the engine is gone and no work is left.
+    fn receive(&mut self) -> bool {
+        loop {
+            let idle = self.active.is_empty() && self.waiting.is_empty();
+            let next = if idle {
+                match self.incoming.recv_timeout(Duration::from_secs(3600)) {
+                    Ok(s) => Some(s),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                }
+            } else {
+                match self.incoming.try_recv() {
+                    Ok(s) => Some(s),
+                    Err(TryRecvError::Empty) => return true,
+                    Err(TryRecvError::Disconnected) => return !idle,
+                }
+            };
+            if let Some(s) = next {
+                self.waiting.push_back(s);
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        while self.active.len() < self.config.max_batch {
+            let Some(s) = self.waiting.pop_front() else {
+                break;
+            };
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            if s.cancel.load(Ordering::Relaxed) {
+                continue;
+            }
+            let sampler = Sampler::new(s.request.params, &s.request.prompt);
+            self.active.push(Active {
+                prefilled: 0,
+                pending: None,
+                generated: Vec::new(),
+                cache: self.model.new_cache(),
+                sampler,
+                decoder: StreamDecoder::default(),
+                held: String::new(),
+                stopped_by_string: false,
+                prompt: s.request.prompt,
+                events: s.events,
+                cancel: s.cancel,
+            });
+        }
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.active.retain(|seq| {
+            let cancelled = seq.cancel.load(Ordering::Relaxed);
+            if cancelled {
+                let usage = Usage {
+                    prompt_tokens: seq.prompt.len(),
+                    completion_tokens: seq.generated.len(),
+                };
+                let _ = seq.events.send(Event::Finished {
+                    reason: FinishReason::Cancelled,
+                    usage,
+                    text: String::new(),
+                });
+            }
+            !cancelled
+        });
+        // Decoding sequences first (one token each), then prefill chunks in
+        // the budget that is left.
+        let mut budget = self.config.max_step_tokens;
+        let mut plan: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, seq) in self.active.iter().enumerate() {
+            if let Some(t) = seq.pending {
+                plan.push((i, vec![t]));
+                budget = budget.saturating_sub(1);
+            }
+        }
+        for (i, seq) in self.active.iter().enumerate() {
+            if seq.pending.is_none() && seq.prefilled < seq.prompt.len() && budget > 0 {
+                let n = budget.min(seq.prompt.len() - seq.prefilled);
+                plan.push((i, seq.prompt[seq.prefilled..seq.prefilled + n].to_vec()));
+                budget -= n;
+            }
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        plan.sort_by_key(|(i, _)| *i);
+        let logits = {
+            let mut caches: Vec<Option<&mut SequenceCache>> =
+                self.active.iter_mut().map(|s| Some(&mut s.cache)).collect();
+            let mut steps: Vec<SequenceStep> = plan
+                .iter()
+                .map(|(i, tokens)| SequenceStep {
+                    tokens,
+                    cache: caches[*i].take().expect("each sequence once per step"),
+                })
+                .collect();
+            self.model.forward(&mut steps, LogitsFor::Last)?
+        };
+        let mut finished = Vec::new();
+        for ((i, tokens), logits) in plan.iter().zip(logits) {
+            let seq = &mut self.active[*i];
+            if seq.pending.is_some() {
+                seq.pending = None;
+            } else {
+                seq.prefilled += tokens.len();
+                if seq.prefilled < seq.prompt.len() {
+                    continue;
+                }
+            }
+            let row = logits.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(reason) = self.advance(*i, &row)? {
+                finished.push((*i, reason));
+            }
+        }
+        // Highest index first, so earlier indices stay valid.
+        finished.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, reason) in finished {
+            let mut seq = self.active.swap_remove(i);
+            let usage = Usage {
+                prompt_tokens: seq.prompt.len(),
+                completion_tokens: seq.generated.len(),
+            };
+            let text = match reason {
+                // A stop string already cut the text; nothing after it is sent.
+                _ if seq.stopped_by_string => String::new(),
+                _ => {
+                    let tail = seq.decoder.finish(&self.tokenizer)?;
+                    seq.held.push_str(&tail);
+                    std::mem::take(&mut seq.held)
+                }
+            };
+            let _ = seq.events.send(Event::Finished {
+                reason,
+                usage,
+                text,
+            });
+        }
+        Ok(())
+    }
+
+    /// Samples one token for sequence `i`, emits it, and says whether it is done.
+    fn advance(&mut self, i: usize, logits: &[f32]) -> Result<Option<FinishReason>> {
+        let eos = self
+            .tokenizer
+            .eos_ids()
+            .iter()
+            .chain(&self.model.config().eos_token_ids)
+            .copied()
+            .collect::<Vec<_>>();
+        let seq = &mut self.active[i];
+        let sampled = seq.sampler.sample(logits);
+        let params = seq.sampler.params();
+        let wants_logprobs = params.logprobs.is_some();
+        let is_stop_token = params.stop_token_ids.contains(&sampled.token)
+            || (!params.ignore_eos && eos.contains(&sampled.token));
+        if is_stop_token {
+            // A stop token ends generation and is not part of the text (it
+            // counts in usage, as vLLM counts it).
+            seq.generated.push(sampled.token);
+            return Ok(Some(FinishReason::Stop));
+        }
+        seq.generated.push(sampled.token);
+        seq.held
+            .push_str(&seq.decoder.push(&self.tokenizer, sampled.token)?);
+        let logprob = wants_logprobs.then(|| TokenLogprob {
+            token: sampled.token,
+            logprob: sampled.logprob,
+            top: sampled.top.clone(),
+        });
+        // A stop string ends the text where it begins.
+        let stop_at = params
+            .stop
+            .iter()
+            .filter_map(|s| seq.held.find(s.as_str()))
+            .min();
+        if let Some(at) = stop_at {
+            let text: String = seq.held[..at].to_owned();
+            seq.held.clear();
+            seq.stopped_by_string = true;
+            let _ = seq.events.send(Event::Token {
+                id: sampled.token,
+                text,
+                logprob,
+            });
+            return Ok(Some(FinishReason::Stop));
+        }
+        // Hold back a tail that could still grow into a stop string.
+        let keep = params
+            .stop
+            .iter()
+            .map(|s| longest_suffix_prefix(&seq.held, s))
+            .max()
+            .unwrap_or(0);
+        let emit_to = seq.held.len() - keep;
+        let text: String = seq.held[..emit_to].to_owned();
+        seq.held.drain(..emit_to);
+        if seq
+            .events
+            .send(Event::Token {
+                id: sampled.token,
+                text,
+                logprob,
+            })
+            .is_err()
+        {
+            seq.cancel.store(true, Ordering::Relaxed);
+        }
+        let length = seq.generated.len() >= params.max_tokens
+            || seq.prompt.len() + seq.generated.len() >= self.config.max_context;
+        if length {
+            return Ok(Some(FinishReason::Length));
+        }
+        seq.pending = Some(sampled.token);
+        Ok(None)
+    }
+}
+
+/// The length of the longest suffix of `text` that is a proper prefix of `stop`.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| {
+            stop.is_char_boundary(n)
+                && text.is_char_boundary(text.len() - n)
+                && text.ends_with(&stop[..n])
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::longest_suffix_prefix;
+
+    #[test]
+    fn stop_string_prefixes_are_held_back() {
+        assert_eq!(longest_suffix_prefix("hello wor", "world"), 3);
+        assert_eq!(longest_suffix_prefix("hello", "world"), 0);
+        assert_eq!(
+            longest_suffix_prefix("ab", "b"),
+            0,
+            "a whole match is not a proper prefix"
+        );
+    }
+}
