@@ -494,3 +494,16 @@ fn fuzz_glb_length_underflow() {
     let e = Mesh::decode(&bytes, Some("obj"), &Limits::default()).unwrap_err();
     assert!(e.to_string().contains("glb"), "{e}");
 }
+
+/// Fuzzing (fuzz/, target `glb`): a primitive naming an accessor that does
+/// not exist made gltf-json's validator index out of bounds. References are
+/// now checked first.
+#[test]
+fn fuzz_glb_missing_accessor() {
+    let bytes = std::fs::read(common::fixture("fuzz/glb-missing-accessor.bin")).unwrap();
+    let e = Mesh::decode(&bytes, Some("glb"), &Limits::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("accessors[1], which does not exist"),
+        "{e}"
+    );
+}

@@ -72,6 +72,91 @@ fn check_container(bytes: &[u8]) -> Result<()> {
             )));
         }
     }
+    check_references(&bytes[20..json_end])
+}
+
+/// Checks that every index the document uses points at something that
+/// exists. The gltf crate's own validator indexes unchecked (fuzzing found a
+/// primitive naming a missing accessor), so this runs first.
+fn check_references(json: &[u8]) -> Result<()> {
+    use serde_json::Value;
+    let doc: Value =
+        serde_json::from_slice(json).map_err(|e| malformed(format!("JSON chunk: {e}")))?;
+    let count = |key: &str| doc.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+    let items = |key: &str| {
+        doc.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let check = |what: String, index: &Value, target: &str| -> Result<()> {
+        match index.as_u64() {
+            Some(i) if (i as usize) < count(target) => Ok(()),
+            _ => Err(malformed(format!(
+                "{what} refers to {target}[{index}], which does not exist"
+            ))),
+        }
+    };
+    for (m, mesh) in items("meshes").iter().enumerate() {
+        for (p, primitive) in mesh
+            .get("primitives")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let what = || format!("meshes[{m}].primitives[{p}]");
+            for index in primitive
+                .get("attributes")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|a| a.values())
+            {
+                check(what(), index, "accessors")?;
+            }
+            if let Some(index) = primitive.get("indices") {
+                check(what(), index, "accessors")?;
+            }
+        }
+    }
+    for (a, accessor) in items("accessors").iter().enumerate() {
+        if let Some(view) = accessor.get("bufferView") {
+            check(format!("accessors[{a}]"), view, "bufferViews")?;
+        }
+    }
+    for (v, view) in items("bufferViews").iter().enumerate() {
+        check(
+            format!("bufferViews[{v}]"),
+            view.get("buffer").unwrap_or(&Value::Null),
+            "buffers",
+        )?;
+    }
+    for (n, node) in items("nodes").iter().enumerate() {
+        if let Some(mesh) = node.get("mesh") {
+            check(format!("nodes[{n}]"), mesh, "meshes")?;
+        }
+        for child in node
+            .get("children")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            check(format!("nodes[{n}].children"), child, "nodes")?;
+        }
+    }
+    for (s, scene) in items("scenes").iter().enumerate() {
+        for node in scene
+            .get("nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            check(format!("scenes[{s}]"), node, "nodes")?;
+        }
+    }
+    if let Some(scene) = doc.get("scene") {
+        check("scene".into(), scene, "scenes")?;
+    }
     Ok(())
 }
 
