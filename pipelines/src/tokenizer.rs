@@ -108,6 +108,15 @@ impl TextTokenizer {
         &self.eos_ids
     }
 
+    /// Adds end-of-sequence ids named elsewhere (`generation_config.json`).
+    pub fn add_eos_ids(&mut self, ids: &[u32]) {
+        for &id in ids {
+            if !self.eos_ids.contains(&id) {
+                self.eos_ids.push(id);
+            }
+        }
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.chat_template.is_some()
     }

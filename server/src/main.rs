@@ -1,6 +1,7 @@
 //! The `anyforge` command line.
 
 mod media;
+mod text;
 
 use std::process::ExitCode;
 
@@ -24,12 +25,18 @@ enum Command {
         #[command(subcommand)]
         command: media::MediaCommand,
     },
+    /// Complete a prompt with a text model (OpenAI completion JSON with --json).
+    Complete(text::CompleteArgs),
+    /// Chat with a text model on the terminal, streaming replies.
+    Chat(text::ChatArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Media { command } => media::run(command),
+        Command::Complete(args) => text::complete(args),
+        Command::Chat(args) => text::chat(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

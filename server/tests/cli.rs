@@ -214,3 +214,107 @@ fn limits_come_from_configuration() {
         &["limits.json", "max_audio_secs"],
     );
 }
+
+fn backbone_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pipelines/tests/fixtures/backbones")
+        .join(name)
+}
+
+#[test]
+fn complete_prints_an_openai_completion_with_logprobs() {
+    let model = backbone_fixture("qwen3_moe");
+    let out = anyforge(&[
+        "complete",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "The quick brown fox",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--logprobs",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["object"], "text_completion");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 8);
+    assert_eq!(
+        v["usage"]["total_tokens"],
+        v["usage"]["prompt_tokens"].as_u64().unwrap() + 8
+    );
+    let logprobs = &choice["logprobs"];
+    assert_eq!(logprobs["tokens"].as_array().unwrap().len(), 8);
+    assert_eq!(logprobs["top_logprobs"][0].as_object().unwrap().len(), 2);
+    // Greedy text is the reference implementation's continuation.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(backbone_fixture("summary.json")).unwrap())
+            .unwrap();
+    let expected_ids = &summary["models"]["qwen3_moe"][0]["greedy"];
+    let tokenizer = pipelines::tokenizer::TextTokenizer::load(&model).unwrap();
+    let ids: Vec<u32> = serde_json::from_value(expected_ids.clone()).unwrap();
+    assert_eq!(choice["text"], tokenizer.decode(&ids, true).unwrap());
+}
+
+#[test]
+fn chat_streams_a_reply_per_line() {
+    use std::io::Write;
+    let model = backbone_fixture("qwen3_moe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anyforge"))
+        .args([
+            "chat",
+            "--model",
+            model.to_str().unwrap(),
+            "--max-tokens",
+            "4",
+            "--temperature",
+            "0",
+            "--ignore-eos",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Make the square green.\nAnd the circle?\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        2,
+        "one reply line per user line"
+    );
+}
+
+#[test]
+fn complete_refuses_a_missing_model_in_one_line() {
+    fails_with_one_line(
+        &[
+            "complete",
+            "--model",
+            "/nonexistent/model",
+            "--prompt",
+            "hi",
+        ],
+        &["/nonexistent/model"],
+    );
+}
