@@ -507,3 +507,29 @@ fn fuzz_glb_missing_accessor() {
         "{e}"
     );
 }
+
+/// Fuzzing (fuzz/, target `audio`): 57 bytes detected as MP4 made
+/// symphonia's MP4 reader allocate what a bogus atom claimed (over 2 GiB).
+/// MP4 audio now goes to FFmpeg.
+#[test]
+fn fuzz_audio_mp4_atom_oom() {
+    let bytes = std::fs::read(common::fixture("fuzz/audio-mp4-atom-oom.bin")).unwrap();
+    assert!(Audio::decode(&bytes, &Limits::default()).is_err());
+}
+
+/// Fuzzing (fuzz/, target `audio`): a FLAC PICTURE block claiming 4 GiB of
+/// MIME type. FLAC metadata blocks are now checked against the file first.
+#[test]
+fn fuzz_audio_flac_picture_oom() {
+    let bytes = std::fs::read(common::fixture("fuzz/audio-flac-picture-oom.bin")).unwrap();
+    let e = Audio::decode(&bytes, &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("flac"), "{e}");
+}
+
+/// Fuzzing (fuzz/, target `glb`): a POSITION accessor of the wrong element
+/// type tripped an assertion inside the gltf crate's reader.
+#[test]
+fn fuzz_glb_accessor_type() {
+    let bytes = std::fs::read(common::fixture("fuzz/glb-accessor-type.bin")).unwrap();
+    assert!(Mesh::decode(&bytes, Some("glb"), &Limits::default()).is_err());
+}

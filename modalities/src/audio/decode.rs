@@ -32,9 +32,10 @@ pub(crate) fn decode(bytes: &[u8], path: Option<&Path>, limits: &Limits) -> Resu
     let format = detect_audio(bytes)?;
     check_headers(bytes, format)?;
     let decoded = match format {
-        // Symphonia has no Opus decoder, and its Matroska demuxer overflows
-        // on malformed sizes (found by fuzzing): FFmpeg reads both.
-        Format::Opus | Format::Matroska => Decoded::NeedsFfmpeg,
+        // Symphonia has no Opus decoder; fuzzing found its Matroska demuxer
+        // overflowing and its MP4 reader allocating what a bogus atom claims.
+        // FFmpeg reads these three containers.
+        Format::Opus | Format::Matroska | Format::Mp4 => Decoded::NeedsFfmpeg,
         _ => guard(format, || decode_symphonia(bytes, format, limits))?,
     };
     match decoded {
@@ -110,6 +111,9 @@ fn check_headers(bytes: &[u8], format: Format) -> Result<()> {
             ));
         }
     }
+    if format == Format::Flac {
+        check_flac_metadata(bytes)?;
+    }
     if format == Format::Wav && bytes.starts_with(b"RIFF") {
         let mut at = 12usize;
         while let (Some(size), Some(id)) = (u32_le(at + 4), bytes.get(at..at + 4)) {
@@ -151,12 +155,68 @@ fn check_headers(bytes: &[u8], format: Format) -> Result<()> {
     Ok(())
 }
 
+/// Walks FLAC's metadata blocks: each must fit in the file, and a PICTURE
+/// block's inner lengths must fit in the block (fuzzing found a picture
+/// claiming 4 GiB that the decoder tried to allocate).
+fn check_flac_metadata(bytes: &[u8]) -> Result<()> {
+    let bad = |reason: String| Err(MediaError::malformed(Format::Flac, reason));
+    let mut at = 4usize;
+    loop {
+        let Some(header) = bytes.get(at..at + 4) else {
+            return bad("truncated metadata block header".into());
+        };
+        let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
+        let len =
+            (usize::from(header[1]) << 16) | (usize::from(header[2]) << 8) | usize::from(header[3]);
+        let body = at + 4;
+        let Some(block) = bytes.get(body..body + len) else {
+            return bad(format!(
+                "metadata block of {len} bytes runs past the end of the file"
+            ));
+        };
+        if kind == 6 {
+            // PICTURE: type, mime (len + bytes), description (len + bytes),
+            // width, height, depth, colours, data (len + bytes).
+            let u32_at = |o: usize| {
+                block
+                    .get(o..o + 4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            };
+            let mut o = 4;
+            for field in ["MIME type", "description"] {
+                let Some(n) = u32_at(o) else {
+                    return bad(format!("picture {field} length is missing"));
+                };
+                o = o.saturating_add(4).saturating_add(n);
+                if o > len {
+                    return bad(format!(
+                        "picture {field} claims {n} bytes, more than its block"
+                    ));
+                }
+            }
+            o += 16;
+            match u32_at(o) {
+                Some(n) if o + 4 + n <= len => {}
+                Some(n) => {
+                    return bad(format!(
+                        "picture data claims {n} bytes, more than its block"
+                    ))
+                }
+                None => return bad("picture data length is missing".into()),
+            }
+        }
+        at = body + len;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
 fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Decoded> {
     let err = |e: SymphoniaError| MediaError::malformed(format, e);
     let source = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = Hint::new();
     hint.with_extension(match format {
-        Format::Mp4 => "m4a",
         Format::Wav => "wav",
         Format::Flac => "flac",
         Format::Mp3 => "mp3",

@@ -75,6 +75,36 @@ fn check_container(bytes: &[u8]) -> Result<()> {
     check_references(&bytes[20..json_end])
 }
 
+/// The element types the reader accepts for what it reads (fuzzing found an
+/// accessor of the wrong type tripping an assertion inside the gltf crate).
+fn check_layout(doc: &serde_json::Value, attribute: &str, index: &serde_json::Value) -> Result<()> {
+    const FLOAT: u64 = 5126;
+    const UBYTE: u64 = 5121;
+    const USHORT: u64 = 5123;
+    const UINT: u64 = 5125;
+    let allowed: (&[&str], &[u64]) = match attribute {
+        "POSITION" | "NORMAL" => (&["VEC3"], &[FLOAT]),
+        "TEXCOORD_0" => (&["VEC2"], &[FLOAT, UBYTE, USHORT]),
+        "COLOR_0" => (&["VEC3", "VEC4"], &[FLOAT, UBYTE, USHORT]),
+        "indices" => (&["SCALAR"], &[UBYTE, USHORT, UINT]),
+        _ => return Ok(()),
+    };
+    let accessor = index
+        .as_u64()
+        .and_then(|i| doc.get("accessors")?.get(i as usize));
+    let kind = accessor.and_then(|a| a.get("type")?.as_str()).unwrap_or("");
+    let component = accessor
+        .and_then(|a| a.get("componentType")?.as_u64())
+        .unwrap_or(0);
+    if allowed.0.contains(&kind) && allowed.1.contains(&component) {
+        Ok(())
+    } else {
+        Err(malformed(format!(
+            "{attribute} accessor is {kind} of component type {component}, which it cannot be"
+        )))
+    }
+}
+
 /// Checks that every index the document uses points at something that
 /// exists. The gltf crate's own validator indexes unchecked (fuzzing found a
 /// primitive naming a missing accessor), so this runs first.
@@ -106,16 +136,18 @@ fn check_references(json: &[u8]) -> Result<()> {
             .enumerate()
         {
             let what = || format!("meshes[{m}].primitives[{p}]");
-            for index in primitive
+            for (name, index) in primitive
                 .get("attributes")
                 .and_then(Value::as_object)
                 .into_iter()
-                .flat_map(|a| a.values())
+                .flatten()
             {
                 check(what(), index, "accessors")?;
+                check_layout(&doc, name, index)?;
             }
             if let Some(index) = primitive.get("indices") {
                 check(what(), index, "accessors")?;
+                check_layout(&doc, "indices", index)?;
             }
         }
     }
