@@ -33,9 +33,9 @@ pub(crate) fn decode(bytes: &[u8], path: Option<&Path>, limits: &Limits) -> Resu
     check_headers(bytes, format)?;
     let decoded = match format {
         // Symphonia has no Opus decoder; fuzzing found its Matroska demuxer
-        // overflowing and its MP4 reader allocating what a bogus atom claims.
-        // FFmpeg reads these three containers.
-        Format::Opus | Format::Matroska | Format::Mp4 => Decoded::NeedsFfmpeg,
+        // overflowing, its MP4 reader allocating what a bogus atom claims and
+        // its ADTS reader stepping by zero on short streams. FFmpeg reads these.
+        Format::Opus | Format::Matroska | Format::Mp4 | Format::Aac => Decoded::NeedsFfmpeg,
         _ => guard(format, || decode_symphonia(bytes, format, limits))?,
     };
     match decoded {
@@ -220,7 +220,6 @@ fn decode_symphonia(bytes: &[u8], format: Format, limits: &Limits) -> Result<Dec
         Format::Wav => "wav",
         Format::Flac => "flac",
         Format::Mp3 => "mp3",
-        Format::Aac => "aac",
         _ => "ogg",
     });
     let metadata = MetadataOptions {
