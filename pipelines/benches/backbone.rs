@@ -158,7 +158,17 @@ fn bench_machine() -> Result<(), Box<dyn std::error::Error>> {
         let total: f32 = std::thread::scope(|s| {
             let handles: Vec<_> = data
                 .chunks(chunk)
-                .map(|c| s.spawn(move || c.iter().fold(0.0f32, |a, &b| a + b)))
+                .map(|c| {
+                    // Sixteen independent sums vectorise; one running sum
+                    // would measure the latency of an add, not the memory.
+                    s.spawn(move || {
+                        let lanes = c.chunks_exact(16).fold([0f32; 16], |mut acc, x| {
+                            acc.iter_mut().zip(x).for_each(|(a, &b)| *a += b);
+                            acc
+                        });
+                        lanes.iter().sum::<f32>()
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or(0.0)).sum()
         });

@@ -120,6 +120,7 @@ fn logits_and_greedy_match_transformers_for_every_model_type() {
         for (i, case) in cases(&dir).iter().enumerate() {
             let logits = prefill(&model, &case.ids, MoePath::Grouped);
             let diff = max_diff(&logits, &case.logits);
+            eprintln!("{name} prompt {i}: max |logit difference| {diff:.2e}");
             assert!(diff <= 1e-4, "{name} prompt {i}: logits differ by {diff}");
             assert_eq!(
                 greedy(&model, &case.ids, case.greedy.len()),

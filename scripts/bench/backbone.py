@@ -3,8 +3,9 @@ llama.cpp on the same random-weight checkpoints, the same thread counts, in
 one run, interleaved; each row next to its physical bound. Writes
 docs/benchmarks.md.
 
-One command (a virtual environment outside the repo with torch, transformers
-and llama-cpp-python built from its PyPI sdist; see docs/benchmarks.md):
+One command (a virtual environment outside the repo with torch, transformers,
+sentencepiece and llama-cpp-python built from its PyPI sdist; see
+docs/benchmarks.md):
     ~/venvs/ref/bin/python scripts/bench/backbone.py --llama-cpp-src DIR
 """
 import argparse
@@ -121,8 +122,10 @@ def main():
         if args.llama_cpp_src:
             gguf = CACHE / f"{slug(name)}.gguf"
             if not gguf.exists():
-                subprocess.run([sys.executable, str(HERE / "to_gguf.py"), args.llama_cpp_src, str(folder), str(gguf)],
-                               check=True, capture_output=True)
+                done = subprocess.run([sys.executable, str(HERE / "to_gguf.py"), args.llama_cpp_src, str(folder), str(gguf)],
+                                      capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"GGUF conversion failed:\n{done.stderr[-3000:]}")
         impls = {"anyforge": lambda t: anyforge(folder, t, workload), "pytorch": lambda t: pytorch(folder, t, workload)}
         if gguf:
             impls["llama.cpp"] = lambda t: llama(gguf, t, workload)
@@ -135,7 +138,9 @@ def main():
                     print(name, t, impl, results[impl][-1], file=sys.stderr)
             med = {impl: {m: (statistics.median(r[m] for r in rs) if rs[0][m] is not None else None)
                           for m in ("prefill_tps", "decode_tps", "batched_decode_tps")} for impl, rs in results.items()}
-            bw = machine[t]["bandwidth_gbs"] * 1e9
+            # Memory bandwidth is the machine's (all cores); one core alone
+            # cannot saturate it. Compute scales with the threads used.
+            bw = max(m["bandwidth_gbs"] for m in machine.values()) * 1e9
             flops = machine[t]["gemm_gflops"] * 1e9
             rows.append({"model": name, "threads": t, "active_params": active, "results": med,
                          "decode_bound": bw / (4 * active), "prefill_bound": flops / (2 * active)})
@@ -160,8 +165,9 @@ def write_report(rows, machine, args):
         lines.append(f"| {t} | {m['bandwidth_gbs']:.1f} | {m['gemm_gflops']:.1f} |")
     lines += [
         "",
-        "Bounds: decode ≤ bandwidth / (4 bytes × active parameters) tokens/s; prefill ≤ GEMM FLOP/s / (2 × active",
-        "parameters). Active parameters: all but the embedding table, and only the routed experts.",
+        "Bounds: decode ≤ the machine's read bandwidth (all cores) / (4 bytes × active parameters) tokens/s;",
+        "prefill ≤ GEMM FLOP/s at that thread count / (2 × active parameters). Active parameters: all but the",
+        "embedding table, and only the routed experts.",
         "",
         "| model | threads | phase | anyforge tok/s | PyTorch tok/s | llama.cpp tok/s | vs PyTorch | vs llama.cpp | bound tok/s | anyforge % of bound |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -183,7 +189,7 @@ def write_report(rows, machine, args):
         lines.append(f"- {row['model']}, {row['threads']} thread(s): batched decode of {args.batch} gives "
                      f"{many / one:.2f}× the aggregate tokens/s of one sequence.")
     lines += ["", "## Running it", "", "```sh",
-              "python3 -m venv ~/venvs/ref && ~/venvs/ref/bin/pip install torch transformers tokenizers safetensors",
+              "python3 -m venv ~/venvs/ref && ~/venvs/ref/bin/pip install torch transformers tokenizers safetensors sentencepiece",
               "~/venvs/ref/bin/pip download --no-deps --no-binary llama-cpp-python llama-cpp-python -d /tmp/llama",
               "tar xzf /tmp/llama/llama_cpp_python-*.tar.gz -C /tmp/llama && ~/venvs/ref/bin/pip install /tmp/llama/llama_cpp_python-*.tar.gz",
               "~/venvs/ref/bin/python scripts/bench/backbone.py --llama-cpp-src /tmp/llama/llama_cpp_python-*/vendor/llama.cpp",

@@ -233,17 +233,38 @@ impl Backbone {
             };
             x = (x + ff)?;
         }
-        let mut outputs = Vec::with_capacity(steps.len());
+        // The rows whose logits are wanted go through the final norm and the
+        // output projection together: one pass over `lm_head` per step, not
+        // one per sequence.
+        let mut rows = Vec::with_capacity(steps.len());
         let mut offset = 0;
         for step in steps.iter_mut() {
             let n = step.tokens.len();
             step.cache.len += n;
-            let rows = match logits_for {
-                LogitsFor::Last => x.narrow(0, offset + n - 1, 1)?,
-                LogitsFor::All => x.narrow(0, offset, n)?,
-            };
-            outputs.push(self.lm_head.forward(&self.norm.forward(&rows)?)?);
+            rows.push(match logits_for {
+                LogitsFor::Last => (offset + n - 1, 1),
+                LogitsFor::All => (offset, n),
+            });
             offset += n;
+        }
+        let selected = match logits_for {
+            LogitsFor::All => x,
+            LogitsFor::Last => {
+                let index: Vec<u32> = rows.iter().map(|&(start, _)| start as u32).collect();
+                x.index_select(&Tensor::from_slice(&index, index.len(), &self.device)?, 0)?
+            }
+        };
+        let logits = self.lm_head.forward(&self.norm.forward(&selected)?)?;
+        let mut outputs = Vec::with_capacity(rows.len());
+        let mut at = 0;
+        for &(start, n) in &rows {
+            let from = if logits_for == LogitsFor::All {
+                start
+            } else {
+                at
+            };
+            outputs.push(logits.narrow(0, from, n)?);
+            at += n;
         }
         Ok(outputs)
     }
