@@ -7,6 +7,7 @@
 
 mod attention;
 pub mod config;
+mod gemv;
 mod layers;
 mod moe;
 mod rope;
