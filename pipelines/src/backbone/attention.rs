@@ -266,6 +266,14 @@ impl Attention {
 }
 
 impl StandardAttention {
+    /// Applies the query and key norms (over heads or per head, by shape).
+    fn norm_qk(&self, q: Tensor, k: Tensor) -> Result<(Tensor, Tensor)> {
+        match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => Ok((qn.forward(&q)?, kn.forward(&k)?)),
+            _ => Ok((q, k)),
+        }
+    }
+
     fn rotate(
         &self,
         x: &Tensor,
@@ -291,14 +299,7 @@ impl StandardAttention {
         let len = x.dims()[0];
         let (mut q, mut k, mut v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
         if self.qk_norm == QkNorm::Full {
-            q = self
-                .q_norm
-                .as_ref()
-                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
-            k = self
-                .k_norm
-                .as_ref()
-                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
+            (q, k) = self.norm_qk(q, k)?;
         }
         // OLMoE clips after its norms, as the reference does.
         if let Some(c) = self.clip_qkv {
@@ -310,14 +311,7 @@ impl StandardAttention {
         let mut q = q.reshape((len, self.num_heads, self.head_dim))?;
         let mut k = k.reshape((len, self.num_kv_heads, self.head_dim))?;
         if self.qk_norm == QkNorm::PerHead {
-            q = self
-                .q_norm
-                .as_ref()
-                .map_or(Ok(q.clone()), |n| n.forward(&q))?;
-            k = self
-                .k_norm
-                .as_ref()
-                .map_or(Ok(k.clone()), |n| n.forward(&k))?;
+            (q, k) = self.norm_qk(q, k)?;
         }
         let q = q.transpose(0, 1)?.contiguous()?;
         let k = k.transpose(0, 1)?.contiguous()?;

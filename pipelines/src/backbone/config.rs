@@ -304,7 +304,8 @@ fn need<T>(value: Option<T>, field: &str, model: &str) -> Result<T> {
     value.ok_or_else(|| PipelineError::Config(format!("{model} needs `{field}`")))
 }
 
-fn token_ids(value: &Option<serde_json::Value>) -> Vec<u32> {
+/// A token id field: one id, a list of ids, or absent.
+pub(crate) fn token_ids(value: &Option<serde_json::Value>) -> Vec<u32> {
     match value {
         Some(serde_json::Value::Number(n)) => {
             n.as_u64().map(|v| vec![v as u32]).unwrap_or_default()
