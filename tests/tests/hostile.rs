@@ -169,8 +169,8 @@ fn audio_longer_than_the_limit_is_refused_while_decoding() {
     assert!(limit_error(&e), "{e}");
 }
 
-fn mp4(dir: &TempDir) -> Vec<u8> {
-    let path = dir.str("ok.mp4");
+/// A valid one-second H.264 MP4, index first (faststart), made by FFmpeg.
+fn make_mp4(path: &str) {
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -184,8 +184,13 @@ fn mp4(dir: &TempDir) -> Vec<u8> {
         "yuv420p",
         "-movflags",
         "+faststart",
-        &path,
+        path,
     ]);
+}
+
+fn mp4(dir: &TempDir) -> Vec<u8> {
+    let path = dir.str("ok.mp4");
+    make_mp4(&path);
     std::fs::read(path).unwrap()
 }
 
@@ -232,19 +237,7 @@ fn mp4_boxes_with_impossible_sizes() {
 fn playlists_and_concat_scripts_posing_as_video_are_never_opened() {
     let dir = TempDir::new();
     let secret = dir.str("secret.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=32x32:rate=5",
-        "-t",
-        "1",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        &secret,
-    ]);
+    make_mp4(&secret);
     let posers = [
         format!("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{secret}\n#EXTINF:1,\nhttp://127.0.0.1:9/x.ts\n#EXT-X-ENDLIST\n"),
         format!("ffconcat version 1.0\nfile '{secret}'\n"),
