@@ -104,7 +104,7 @@ impl Video {
     /// Decodes a video file (MP4, MOV, MKV, WebM, AVI or GIF), keeping the
     /// frames `sampling` selects and the audio track if there is one.
     pub fn read(path: &Path, sampling: Sampling, limits: &Limits) -> Result<Video> {
-        let format = detect_video(path)?;
+        let format = detect_video(path, limits)?;
         let info = crate::ffmpeg::probe(path, format, limits)?;
         let stream = info
             .video
@@ -207,7 +207,7 @@ impl Video {
 /// Streams `input` into `output` frame by frame, re-encoding video and audio;
 /// memory stays bounded by one frame (plus the audio track).
 pub fn transcode(input: &Path, output: &Path, limits: &Limits) -> Result<()> {
-    let in_format = detect_video(input)?;
+    let in_format = detect_video(input, limits)?;
     let out_format = output_format(output)?;
     let info = crate::ffmpeg::probe(input, in_format, limits)?;
     let stream = info
@@ -305,8 +305,8 @@ fn output_format(path: &Path) -> Result<Format> {
     }
 }
 
-fn detect_video(path: &Path) -> Result<Format> {
-    let (format, kind) = crate::info::detect_file(path, &Limits::default())?;
+fn detect_video(path: &Path, limits: &Limits) -> Result<Format> {
+    let (format, kind) = crate::info::detect_file(path, limits)?;
     match (format, kind) {
         (Format::Gif, _) | (_, Kind::Video) => Ok(format),
         (f, k) => Err(MediaError::Invalid(format!(

@@ -164,7 +164,14 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let vocab_size = model.config().vocab_size;
+        let eos = tokenizer
+            .eos_ids()
+            .iter()
+            .chain(&model.config().eos_token_ids)
+            .copied()
+            .collect();
         let scheduler = Scheduler {
+            eos,
             model,
             tokenizer,
             config: config.clone(),
@@ -253,6 +260,8 @@ struct Scheduler {
     queued: Arc<std::sync::atomic::AtomicUsize>,
     waiting: VecDeque<Submission>,
     active: Vec<Active>,
+    /// End-of-sequence ids from the tokenizer and the model config, gathered once.
+    eos: Vec<u32>,
 }
 
 impl Scheduler {
@@ -417,13 +426,7 @@ impl Scheduler {
 
     /// Samples one token for sequence `i`, emits it, and says whether it is done.
     fn advance(&mut self, i: usize, logits: &[f32]) -> Result<Option<FinishReason>> {
-        let eos = self
-            .tokenizer
-            .eos_ids()
-            .iter()
-            .chain(&self.model.config().eos_token_ids)
-            .copied()
-            .collect::<Vec<_>>();
+        let eos = &self.eos;
         let seq = &mut self.active[i];
         let sampled = seq.sampler.sample(logits);
         let params = seq.sampler.params();
