@@ -3,22 +3,17 @@
 //! same tokens the reference implementation does where they should.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
+use common::fixture;
 use pipelines::backbone::Backbone;
 use pipelines::generate::{
     Engine, EngineConfig, Event, FinishReason, GenerationRequest, SamplingParams,
 };
 use pipelines::tokenizer::{ChatMessage, TextTokenizer};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/backbones")
-        .join(name)
-}
 
 struct Setup {
     engine: Engine,
@@ -31,21 +26,9 @@ fn setup(config: EngineConfig) -> Setup {
     let dir = fixture("qwen3_moe");
     let model = Arc::new(Backbone::load(&dir, &Device::Cpu).unwrap());
     let tokenizer = Arc::new(TextTokenizer::load(&dir).unwrap());
-    let tensors: HashMap<String, Tensor> =
-        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
-    let ids = |t: &Tensor| {
-        t.to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|v| v as u32)
-            .collect::<Vec<_>>()
-    };
-    let prompts = (0..3)
-        .map(|i| ids(&tensors[&format!("prompt{i}.ids")]))
-        .collect();
-    let greedy = (0..3)
-        .map(|i| ids(&tensors[&format!("prompt{i}.greedy")]))
-        .collect();
+    let cases = common::cases(&dir);
+    let prompts = cases.iter().map(|c| c.ids.clone()).collect();
+    let greedy = cases.iter().map(|c| c.greedy.clone()).collect();
     Setup {
         engine: Engine::new(model, tokenizer.clone(), config),
         tokenizer,

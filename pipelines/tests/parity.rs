@@ -3,10 +3,10 @@
 //! identical greedy continuations, for every supported model_type.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
 use candle_core::{Device, Tensor};
+use common::{cases, fixture};
 use pipelines::backbone::config::{BackboneConfig, RawConfig};
 use pipelines::backbone::{Backbone, LogitsFor, MoePath, SequenceStep};
 
@@ -22,37 +22,6 @@ const MODELS: [&str; 10] = [
     "deepseek_v2",
     "qwen3_moe_bf16_sharded",
 ];
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/backbones")
-        .join(name)
-}
-
-struct Case {
-    ids: Vec<u32>,
-    logits: Tensor,
-    greedy: Vec<u32>,
-}
-
-fn cases(dir: &Path) -> Vec<Case> {
-    let tensors: HashMap<String, Tensor> =
-        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
-    let ids = |t: &Tensor| {
-        t.to_vec1::<i64>()
-            .unwrap()
-            .into_iter()
-            .map(|v| v as u32)
-            .collect::<Vec<_>>()
-    };
-    (0..3)
-        .map(|i| Case {
-            ids: ids(&tensors[&format!("prompt{i}.ids")]),
-            logits: tensors[&format!("prompt{i}.logits")].clone(),
-            greedy: ids(&tensors[&format!("prompt{i}.greedy")]),
-        })
-        .collect()
-}
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
