@@ -69,6 +69,28 @@ fn rows_portable(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: 
     }
 }
 
+/// `[n, m]` back to `[m, n]` (no copy when `m` is 1).
+fn untranspose(yt: Vec<f32>, m: usize, n: usize) -> Vec<f32> {
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * n];
+    for (r, values) in yt.chunks_exact(m).enumerate() {
+        for (j, &v) in values.iter().enumerate() {
+            y[j * n + r] = v;
+        }
+    }
+    y
+}
+
+/// [`matmul_transposed`] on the calling thread, for callers that thread
+/// over something else.
+pub fn matmul_transposed_serial(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let mut yt = vec![0f32; n * m];
+    rows(x, m, w, k, 0, &mut yt);
+    untranspose(yt, m, n)
+}
+
 /// `x` is `[m, k]`, `w` is `[n, k]`, both row-major; returns `[m, n]`.
 pub fn matmul_transposed(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     // Enough rows per task to amortise scheduling, enough tasks to balance.
@@ -85,16 +107,7 @@ pub fn matmul_transposed(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> 
             .enumerate()
             .for_each(task);
     }
-    if m == 1 {
-        return yt;
-    }
-    let mut y = vec![0f32; m * n];
-    for (r, values) in yt.chunks_exact(m).enumerate() {
-        for (j, &v) in values.iter().enumerate() {
-            y[j * n + r] = v;
-        }
-    }
-    y
+    untranspose(yt, m, n)
 }
 
 #[cfg(test)]

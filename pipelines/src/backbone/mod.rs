@@ -7,8 +7,10 @@
 
 mod attention;
 pub mod config;
+mod experts;
 mod gemv;
 mod layers;
+mod matmul;
 mod moe;
 mod rope;
 mod weights;

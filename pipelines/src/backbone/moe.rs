@@ -9,23 +9,28 @@
 use candle_core::{Module, Tensor};
 
 use super::config::{MoeConfig, Naming, Routing};
+use super::experts::Experts;
 use super::layers::{Linear, Mlp};
+use super::matmul::matmul_nt;
 use super::weights::Checkpoint;
 use crate::error::Result;
 
 pub struct MoeBlock {
-    router: Linear,
-    experts: Vec<Mlp>,
+    /// `[num_experts, hidden]`.
+    router: Vec<f32>,
+    experts: Experts,
     shared: Option<Mlp>,
     /// Qwen2-MoE: the shared expert is scaled by sigmoid(x . gate).
     shared_gate: Option<Linear>,
+    hidden: usize,
     config: MoeConfig,
 }
 
-/// Each token's chosen experts and their weights.
-pub struct Routes {
-    pub experts: Vec<Vec<usize>>,
-    pub weights: Vec<Vec<f32>>,
+/// Each token's chosen experts with their weights.
+pub type Routes = Vec<Vec<(usize, f32)>>;
+
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 impl MoeBlock {
@@ -41,9 +46,9 @@ impl MoeBlock {
             Naming::Standard => (format!("{prefix}.mlp"), "gate"),
             Naming::Mixtral => (format!("{prefix}.block_sparse_moe"), "gate"),
         };
-        let router = Linear::load(ckpt, &format!("{block}.{gate_name}"), hidden, e, false)?;
+        let router = host(&ckpt.get(&format!("{block}.{gate_name}.weight"), &[e, hidden])?)?;
         let fused = format!("{block}.experts.gate_up_proj");
-        let experts = if ckpt.contains(&fused) {
+        let weights = if ckpt.contains(&fused) {
             // transformers 5's in-memory layout, if a checkpoint was saved with it:
             // gate_up [E, 2I, H] and down [E, H, I].
             let gate_up = ckpt.get(&fused, &[e, 2 * inter, hidden])?;
@@ -51,11 +56,11 @@ impl MoeBlock {
             (0..e)
                 .map(|i| {
                     let gu = gate_up.get(i)?;
-                    Ok(Mlp {
-                        gate: Linear::new(gu.narrow(0, 0, inter)?, None)?,
-                        up: Linear::new(gu.narrow(0, inter, inter)?, None)?,
-                        down: Linear::new(down.get(i)?, None)?,
-                    })
+                    Ok([
+                        host(&gu.narrow(0, 0, inter)?)?,
+                        host(&gu.narrow(0, inter, inter)?)?,
+                        host(&down.get(i)?)?,
+                    ])
                 })
                 .collect::<Result<Vec<_>>>()?
         } else {
@@ -63,12 +68,15 @@ impl MoeBlock {
                 .map(|i| {
                     let p = format!("{block}.experts.{i}");
                     let names = match naming {
-                        Naming::Standard => {
-                            ["gate_proj", "up_proj", "down_proj"].map(|n| format!("{p}.{n}"))
-                        }
-                        Naming::Mixtral => ["w1", "w3", "w2"].map(|n| format!("{p}.{n}")),
+                        Naming::Standard => ["gate_proj", "up_proj", "down_proj"],
+                        Naming::Mixtral => ["w1", "w3", "w2"],
                     };
-                    Mlp::load_named(ckpt, names, hidden, inter)
+                    let shapes = [[inter, hidden], [inter, hidden], [hidden, inter]];
+                    let [g, u, d] = [0, 1, 2].map(|k| {
+                        ckpt.get(&format!("{p}.{}.weight", names[k]), &shapes[k])
+                            .and_then(|t| host(&t))
+                    });
+                    Ok([g?, u?, d?])
                 })
                 .collect::<Result<Vec<_>>>()?
         };
@@ -97,115 +105,92 @@ impl MoeBlock {
         };
         Ok(MoeBlock {
             router,
-            experts,
+            experts: Experts::new(hidden, inter, weights),
             shared,
             shared_gate,
+            hidden,
             config: config.clone(),
         })
     }
 
     /// Chooses experts for every token of `x` `[tokens, hidden]`.
-    pub fn route(&self, x: &Tensor) -> Result<Routes> {
-        let logits = self.router.forward(x)?.to_vec2::<f32>()?;
+    pub fn route(&self, x: &[f32], tokens: usize) -> Routes {
         let c = &self.config;
-        let mut routes = Routes {
-            experts: Vec::with_capacity(logits.len()),
-            weights: Vec::with_capacity(logits.len()),
-        };
-        for row in logits {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f32> = row.iter().map(|&l| (l - max).exp()).collect();
-            let sum: f32 = exp.iter().sum();
-            let mut scores: Vec<f32> = exp.iter().map(|&e| e / sum).collect();
-            if let Routing::GroupLimited {
-                n_group,
-                topk_group,
-            } = c.routing
-            {
-                // Keep only the experts of the best groups (by their best expert).
-                let size = c.num_experts / n_group;
-                let mut groups: Vec<(usize, f32)> = (0..n_group)
-                    .map(|g| {
-                        (
-                            g,
-                            scores[g * size..(g + 1) * size]
-                                .iter()
-                                .copied()
-                                .fold(f32::NEG_INFINITY, f32::max),
-                        )
-                    })
-                    .collect();
-                groups.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-                let kept: Vec<usize> = groups.iter().take(topk_group).map(|g| g.0).collect();
-                for (i, s) in scores.iter_mut().enumerate() {
-                    if !kept.contains(&(i / size)) {
-                        *s = 0.0;
-                    }
+        let logits = matmul_nt(x, tokens, &self.router, c.num_experts, self.hidden);
+        logits
+            .chunks_exact(c.num_experts)
+            .map(|row| self.route_one(row))
+            .collect()
+    }
+
+    fn route_one(&self, row: &[f32]) -> Vec<(usize, f32)> {
+        let c = &self.config;
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = row.iter().map(|&l| (l - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        let mut scores: Vec<f32> = exp.iter().map(|&e| e / sum).collect();
+        if let Routing::GroupLimited {
+            n_group,
+            topk_group,
+        } = c.routing
+        {
+            // Keep only the experts of the best groups (by their best expert).
+            let size = c.num_experts / n_group;
+            let mut groups: Vec<(usize, f32)> = (0..n_group)
+                .map(|g| {
+                    (
+                        g,
+                        scores[g * size..(g + 1) * size]
+                            .iter()
+                            .copied()
+                            .fold(f32::NEG_INFINITY, f32::max),
+                    )
+                })
+                .collect();
+            groups.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let kept: Vec<usize> = groups.iter().take(topk_group).map(|g| g.0).collect();
+            for (i, s) in scores.iter_mut().enumerate() {
+                if !kept.contains(&(i / size)) {
+                    *s = 0.0;
                 }
             }
-            let mut order: Vec<usize> = (0..scores.len()).collect();
-            // Highest score first; ties go to the lower index, as torch.topk does.
-            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-            let chosen: Vec<usize> = order.into_iter().take(c.top_k).collect();
-            let mut weights: Vec<f32> = chosen.iter().map(|&e| scores[e]).collect();
-            if c.norm_topk_prob {
-                let total: f32 = weights.iter().sum();
-                weights.iter_mut().for_each(|w| *w /= total);
-            }
-            if c.routed_scaling_factor != 1.0 {
-                weights
-                    .iter_mut()
-                    .for_each(|w| *w *= c.routed_scaling_factor as f32);
-            }
-            routes.experts.push(chosen);
-            routes.weights.push(weights);
         }
-        Ok(routes)
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        // Highest score first; ties go to the lower index, as torch.topk does.
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        let mut chosen: Vec<(usize, f32)> = order
+            .into_iter()
+            .take(c.top_k)
+            .map(|e| (e, scores[e]))
+            .collect();
+        if c.norm_topk_prob {
+            let total: f32 = chosen.iter().map(|&(_, w)| w).sum();
+            chosen.iter_mut().for_each(|(_, w)| *w /= total);
+        }
+        if c.routed_scaling_factor != 1.0 {
+            let scale = c.routed_scaling_factor as f32;
+            chosen.iter_mut().for_each(|(_, w)| *w *= scale);
+        }
+        chosen
     }
 
     /// The grouped path: each hit expert runs once over all its tokens.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (tokens, hidden) = x.dims2()?;
-        let routes = self.route(x)?;
-        let mut groups: Vec<(Vec<u32>, Vec<f32>)> =
-            vec![(Vec::new(), Vec::new()); self.experts.len()];
-        for (t, (experts, weights)) in routes.experts.iter().zip(&routes.weights).enumerate() {
-            for (&e, &w) in experts.iter().zip(weights) {
-                groups[e].0.push(t as u32);
-                groups[e].1.push(w);
-            }
-        }
-        let mut out = vec![0f32; tokens * hidden];
-        for (expert, (rows, weights)) in self.experts.iter().zip(&groups) {
-            if rows.is_empty() {
-                continue;
-            }
-            let index = Tensor::from_slice(rows, rows.len(), x.device())?;
-            let y = expert.forward(&x.index_select(&index, 0)?)?;
-            let y = y.flatten_all()?.to_vec1::<f32>()?;
-            for ((&row, &w), values) in rows.iter().zip(weights).zip(y.chunks_exact(hidden)) {
-                let dst = &mut out[row as usize * hidden..(row as usize + 1) * hidden];
-                dst.iter_mut().zip(values).for_each(|(d, &v)| *d += w * v);
-            }
-        }
+        let xs = host(x)?;
+        let routes = self.route(&xs, tokens);
+        let out = self.experts.forward(&xs, tokens, &routes);
         let routed = Tensor::from_vec(out, (tokens, hidden), x.device())?;
         self.add_shared(x, routed)
     }
 
     /// The reference path: every token, every chosen expert, one at a time.
     pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
-        let (tokens, _) = x.dims2()?;
-        let routes = self.route(x)?;
-        let mut rows = Vec::with_capacity(tokens);
-        for t in 0..tokens {
-            let xt = x.narrow(0, t, 1)?;
-            let mut acc = xt.zeros_like()?;
-            for (&e, &w) in routes.experts[t].iter().zip(&routes.weights[t]) {
-                acc = (acc + (self.experts[e].forward(&xt)? * f64::from(w))?)?;
-            }
-            rows.push(acc);
-        }
-        let routed = Tensor::cat(&rows, 0)?;
+        let (tokens, hidden) = x.dims2()?;
+        let xs = host(x)?;
+        let routes = self.route(&xs, tokens);
+        let out = self.experts.forward_reference(&xs, &routes);
+        let routed = Tensor::from_vec(out, (tokens, hidden), x.device())?;
         self.add_shared(x, routed)
     }
 

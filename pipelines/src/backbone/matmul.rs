@@ -1,0 +1,81 @@
+//! `y = x W^T` on one thread, over plain slices, for kernels that do their
+//! own threading (the MoE experts run one expert per task).
+//!
+//! A few rows take the dot-product kernel of [`super::gemv`], which reads
+//! each weight row once; more rows take the blocked GEMM of the `gemm` crate
+//! (the one candle uses), called without its own thread pool.
+
+use super::gemv;
+
+/// `x` is `[m, k]`, `w` is `[n, k]` (as checkpoints store weights), both
+/// row-major; returns `[m, n]`.
+pub fn matmul_nt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    assert_eq!(x.len(), m * k, "x is not [m, k]");
+    assert_eq!(w.len(), n * k, "w is not [n, k]");
+    if m <= gemv::MAX_ROWS {
+        return gemv::matmul_transposed_serial(x, m, w, n, k);
+    }
+    let mut y = vec![0f32; m * n];
+    // SAFETY: `y` is `[m, n]` row-major (column stride 1, row stride n), `x`
+    // is `[m, k]` row-major and `w^T` is read as `[k, n]` with row stride 1
+    // and column stride k, which is `w` `[n, k]` row-major; the asserts above
+    // and the allocation of `y` guarantee every index the GEMM touches is in
+    // bounds. `read_dst = false` means `y`'s zeros are never read.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let mut y = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                y[i * n + j] = (0..k).map(|p| x[i * k + p] * w[j * k + p]).sum();
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn both_paths_agree_with_the_naive_product() {
+        for m in [1, 3, 5, 17] {
+            let (n, k) = (29, 41);
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5)
+                .collect();
+            let (got, want) = (matmul_nt(&x, m, &w, n, k), naive(&x, m, &w, n, k));
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-4, "m={m} index {i}: {a} vs {b}");
+            }
+        }
+    }
+}
