@@ -49,7 +49,7 @@ impl MediaError {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         MediaError::Io {
             path: path.into(),
             error: source,

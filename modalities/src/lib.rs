@@ -91,7 +91,7 @@ pub(crate) fn read_bounded(path: &std::path::Path, limits: &Limits) -> Result<Ve
 
 /// Writes a file atomically: a temporary file in the same folder, fsync,
 /// rename. A failed write never leaves a half-written output behind.
-pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -15,14 +15,8 @@ pub enum PipelineError {
     Config(String),
     #[error("unsupported model_type {0:?} (supported: qwen3_moe, qwen2_moe, mixtral, olmoe, deepseek_v2, llama, qwen2, qwen3, mistral)")]
     UnsupportedModel(String),
-    #[error("missing tensor {name} in {}", dir.display())]
-    MissingTensor { name: String, dir: PathBuf },
-    #[error("tensor {name} has shape {actual:?}, expected {expected:?}")]
-    TensorShape {
-        name: String,
-        actual: Vec<usize>,
-        expected: Vec<usize>,
-    },
+    #[error(transparent)]
+    Weights(#[from] encoders::WeightsError),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("chat template: {0}")]

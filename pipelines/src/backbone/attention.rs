@@ -7,8 +7,8 @@ use candle_core::{DType, Module, Tensor, D};
 use super::config::{AttentionKind, BackboneConfig, LatentAttention, QkNorm};
 use super::layers::{Linear, RmsNorm};
 use super::rope::RotaryEmbedding;
-use super::weights::Checkpoint;
 use crate::error::Result;
+use encoders::weights::Checkpoint;
 
 /// One layer's cached keys and values for one sequence.
 #[derive(Debug, Clone, Default)]

@@ -2,8 +2,8 @@
 
 use candle_core::{Module, Tensor};
 
-use super::weights::Checkpoint;
 use crate::error::Result;
+use encoders::weights::Checkpoint;
 
 /// `y = x W^T + b`, with `W` stored `[out, in]` as checkpoints store it.
 ///

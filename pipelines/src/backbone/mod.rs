@@ -13,7 +13,6 @@ mod layers;
 mod matmul;
 mod moe;
 mod rope;
-mod weights;
 
 use std::path::Path;
 
@@ -22,10 +21,10 @@ use candle_core::{Device, Module, Tensor};
 use attention::Attention;
 pub use attention::LayerCache;
 pub use config::{BackboneConfig, FeedForward, ModelType};
+use encoders::weights::Checkpoint;
 use layers::{Linear, Mlp, RmsNorm};
 use moe::MoeBlock;
 use rope::RotaryEmbedding;
-use weights::Checkpoint;
 
 use crate::error::{PipelineError, Result};
 
@@ -131,10 +130,11 @@ impl Backbone {
         }
         let lm_head = if config.tie_word_embeddings || !ckpt.contains("lm_head.weight") {
             if !config.tie_word_embeddings {
-                return Err(PipelineError::MissingTensor {
+                return Err(encoders::WeightsError::MissingTensor {
                     name: "lm_head.weight".into(),
-                    dir: Default::default(),
-                });
+                    dir: ckpt.dir().to_path_buf(),
+                }
+                .into());
             }
             Linear::new(embed.clone(), None)?
         } else {

@@ -12,8 +12,8 @@ use super::config::{MoeConfig, Naming, Routing};
 use super::experts::Experts;
 use super::layers::{Linear, Mlp};
 use super::matmul::matmul_nt;
-use super::weights::Checkpoint;
-use crate::error::Result;
+use crate::error::{PipelineError, Result};
+use encoders::weights::Checkpoint;
 
 pub struct MoeBlock {
     /// `[num_experts, hidden]`.
@@ -74,6 +74,7 @@ impl MoeBlock {
                     let shapes = [[inter, hidden], [inter, hidden], [hidden, inter]];
                     let [g, u, d] = [0, 1, 2].map(|k| {
                         ckpt.get(&format!("{p}.{}.weight", names[k]), &shapes[k])
+                            .map_err(PipelineError::from)
                             .and_then(|t| host(&t))
                     });
                     Ok([g?, u?, d?])

@@ -1,0 +1,116 @@
+//! Modality codecs: media to discrete codes and back.
+//!
+//! Every codec implements [`Codec`]; [`open`] finds one from a codec spec
+//! (a folder with `config.json` or `tokenizer.json`, or `mesh[:BINS]`)
+//! through the [`REGISTRY`] table, keyed by the codec type its config
+//! names. A new codec is one module plus one line in that table.
+//! Codes on disk are [`Codes`] (docs/codes.md).
+
+pub mod codes;
+mod error;
+pub mod image;
+pub mod mesh;
+pub mod text;
+pub mod video;
+pub mod weights;
+
+use std::path::Path;
+
+use modalities::{Kind, Media};
+
+pub use crate::codes::Codes;
+pub use crate::error::{CodecError, Result, WeightsError};
+
+/// Media to codes and back.
+pub trait Codec: Send + Sync {
+    /// The kind of media it encodes and decodes.
+    fn kind(&self) -> Kind;
+    /// Codes are `0..vocab_size()`.
+    fn vocab_size(&self) -> usize;
+    fn encode(&self, media: &Media) -> Result<Codes>;
+    fn decode(&self, codes: &Codes) -> Result<Media>;
+}
+
+/// Builds a codec from its folder and parsed `config.json`.
+pub type Loader = fn(&Path, &serde_json::Value) -> Result<Box<dyn Codec>>;
+
+/// Codec types, as `config.json` names them, and their loaders.
+pub const REGISTRY: &[(&str, Loader)] = &[("janus_vqgan", image::load), ("janus", image::load)];
+
+/// The codec type a config names: `model_type`, or `codec_type` for
+/// codecs whose reference config has none.
+fn codec_type(config: &serde_json::Value) -> Option<&str> {
+    config
+        .get("codec_type")
+        .or_else(|| config.get("model_type"))
+        .and_then(|t| t.as_str())
+}
+
+/// Opens a codec from a spec: `mesh` or `mesh:BINS`, a folder with a
+/// `config.json` whose type is in [`REGISTRY`], or a folder with only a
+/// `tokenizer.json` (text).
+pub fn open(spec: &str) -> Result<Box<dyn Codec>> {
+    if spec == "mesh" || spec.starts_with("mesh:") {
+        return Ok(Box::new(mesh::MeshCodec::from_spec(spec)?));
+    }
+    let dir = Path::new(spec);
+    if !dir.is_dir() {
+        return Err(CodecError::UnknownCodec(
+            spec.into(),
+            "not a folder, and not mesh[:BINS]".into(),
+        ));
+    }
+    let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        if dir.join("tokenizer.json").exists() {
+            return Ok(Box::new(text::TextCodec::load(dir)?));
+        }
+        return Err(CodecError::config(
+            &config_path,
+            "missing (and no tokenizer.json for a text codec)",
+        ));
+    }
+    let config = read_config(&config_path)?;
+    let kind = codec_type(&config)
+        .ok_or_else(|| CodecError::config(&config_path, "names no model_type or codec_type"))?;
+    let known: Vec<&str> = REGISTRY.iter().map(|(name, _)| *name).collect();
+    match REGISTRY.iter().find(|(name, _)| *name == kind) {
+        Some((_, load)) => load(dir, &config),
+        None => Err(CodecError::UnknownCodec(
+            kind.into(),
+            format!(
+                "{} names a codec type anyforge does not know (known: {})",
+                config_path.display(),
+                known.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Reads and parses a JSON config (bounded: configs are small).
+pub fn read_config(path: &Path) -> Result<serde_json::Value> {
+    const MAX_CONFIG_BYTES: u64 = 1 << 20;
+    let size = std::fs::metadata(path)
+        .map_err(|e| modalities::MediaError::io(path, e))?
+        .len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(CodecError::config(
+            path,
+            format!("{size} bytes is too large for a config"),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| modalities::MediaError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| CodecError::config(path, e))
+}
+
+/// The codec for `kind` built on `codec`: video codes through an image
+/// codec, one grid per frame; otherwise the codec itself when kinds match.
+pub fn for_kind(codec: Box<dyn Codec>, kind: Kind) -> Result<Box<dyn Codec>> {
+    match (codec.kind(), kind) {
+        (have, want) if have == want => Ok(codec),
+        (Kind::Image, Kind::Video) => Ok(Box::new(video::VideoCodec::new(codec))),
+        (have, want) => Err(CodecError::Input(format!(
+            "a {have} codec cannot encode or decode {want}"
+        ))),
+    }
+}

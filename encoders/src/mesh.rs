@@ -1,0 +1,515 @@
+//! The mesh tokenizer: no weights, only geometry.
+//!
+//! Vertices are normalised into the unit cube centred on the origin (the
+//! bounding box's centre, scaled by its longest side) and quantised to
+//! `bins` levels per axis. Vertices that fall in the same cell merge; faces
+//! that collapse are dropped. Vertices are sorted by z, then y, then x;
+//! each face is rotated to start at its lowest vertex (keeping its winding)
+//! and faces are sorted by their vertices, as PolyGen and MeshGPT order them.
+//!
+//! Two forms of the result:
+//! - tokens: each face as its three vertices' quantised (z, y, x), nine
+//!   tokens per face, every token in `0..bins` ([`MeshCodec`]);
+//! - text: the OBJ form with integer coordinates that LLaMA-Mesh uses,
+//!   `v x y z` lines then `f a b c` lines (1-based), for text backbones
+//!   ([`to_obj_text`], [`from_obj_text`]).
+//!
+//! Decoding repairs what it can (merges duplicate vertices, drops degenerate
+//! and repeated faces) and rejects what it cannot, with the reason.
+
+use std::collections::{BTreeSet, HashMap};
+
+use modalities::{Kind, Media, Mesh};
+
+use crate::codes::{Codes, MeshCodes};
+use crate::error::{CodecError, Result};
+use crate::Codec;
+
+/// Bins per axis unless the caller chooses (MeshGPT and PolyGen use 128).
+pub const DEFAULT_BINS: u32 = 128;
+/// Most bins a codec accepts; more would outgrow any backbone's vocabulary.
+pub const MAX_BINS: u32 = 4096;
+
+/// A mesh on the integer grid, in canonical order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantizedMesh {
+    pub bins: u32,
+    /// `[x, y, z]`, each in `0..bins`, sorted by (z, y, x), no duplicates,
+    /// every one used by a face.
+    pub vertices: Vec<[u32; 3]>,
+    /// Each starts at its lowest index; sorted; no degenerate or repeated faces.
+    pub faces: Vec<[u32; 3]>,
+}
+
+fn check_bins(bins: u32) -> Result<u32> {
+    if (2..=MAX_BINS).contains(&bins) {
+        Ok(bins)
+    } else {
+        Err(CodecError::Codes(format!(
+            "bins must be between 2 and {MAX_BINS}, got {bins}"
+        )))
+    }
+}
+
+impl QuantizedMesh {
+    /// Normalises and quantises a mesh.
+    pub fn from_mesh(mesh: &Mesh, bins: u32) -> Result<QuantizedMesh> {
+        let bins = check_bins(bins)?;
+        mesh.validate()?;
+        let [lo, hi] = mesh
+            .bbox()
+            .ok_or_else(|| CodecError::Input("the mesh has no vertices".into()))?;
+        let extent = (0..3).map(|a| hi[a] - lo[a]).fold(0f32, f32::max);
+        if extent <= 0.0 || !extent.is_finite() {
+            return Err(CodecError::Input(
+                "the mesh has no extent (all vertices at one point)".into(),
+            ));
+        }
+        let cell = |p: [f32; 3]| -> [u32; 3] {
+            std::array::from_fn(|a| {
+                let unit = (p[a] - (lo[a] + hi[a]) / 2.0) / extent + 0.5;
+                ((unit * bins as f32).floor() as i64).clamp(0, i64::from(bins) - 1) as u32
+            })
+        };
+        let vertices: Vec<[u32; 3]> = mesh.positions.iter().map(|&p| cell(p)).collect();
+        let q = QuantizedMesh::canonical(bins, &vertices, &mesh.triangles);
+        if q.faces.is_empty() {
+            return Err(CodecError::Input(format!(
+                "no triangle survives quantisation to {bins} bins (the mesh is degenerate or too fine)"
+            )));
+        }
+        Ok(q)
+    }
+
+    /// Merges equal vertices, drops degenerate and repeated faces, and
+    /// orders everything canonically. Face indices must be in range.
+    fn canonical(bins: u32, vertices: &[[u32; 3]], faces: &[[u32; 3]]) -> QuantizedMesh {
+        let zyx = |v: &[u32; 3]| [v[2], v[1], v[0]];
+        let unique: BTreeSet<[u32; 3]> = vertices.iter().map(zyx).collect();
+        let sorted: Vec<[u32; 3]> = unique.into_iter().collect();
+        let index: HashMap<[u32; 3], u32> = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (*v, i as u32))
+            .collect();
+        let remap = |i: u32| index[&zyx(&vertices[i as usize])];
+        let mut seen = BTreeSet::new();
+        for f in faces {
+            let f = f.map(remap);
+            if f[0] == f[1] || f[1] == f[2] || f[0] == f[2] {
+                continue;
+            }
+            let first = (0..3).min_by_key(|&k| f[k]).unwrap_or(0);
+            let rotated = [f[first], f[(first + 1) % 3], f[(first + 2) % 3]];
+            if !collinear(&sorted, rotated) {
+                seen.insert(rotated);
+            }
+        }
+        // Drop vertices no face uses; renumbering keeps the order, so faces
+        // stay sorted and still start at their lowest vertex.
+        let mut renumber = vec![u32::MAX; sorted.len()];
+        seen.iter()
+            .flatten()
+            .for_each(|&i| renumber[i as usize] = 0);
+        let mut next = 0;
+        let mut vertices = Vec::new();
+        for (slot, v) in renumber.iter_mut().zip(&sorted) {
+            if *slot == 0 {
+                *slot = next;
+                next += 1;
+                vertices.push([v[2], v[1], v[0]]);
+            }
+        }
+        QuantizedMesh {
+            bins,
+            vertices,
+            faces: seen
+                .into_iter()
+                .map(|f| f.map(|i| renumber[i as usize]))
+                .collect(),
+        }
+    }
+
+    /// Vertex positions in the unit cube centred on the origin (cell centres).
+    pub fn to_mesh(&self) -> Result<Mesh> {
+        let b = self.bins as f32;
+        let positions = self
+            .vertices
+            .iter()
+            .map(|v| v.map(|c| (c as f32 + 0.5) / b - 0.5))
+            .collect();
+        Ok(Mesh::new(positions, self.faces.clone())?)
+    }
+
+    /// Nine tokens per face: (z, y, x) of each of its vertices.
+    pub fn tokens(&self) -> Vec<u32> {
+        self.faces
+            .iter()
+            .flat_map(|f| {
+                f.iter().flat_map(|&i| {
+                    let v = self.vertices[i as usize];
+                    [v[2], v[1], v[0]]
+                })
+            })
+            .collect()
+    }
+
+    /// Rebuilds a mesh from tokens, repairing duplicates and degenerate faces.
+    pub fn from_tokens(bins: u32, tokens: &[u32]) -> Result<QuantizedMesh> {
+        let bins = check_bins(bins)?;
+        if tokens.is_empty() || tokens.len() % 9 != 0 {
+            return Err(CodecError::Codes(format!(
+                "{} tokens is not a positive multiple of 9 (3 vertices x (z, y, x) per face)",
+                tokens.len()
+            )));
+        }
+        if let Some((at, &t)) = tokens.iter().enumerate().find(|(_, &t)| t >= bins) {
+            return Err(CodecError::Codes(format!(
+                "token {t} at position {at} is outside 0..{bins}"
+            )));
+        }
+        let vertices: Vec<[u32; 3]> = tokens.chunks_exact(3).map(|c| [c[2], c[1], c[0]]).collect();
+        let faces: Vec<[u32; 3]> = (0..vertices.len() as u32 / 3)
+            .map(|f| [3 * f, 3 * f + 1, 3 * f + 2])
+            .collect();
+        let q = QuantizedMesh::canonical(bins, &vertices, &faces);
+        if q.faces.is_empty() {
+            return Err(CodecError::Codes(
+                "every face is degenerate (repeated or collinear vertices)".into(),
+            ));
+        }
+        Ok(q)
+    }
+}
+
+/// True when the face's three grid points lie on one line (zero area).
+fn collinear(zyx: &[[u32; 3]], f: [u32; 3]) -> bool {
+    let p = f.map(|i| zyx[i as usize].map(i64::from));
+    let (a, b) = (
+        [p[1][0] - p[0][0], p[1][1] - p[0][1], p[1][2] - p[0][2]],
+        [p[2][0] - p[0][0], p[2][1] - p[0][1], p[2][2] - p[0][2]],
+    );
+    let cross = [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ];
+    cross == [0, 0, 0]
+}
+
+/// The LLaMA-Mesh text form: `v x y z` with integer coordinates in
+/// `0..bins`, then `f a b c` with 1-based indices.
+pub fn to_obj_text(mesh: &Mesh, bins: u32) -> Result<String> {
+    let q = QuantizedMesh::from_mesh(mesh, bins)?;
+    let mut text = String::new();
+    for v in &q.vertices {
+        text.push_str(&format!("v {} {} {}\n", v[0], v[1], v[2]));
+    }
+    for f in &q.faces {
+        text.push_str(&format!("f {} {} {}\n", f[0] + 1, f[1] + 1, f[2] + 1));
+    }
+    Ok(text)
+}
+
+/// Parses the LLaMA-Mesh text form (as a text backbone writes it: blank
+/// lines and `#` comments are skipped; anything else is an error naming the
+/// line). The result is repaired and put in canonical order.
+pub fn from_obj_text(text: &str, bins: u32) -> Result<QuantizedMesh> {
+    let bins = check_bins(bins)?;
+    let (mut vertices, mut faces) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        let bad = |why: &str| CodecError::Codes(format!("line {}: {why}: {line:?}", n + 1));
+        let mut words = line.split_whitespace();
+        let Some(tag) = words.next() else { continue };
+        let values: Vec<&str> = words.collect();
+        match tag {
+            t if t.starts_with('#') => {}
+            "v" | "f" if values.len() != 3 => return Err(bad("expected three numbers")),
+            "v" => {
+                let mut v = [0u32; 3];
+                for (slot, word) in v.iter_mut().zip(&values) {
+                    *slot = word
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&c| c < bins)
+                        .ok_or_else(|| {
+                            bad(&format!("coordinates must be integers in 0..{bins}"))
+                        })?;
+                }
+                vertices.push(v);
+            }
+            "f" => {
+                let mut f = [0u32; 3];
+                for (slot, word) in f.iter_mut().zip(&values) {
+                    // `f 1/1 2/2 3/3` carries texture indices; the vertex comes first.
+                    let index = word.split('/').next().unwrap_or_default();
+                    *slot = index
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|&i| i >= 1)
+                        .ok_or_else(|| bad("face indices must be positive integers"))?
+                        - 1;
+                }
+                faces.push(f);
+            }
+            _ => return Err(bad("expected a `v` or `f` line")),
+        }
+    }
+    if let Some(f) = faces
+        .iter()
+        .find(|f| f.iter().any(|&i| i as usize >= vertices.len()))
+    {
+        return Err(CodecError::Codes(format!(
+            "face {:?} refers to a vertex past the {} defined",
+            f.map(|i| i + 1),
+            vertices.len()
+        )));
+    }
+    let q = QuantizedMesh::canonical(bins, &vertices, &faces);
+    if q.faces.is_empty() {
+        return Err(CodecError::Codes(
+            "the text defines no non-degenerate face".into(),
+        ));
+    }
+    Ok(q)
+}
+
+/// The token form as a [`Codec`], `mesh[:BINS]` on the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct MeshCodec {
+    bins: u32,
+}
+
+impl MeshCodec {
+    pub fn new(bins: u32) -> Result<MeshCodec> {
+        Ok(MeshCodec {
+            bins: check_bins(bins)?,
+        })
+    }
+
+    /// Parses `mesh` or `mesh:BINS`.
+    pub fn from_spec(spec: &str) -> Result<MeshCodec> {
+        match spec.strip_prefix("mesh:") {
+            None => MeshCodec::new(DEFAULT_BINS),
+            Some(n) => MeshCodec::new(n.parse().map_err(|_| {
+                CodecError::UnknownCodec(
+                    spec.into(),
+                    "expected mesh:BINS with BINS a number".into(),
+                )
+            })?),
+        }
+    }
+}
+
+impl Codec for MeshCodec {
+    fn kind(&self) -> Kind {
+        Kind::Mesh
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.bins as usize
+    }
+
+    fn encode(&self, media: &Media) -> Result<Codes> {
+        let Media::Mesh(mesh) = media else {
+            return Err(CodecError::Input(format!(
+                "the mesh codec encodes meshes, not {}",
+                media.kind()
+            )));
+        };
+        let q = QuantizedMesh::from_mesh(mesh, self.bins)?;
+        Ok(Codes::Mesh(MeshCodes {
+            bins: self.bins,
+            tokens: q.tokens(),
+        }))
+    }
+
+    fn decode(&self, codes: &Codes) -> Result<Media> {
+        let Codes::Mesh(m) = codes else {
+            return Err(CodecError::Codes(format!(
+                "the mesh codec decodes mesh codes, not {}",
+                codes.kind()
+            )));
+        };
+        if m.bins != self.bins {
+            return Err(CodecError::Codes(format!(
+                "the codes use {} bins, the codec {}",
+                m.bins, self.bins
+            )));
+        }
+        Ok(Media::Mesh(
+            QuantizedMesh::from_tokens(m.bins, &m.tokens)?.to_mesh()?,
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cube() -> Mesh {
+        let p: Vec<[f32; 3]> = (0..8)
+            .map(|i| [(i & 1) as f32, ((i >> 1) & 1) as f32, ((i >> 2) & 1) as f32])
+            .map(|v| [v[0] * 2.0 + 1.0, v[1] * 2.0 - 3.0, v[2] * 2.0])
+            .collect();
+        let t = vec![
+            [0, 2, 1],
+            [1, 2, 3],
+            [4, 5, 6],
+            [5, 7, 6],
+            [0, 1, 4],
+            [1, 5, 4],
+            [2, 6, 3],
+            [3, 6, 7],
+            [0, 4, 2],
+            [2, 4, 6],
+            [1, 3, 5],
+            [3, 7, 5],
+        ];
+        Mesh::new(p, t).unwrap()
+    }
+
+    fn tetrahedron() -> Mesh {
+        Mesh::new(
+            vec![
+                [0.1, 0.2, 0.3],
+                [1.7, 0.0, 0.1],
+                [0.4, 1.1, 0.0],
+                [0.5, 0.4, 0.9],
+            ],
+            vec![[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]],
+        )
+        .unwrap()
+    }
+
+    /// The mesh in the codec's unit cube, for comparing with decoded output.
+    fn normalised(mesh: &Mesh) -> Vec<[f32; 3]> {
+        let [lo, hi] = mesh.bbox().unwrap();
+        let extent = (0..3).map(|a| hi[a] - lo[a]).fold(0f32, f32::max);
+        mesh.positions
+            .iter()
+            .map(|p| std::array::from_fn(|a| (p[a] - (lo[a] + hi[a]) / 2.0) / extent))
+            .collect()
+    }
+
+    fn decode(codec: &MeshCodec, codes: &Codes) -> Mesh {
+        match codec.decode(codes).unwrap() {
+            Media::Mesh(m) => m,
+            other => panic!("decoded {:?}", other.kind()),
+        }
+    }
+
+    #[test]
+    fn primitives_round_trip_within_half_a_bin() {
+        for bins in [16, 128, 1024] {
+            let codec = MeshCodec::new(bins).unwrap();
+            for mesh in [cube(), tetrahedron()] {
+                let codes = codec.encode(&Media::Mesh(mesh.clone())).unwrap();
+                let Codes::Mesh(m) = &codes else { panic!() };
+                assert_eq!(m.tokens.len(), 9 * mesh.triangles.len());
+                assert!(m.tokens.iter().all(|&t| t < bins));
+                let back = decode(&codec, &codes);
+                assert_eq!(back.triangles.len(), mesh.triangles.len());
+                assert_eq!(back.positions.len(), mesh.positions.len());
+                let half_bin = 0.5 / bins as f32 + 1e-6;
+                // Every original vertex has a decoded vertex within half a bin.
+                for p in normalised(&mesh) {
+                    let nearest = back
+                        .positions
+                        .iter()
+                        .map(|q| (0..3).map(|a| (p[a] - q[a]).abs()).fold(0f32, f32::max))
+                        .fold(f32::INFINITY, f32::min);
+                    assert!(nearest <= half_bin, "bins {bins}: {p:?} is {nearest} away");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn order_is_canonical_under_vertex_and_face_permutation() {
+        let mesh = cube();
+        let codec = MeshCodec::new(64).unwrap();
+        let want = codec.encode(&Media::Mesh(mesh.clone())).unwrap();
+        // Reverse the vertices, rotate each face, reverse the face order.
+        let n = mesh.positions.len() as u32;
+        let positions: Vec<[f32; 3]> = mesh.positions.iter().rev().copied().collect();
+        let triangles: Vec<[u32; 3]> = mesh
+            .triangles
+            .iter()
+            .rev()
+            .map(|t| [n - 1 - t[1], n - 1 - t[2], n - 1 - t[0]])
+            .collect();
+        let shuffled = Mesh::new(positions, triangles).unwrap();
+        assert_eq!(codec.encode(&Media::Mesh(shuffled)).unwrap(), want);
+        // Faces start at their lowest vertex; vertices ascend by (z, y, x).
+        let q = QuantizedMesh::from_mesh(&mesh, 64).unwrap();
+        assert!(q.faces.iter().all(|f| f[0] < f[1] && f[0] < f[2]));
+        assert!(q.faces.windows(2).all(|w| w[0] < w[1]));
+        let zyx: Vec<[u32; 3]> = q.vertices.iter().map(|v| [v[2], v[1], v[0]]).collect();
+        assert!(zyx.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn decoding_repairs_duplicates_and_degenerate_faces() {
+        let codec = MeshCodec::new(8).unwrap();
+        let face = [0, 0, 0, 0, 0, 5, 0, 5, 0]; // (z, y, x) x 3
+        let degenerate = [1, 1, 1, 1, 1, 1, 2, 2, 2]; // a repeated vertex
+        let collinear = [0, 0, 0, 0, 0, 1, 0, 0, 2];
+        let tokens: Vec<u32> = [face, face, degenerate, collinear].concat();
+        let mesh = decode(&codec, &Codes::Mesh(MeshCodes { bins: 8, tokens }));
+        assert_eq!(mesh.triangles.len(), 1);
+        assert_eq!(mesh.positions.len(), 3);
+    }
+
+    #[test]
+    fn undecodable_tokens_are_rejected_with_a_reason() {
+        let codec = MeshCodec::new(8).unwrap();
+        for (tokens, bins, want) in [
+            (vec![1, 2, 3], 8, "not a positive multiple of 9"),
+            (vec![0, 0, 0, 0, 0, 9, 0, 5, 0], 8, "token 9 at position 5"),
+            (vec![1; 9], 8, "every face is degenerate"),
+            (vec![0; 9], 16, "the codes use 16 bins, the codec 8"),
+        ] {
+            let err = codec
+                .decode(&Codes::Mesh(MeshCodes { bins, tokens }))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        assert!(MeshCodec::from_spec("mesh:1").is_err());
+        assert!(MeshCodec::from_spec("mesh:lots").is_err());
+        assert_eq!(MeshCodec::from_spec("mesh").unwrap().vocab_size(), 128);
+    }
+
+    #[test]
+    fn flat_or_empty_meshes_cannot_be_encoded() {
+        let point = Mesh::new(vec![[1.0; 3]; 3], vec![[0, 1, 2]]).unwrap();
+        let err = QuantizedMesh::from_mesh(&point, 128)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no extent"), "{err}");
+    }
+
+    #[test]
+    fn obj_text_round_trips_and_names_bad_lines() {
+        let text = to_obj_text(&cube(), 64).unwrap();
+        assert_eq!(text.lines().filter(|l| l.starts_with("v ")).count(), 8);
+        assert!(text.lines().all(|l| l
+            .split_whitespace()
+            .skip(1)
+            .all(|w| w.parse::<u32>().is_ok())));
+        let q = from_obj_text(&format!("# a cube\n\n{text}"), 64).unwrap();
+        assert_eq!(q, QuantizedMesh::from_mesh(&cube(), 64).unwrap());
+        for (bad, want) in [
+            ("v 1 2\n", "line 1: expected three numbers"),
+            ("v 1 2 64\n", "integers in 0..64"),
+            ("v 1 2 3\nvt 0 0\n", "line 2: expected a `v` or `f` line"),
+            ("v 1 2 3\nf 1 2 0\n", "positive integers"),
+            ("v 1 2 3\nf 1 2 3\n", "past the 1 defined"),
+        ] {
+            let err = from_obj_text(bad, 64).unwrap_err().to_string();
+            assert!(err.contains(want), "{bad:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Video as a sequence of image grids: each frame through an image codec,
+//! with the exact frame rate kept. Which frames are encoded is the reader's
+//! choice (`modalities::Sampling`: every frame, N frames, or a target fps).
+
+use modalities::{Kind, Media, Video};
+
+use crate::codes::{Codes, Fps, VideoCodes};
+use crate::error::{CodecError, Result};
+use crate::Codec;
+
+pub struct VideoCodec {
+    frames: Box<dyn Codec>,
+}
+
+impl VideoCodec {
+    /// `frames` must be an image codec.
+    pub fn new(frames: Box<dyn Codec>) -> VideoCodec {
+        VideoCodec { frames }
+    }
+}
+
+impl Codec for VideoCodec {
+    fn kind(&self) -> Kind {
+        Kind::Video
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.frames.vocab_size()
+    }
+
+    fn encode(&self, media: &Media) -> Result<Codes> {
+        let Media::Video(video) = media else {
+            return Err(CodecError::Input(format!(
+                "the video codec encodes video, not {}",
+                media.kind()
+            )));
+        };
+        let frames = video
+            .frames
+            .iter()
+            .enumerate()
+            .map(
+                |(n, frame)| match self.frames.encode(&Media::Image(frame.clone())) {
+                    Ok(Codes::Image(codes)) => Ok(codes),
+                    Ok(other) => Err(CodecError::Input(format!(
+                        "the frame codec produced {} codes",
+                        other.kind()
+                    ))),
+                    Err(e) => Err(CodecError::Input(format!("frame {n}: {e}"))),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Codes::Video(VideoCodes {
+            fps: Fps::from_rational(video.fps),
+            frames,
+        }))
+    }
+
+    fn decode(&self, codes: &Codes) -> Result<Media> {
+        let Codes::Video(v) = codes else {
+            return Err(CodecError::Codes(format!(
+                "the video codec decodes video codes, not {}",
+                codes.kind()
+            )));
+        };
+        let frames = v
+            .frames
+            .iter()
+            .enumerate()
+            .map(
+                |(n, grid)| match self.frames.decode(&Codes::Image(grid.clone())) {
+                    Ok(Media::Image(image)) => Ok(image),
+                    Ok(other) => Err(CodecError::Codes(format!(
+                        "the frame codec produced {}",
+                        other.kind()
+                    ))),
+                    Err(e) => Err(CodecError::Codes(format!("frame {n}: {e}"))),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Media::Video(Video::new(
+            v.fps.to_rational()?,
+            frames,
+            None,
+        )?))
+    }
+}
