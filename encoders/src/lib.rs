@@ -6,6 +6,7 @@
 //! names. A new codec is one module plus one line in that table.
 //! Codes on disk are [`Codes`] (docs/codes.md).
 
+pub mod audio;
 pub mod codes;
 mod error;
 pub mod image;
@@ -35,15 +36,24 @@ pub trait Codec: Send + Sync {
 pub type Loader = fn(&Path, &serde_json::Value) -> Result<Box<dyn Codec>>;
 
 /// Codec types, as `config.json` names them, and their loaders.
-pub const REGISTRY: &[(&str, Loader)] = &[("janus_vqgan", image::load), ("janus", image::load)];
+pub const REGISTRY: &[(&str, Loader)] = &[
+    ("janus_vqgan", image::load),
+    ("janus", image::load),
+    ("snac", audio::load),
+];
 
-/// The codec type a config names: `model_type`, or `codec_type` for
-/// codecs whose reference config has none.
+/// The codec type a config names: `codec_type` or `model_type`; a SNAC
+/// config, which the `snac` package writes without either, is recognised
+/// by its fields.
 fn codec_type(config: &serde_json::Value) -> Option<&str> {
-    config
+    let named = config
         .get("codec_type")
         .or_else(|| config.get("model_type"))
-        .and_then(|t| t.as_str())
+        .and_then(|t| t.as_str());
+    named.or_else(|| {
+        (config.get("vq_strides").is_some() && config.get("encoder_rates").is_some())
+            .then_some("snac")
+    })
 }
 
 /// Opens a codec from a spec: `mesh` or `mesh:BINS`, a folder with a

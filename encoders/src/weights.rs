@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use candle_core::pickle::PthTensors;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
@@ -15,8 +16,19 @@ type Result<T> = std::result::Result<T, WeightsError>;
 /// The checkpoint's tensors, opened but not yet loaded.
 pub struct Checkpoint {
     dir: PathBuf,
-    tensors: MmapedSafetensors,
+    tensors: Source,
     device: Device,
+}
+
+enum Source {
+    Safetensors(MmapedSafetensors),
+    /// A PyTorch `.bin`, read by candle's pickle reader, which interprets
+    /// only the opcodes that describe tensors and runs no code; `bytes` is
+    /// the file's size, which no tensor may claim to exceed.
+    Pickle {
+        tensors: PthTensors,
+        bytes: u64,
+    },
 }
 
 impl Checkpoint {
@@ -77,7 +89,28 @@ impl Checkpoint {
             .map_err(|e| WeightsError::bad_file(dir, e))?;
         Ok(Checkpoint {
             dir: dir.to_path_buf(),
-            tensors,
+            tensors: Source::Safetensors(tensors),
+            device: device.clone(),
+        })
+    }
+
+    /// Like [`Checkpoint::open`], but a folder with only `pytorch_model.bin`
+    /// (as codecs such as SNAC are published) is read with the tensor-only
+    /// pickle reader. Safetensors win when both are present.
+    pub fn open_with_pickle(dir: &Path, device: &Device) -> Result<Checkpoint> {
+        let bin = dir.join("pytorch_model.bin");
+        let has_safetensors = dir.join("model.safetensors").exists()
+            || dir.join("model.safetensors.index.json").exists();
+        if has_safetensors || !bin.exists() {
+            return Checkpoint::open(dir, device);
+        }
+        let bytes = std::fs::metadata(&bin)
+            .map_err(|e| WeightsError::io(&bin, e))?
+            .len();
+        let tensors = PthTensors::new(&bin, None).map_err(|e| WeightsError::bad_file(&bin, e))?;
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            tensors: Source::Pickle { tensors, bytes },
             device: device.clone(),
         })
     }
@@ -89,13 +122,19 @@ impl Checkpoint {
 
     /// Every tensor name, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.tensors.tensors().into_iter().map(|(n, _)| n).collect();
+        let mut names: Vec<String> = match &self.tensors {
+            Source::Safetensors(t) => t.tensors().into_iter().map(|(n, _)| n).collect(),
+            Source::Pickle { tensors, .. } => tensors.tensor_infos().keys().cloned().collect(),
+        };
         names.sort();
         names
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.get(name).is_ok()
+        match &self.tensors {
+            Source::Safetensors(t) => t.get(name).is_ok(),
+            Source::Pickle { tensors, .. } => tensors.tensor_infos().contains_key(name),
+        }
     }
 
     /// Loads a tensor as f32, checking its shape.
@@ -113,16 +152,34 @@ impl Checkpoint {
 
     /// Loads a tensor as f32 whatever its shape.
     pub fn get_any(&self, name: &str) -> Result<Tensor> {
-        if self.tensors.get(name).is_err() {
+        if !self.contains(name) {
             return Err(WeightsError::MissingTensor {
                 name: name.to_owned(),
                 dir: self.dir.clone(),
             });
         }
-        let tensor = self
-            .tensors
-            .load(name, &self.device)
-            .map_err(|e| WeightsError::bad_file(&self.dir, format!("{name}: {e}")))?;
+        let bad = |e: candle_core::Error| WeightsError::bad_file(&self.dir, format!("{name}: {e}"));
+        let tensor = match &self.tensors {
+            Source::Safetensors(t) => t.load(name, &self.device).map_err(bad)?,
+            Source::Pickle { tensors, bytes } => {
+                let info = &tensors.tensor_infos()[name];
+                let claimed =
+                    info.layout.shape().elem_count() as u64 * info.dtype.size_in_bytes() as u64;
+                if claimed > *bytes {
+                    return Err(WeightsError::bad_file(
+                        &self.dir,
+                        format!("{name} claims {claimed} bytes, more than the whole file"),
+                    ));
+                }
+                tensors
+                    .get(name)
+                    .map_err(bad)?
+                    .ok_or_else(|| {
+                        WeightsError::bad_file(&self.dir, format!("{name}: unreadable"))
+                    })?
+                    .to_device(&self.device)?
+            }
+        };
         match tensor.dtype() {
             DType::F32 => Ok(tensor),
             DType::F16 | DType::BF16 | DType::F64 => Ok(tensor.to_dtype(DType::F32)?),
