@@ -120,7 +120,7 @@ pub fn for_kind(codec: Box<dyn Codec>, kind: Kind) -> Result<Box<dyn Codec>> {
         (have, want) if have == want => Ok(codec),
         (Kind::Image, Kind::Video) => Ok(Box::new(video::VideoCodec::new(codec))),
         (have, want) => Err(CodecError::Input(format!(
-            "a {have} codec cannot encode or decode {want}"
+            "the {have} codec cannot encode or decode {want}"
         ))),
     }
 }

@@ -99,6 +99,27 @@ impl Image {
         }
     }
 
+    /// The image scaled to `width` x `height` (Catmull-Rom filtering; the
+    /// aspect ratio is the caller's choice).
+    pub fn resized(&self, width: u32, height: u32) -> Result<Image> {
+        Limits::default().check_frame_size(width, height)?;
+        if (width, height) == (self.width, self.height) {
+            return Ok(self.clone());
+        }
+        let filter = image::imageops::FilterType::CatmullRom;
+        let invalid = || MediaError::Invalid("pixel buffer does not match the image size".into());
+        let pixels = if self.channels == 4 {
+            let buf = image::RgbaImage::from_raw(self.width, self.height, self.pixels.clone())
+                .ok_or_else(invalid)?;
+            image::imageops::resize(&buf, width, height, filter).into_raw()
+        } else {
+            let buf = image::RgbImage::from_raw(self.width, self.height, self.pixels.clone())
+                .ok_or_else(invalid)?;
+            image::imageops::resize(&buf, width, height, filter).into_raw()
+        };
+        Image::new(width, height, self.channels, pixels)
+    }
+
     /// Decodes the first frame of an image file held in memory.
     pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Image> {
         let format = detect_image(bytes)?;

@@ -63,6 +63,18 @@ pub enum Media {
 }
 
 impl Media {
+    /// Writes the value in the format `path`'s extension names (default
+    /// quality for lossy images).
+    pub fn write(&self, path: &std::path::Path) -> Result<()> {
+        match self {
+            Media::Text(t) => t.write(path),
+            Media::Image(i) => i.write(path, None),
+            Media::Audio(a) => a.write(path),
+            Media::Video(v) => v.write(path),
+            Media::Mesh(m) => m.write(path),
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Media::Text(_) => Kind::Text,

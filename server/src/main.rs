@@ -1,5 +1,6 @@
 //! The `anyforge` command line.
 
+mod codec;
 mod media;
 mod text;
 
@@ -25,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         command: media::MediaCommand,
     },
+    /// Turn media into discrete codes and back (image VQ, SNAC audio, video, mesh, text).
+    Codec {
+        #[command(subcommand)]
+        command: codec::CodecCommand,
+    },
     /// Complete a prompt with a text model (OpenAI completion JSON with --json).
     Complete(text::CompleteArgs),
     /// Chat with a text model on the terminal, streaming replies.
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Media { command } => media::run(command),
+        Command::Codec { command } => codec::run(command),
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),
     };

@@ -52,7 +52,7 @@ fn naming(path: &Path, e: MediaError) -> anyhow::Error {
     }
 }
 
-fn load_limits(path: Option<&Path>) -> Result<Limits> {
+pub fn load_limits(path: Option<&Path>) -> Result<Limits> {
     let Some(path) = path else {
         return Ok(Limits::default());
     };

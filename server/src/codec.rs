@@ -1,0 +1,123 @@
+//! `anyforge codec encode|decode`: media to discrete codes and back.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use encoders::{Codec, Codes};
+use modalities::{Kind, Media, Sampling};
+
+#[derive(Subcommand)]
+pub enum CodecCommand {
+    /// Encode a media file into a codes JSON file (docs/codes.md).
+    Encode(EncodeArgs),
+    /// Decode a codes JSON file into media; the format comes from OUT's extension.
+    Decode(DecodeArgs),
+}
+
+#[derive(Args)]
+pub struct EncodeArgs {
+    /// A codec folder (config.json + weights, or tokenizer.json) or mesh[:BINS].
+    #[arg(long)]
+    codec: String,
+    input: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Video: encode frames at this rate (default: every frame).
+    #[arg(long, conflicts_with = "frames")]
+    fps: Option<f64>,
+    /// Video: encode this many evenly spaced frames.
+    #[arg(long)]
+    frames: Option<u32>,
+    /// Images and video frames: resize to WIDTHxHEIGHT first (sides must
+    /// suit the codec, e.g. multiples of 16 for Janus-Pro's VQ).
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u32, u32)>,
+    /// A JSON file of decoding limits (see `modalities::Limits`).
+    #[arg(long)]
+    limits: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DecodeArgs {
+    #[arg(long)]
+    codec: String,
+    codes: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Largest codes file read, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    max_codes_bytes: u64,
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{text:?} is not WIDTHxHEIGHT"))?;
+    match (w.parse(), h.parse()) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(format!(
+            "{text:?} is not WIDTHxHEIGHT with positive integers"
+        )),
+    }
+}
+
+pub fn run(command: CodecCommand) -> Result<()> {
+    match command {
+        CodecCommand::Encode(args) => encode(args),
+        CodecCommand::Decode(args) => decode(args),
+    }
+}
+
+fn open_for(spec: &str, kind: Kind) -> Result<Box<dyn Codec>> {
+    let codec = encoders::open(spec).with_context(|| format!("codec {spec}"))?;
+    Ok(encoders::for_kind(codec, kind)?)
+}
+
+fn encode(args: EncodeArgs) -> Result<()> {
+    let limits = crate::media::load_limits(args.limits.as_deref())?;
+    let sampling = match (args.fps, args.frames) {
+        (Some(fps), _) => {
+            if !(fps > 0.0 && fps <= 1000.0) {
+                bail!("--fps must be between 0 and 1000, got {fps}");
+            }
+            Sampling::Fps(encoders::codes::Fps::Number(fps).to_rational()?)
+        }
+        (None, Some(n)) => Sampling::Frames(n),
+        (None, None) => Sampling::All,
+    };
+    let mut media = modalities::read_media(&args.input, sampling, &limits)
+        .with_context(|| args.input.display().to_string())?;
+    if let Some((w, h)) = args.size {
+        media = match media {
+            Media::Image(i) => Media::Image(i.resized(w, h)?),
+            Media::Video(mut v) => {
+                v.frames = v
+                    .frames
+                    .iter()
+                    .map(|f| f.resized(w, h))
+                    .collect::<Result<_, _>>()?;
+                Media::Video(v)
+            }
+            other => bail!("--size applies to images and video, not {}", other.kind()),
+        };
+    }
+    let codec = open_for(&args.codec, media.kind())?;
+    let codes = codec
+        .encode(&media)
+        .with_context(|| args.input.display().to_string())?;
+    codes.write(&args.out)?;
+    Ok(())
+}
+
+fn decode(args: DecodeArgs) -> Result<()> {
+    let codes = Codes::read(&args.codes, args.max_codes_bytes)?;
+    let codec = open_for(&args.codec, codes.kind())?;
+    let media = codec
+        .decode(&codes)
+        .with_context(|| args.codes.display().to_string())?;
+    media
+        .write(&args.out)
+        .with_context(|| args.out.display().to_string())?;
+    Ok(())
+}

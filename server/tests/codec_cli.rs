@@ -1,0 +1,207 @@
+#![allow(clippy::unwrap_used)]
+//! `anyforge codec encode|decode` as a user runs them, on the codec
+//! fixtures of the encoders crate.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn anyforge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anyforge"))
+        .args(args)
+        .output()
+        .expect("run anyforge")
+}
+
+fn ok(args: &[&str]) {
+    let out = anyforge(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = anyforge(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn every_kind_encodes_and_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| -> PathBuf { dir.path().join(name) };
+    let (vq, snac) = (
+        repo("encoders/tests/fixtures/image_vq"),
+        repo("encoders/tests/fixtures/snac_attn"),
+    );
+    let cases: [(&str, String, &[&str], &str); 5] = [
+        (
+            vq.as_str(),
+            repo("assets/samples/sample.png"),
+            &["--size", "32x16"],
+            "out.png",
+        ),
+        (
+            snac.as_str(),
+            repo("assets/samples/tone.wav"),
+            &[],
+            "out.wav",
+        ),
+        (
+            vq.as_str(),
+            repo("assets/samples/clip.mp4"),
+            &["--frames", "2", "--size", "16x16"],
+            "out.mp4",
+        ),
+        ("mesh:32", repo("assets/samples/cube.obj"), &[], "out.stl"),
+        ("mesh", repo("assets/samples/cube.obj"), &[], "out.ply"),
+    ];
+    for (codec, input, extra, output) in cases {
+        let codes = at(&format!("{output}.json"));
+        let mut args = vec![
+            "codec",
+            "encode",
+            "--codec",
+            codec,
+            &input,
+            "--out",
+            s(&codes),
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        ok(&[
+            "codec",
+            "decode",
+            "--codec",
+            codec,
+            s(&codes),
+            "--out",
+            s(&at(output)),
+        ]);
+        let info = anyforge(&["media", "info", s(&at(output))]);
+        assert!(info.status.success(), "{output}");
+    }
+    let image = json(&at("out.png.json"));
+    assert_eq!(
+        (
+            image["kind"].as_str(),
+            image["height"].as_u64(),
+            image["width"].as_u64()
+        ),
+        (Some("image"), Some(8), Some(16))
+    );
+    let video = json(&at("out.mp4.json"));
+    assert_eq!(video["frames"].as_array().unwrap().len(), 2);
+    let audio = json(&at("out.wav.json"));
+    assert_eq!(audio["sample_rate"].as_u64(), Some(8000));
+    let mesh = json(&at("out.stl.json"));
+    assert_eq!(mesh["bins"].as_u64(), Some(32));
+}
+
+#[test]
+fn bad_inputs_and_codes_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let vq = repo("encoders/tests/fixtures/image_vq");
+    let write = |name: &str, text: &str| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let out = dir.path().join("out.png");
+    let cases = [
+        (
+            write(
+                "range.json",
+                r#"{"kind":"image","height":1,"width":1,"codes":[[999]]}"#,
+            ),
+            "code 999 at row 0, column 0 is outside the codebook of 64",
+        ),
+        (
+            write(
+                "grid.json",
+                r#"{"kind":"image","height":2,"width":1,"codes":[[1]]}"#,
+            ),
+            "height is 2 but there are 1 rows",
+        ),
+        (
+            write("empty.json", r#"{"kind":"mesh","bins":128,"tokens":[]}"#),
+            "no mesh tokens",
+        ),
+        (
+            write(
+                "kind.json",
+                r#"{"kind":"audio","sample_rate":8000,"codes":[[1]]}"#,
+            ),
+            "the image codec cannot encode or decode audio",
+        ),
+        (write("junk.json", "not json"), "bad codes"),
+    ];
+    for (codes, want) in cases {
+        let err = fails(&[
+            "codec",
+            "decode",
+            "--codec",
+            &vq,
+            s(&codes),
+            "--out",
+            s(&out),
+        ]);
+        assert!(err.contains(want), "{want}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    assert!(!out.exists(), "no output is written for bad codes");
+    let err = fails(&[
+        "codec",
+        "encode",
+        "--codec",
+        "mesh:1",
+        &repo("assets/samples/cube.obj"),
+        "--out",
+        s(&dir.path().join("m.json")),
+    ]);
+    assert!(err.contains("bins must be between 2 and"), "{err}");
+    let err = fails(&[
+        "codec",
+        "encode",
+        "--codec",
+        &vq,
+        &repo("assets/samples/tone.wav"),
+        "--out",
+        s(&dir.path().join("a.json")),
+    ]);
+    assert!(
+        err.contains("the image codec cannot encode or decode audio"),
+        "{err}"
+    );
+    let err = fails(&[
+        "codec",
+        "encode",
+        "--codec",
+        &dir.path().display().to_string(),
+        &repo("assets/samples/cube.obj"),
+        "--out",
+        s(&dir.path().join("b.json")),
+    ]);
+    assert!(
+        err.contains("config.json") && err.contains("missing"),
+        "{err}"
+    );
+}
