@@ -1,0 +1,421 @@
+//! `C = A B` (or `C += A B`) in f32, blocked for the caches, with an
+//! AVX-512 micro-kernel where the CPU has one.
+//!
+//! Why our own: the `gemm` crate, which candle uses, runs its AVX2 kernels
+//! on stable Rust (its AVX-512 path needs a nightly feature), and measured
+//! at 56 GFLOP/s on one core of the machine where MKL reaches 134
+//! (docs/benchmarks.md). This is the classic Goto/BLIS layout: B is packed
+//! in `KC x NR` strips that stay in L1, A in `MC x KC` blocks that stay in
+//! L2, and a 12 x 32 register tile accumulates 24 vectors of 16 floats.
+//! CPUs without AVX-512 use the `gemm` crate.
+
+use rayon::prelude::*;
+
+/// Rows of the register tile.
+const MR: usize = 12;
+/// Columns of the register tile: two 16-float vectors.
+const NR: usize = 32;
+/// Depth of one packed block (a `KC x NR` B strip is 32 KiB).
+const KC: usize = 256;
+/// Rows of one packed A block (`MC x KC` is 144 KiB, in L2).
+const MC: usize = 144;
+/// Columns of one packed B panel.
+const NC: usize = 3072;
+/// Products smaller than this many multiply-adds stay on one thread.
+const PARALLEL_WORK: usize = 1 << 20;
+
+/// A read-only strided view of a matrix: element `(r, c)` is
+/// `data[r * row_stride + c * col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A strided view; `None` when an element would fall outside `data`.
+    pub fn new(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Option<MatRef<'a>> {
+        let last = if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1)
+                .checked_mul(row_stride)?
+                .checked_add((cols - 1).checked_mul(col_stride)?)?
+                + 1
+        };
+        (last <= data.len()).then_some(MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
+    }
+
+    /// Row-major `[rows, cols]`.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Option<MatRef<'a>> {
+        MatRef::new(data, rows, cols, cols, 1)
+    }
+
+    /// The transpose of a row-major `[cols, rows]` matrix (as a weight
+    /// `[out, in]` is used in `x W^T`), without copying.
+    pub fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Option<MatRef<'a>> {
+        MatRef::new(data, rows, cols, 1, rows)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn at(&self, r: usize, c: usize) -> f32 {
+        self.data[r * self.row_stride + c * self.col_stride]
+    }
+
+    /// Columns `first..first + count` (in bounds by construction).
+    fn sub_cols(&self, first: usize, count: usize) -> MatRef<'a> {
+        let offset = if count == 0 {
+            0
+        } else {
+            first * self.col_stride
+        };
+        MatRef {
+            data: &self.data[offset..],
+            cols: count,
+            ..*self
+        }
+    }
+
+    /// Rows `first..first + count` (in bounds by construction).
+    fn sub_rows(&self, first: usize, count: usize) -> MatRef<'a> {
+        let offset = if count == 0 {
+            0
+        } else {
+            first * self.row_stride
+        };
+        MatRef {
+            data: &self.data[offset..],
+            rows: count,
+            ..*self
+        }
+    }
+}
+
+/// `c` (row-major `[a.rows, b.cols]`) becomes `a b`, or `c + a b` when
+/// `accumulate`. With `parallel`, rows of `c` are split over the rayon pool.
+///
+/// Panics when the shapes disagree (a caller's bug, never input data).
+pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, parallel: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "inner dimensions differ");
+    assert_eq!(c.len(), m * n, "c is not [m, n]");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.fill(0.0);
+        }
+        return;
+    }
+    let threads = if parallel && m * n * k >= PARALLEL_WORK {
+        rayon::current_num_threads().min(m.div_ceil(MR)).max(1)
+    } else {
+        1
+    };
+    if threads == 1 {
+        serial(a, b, c, accumulate);
+        return;
+    }
+    if m >= threads * MC {
+        // Tall: each thread takes whole rows of C (contiguous) and packs B itself.
+        let rows_per = m.div_ceil(threads).div_ceil(MR) * MR;
+        c.par_chunks_mut(rows_per * n)
+            .enumerate()
+            .for_each(|(t, rows)| {
+                let count = rows.len() / n;
+                serial(a.sub_rows(t * rows_per, count), b, rows, accumulate);
+            });
+        return;
+    }
+    // Short and wide (a prompt times a weight): each thread takes a range of
+    // columns, so no thread packs another's part of B, into its own buffer.
+    let cols_per = n.div_ceil(threads).div_ceil(NR) * NR;
+    let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(cols_per))
+        .into_par_iter()
+        .map(|t| {
+            let (j0, nc) = (t * cols_per, cols_per.min(n - t * cols_per));
+            let mut part = vec![0f32; m * nc];
+            serial(a, b.sub_cols(j0, nc), &mut part, false);
+            (j0, part)
+        })
+        .collect();
+    for (j0, part) in parts {
+        let nc = part.len() / m;
+        for (row, values) in c.chunks_exact_mut(n).zip(part.chunks_exact(nc)) {
+            let dst = &mut row[j0..j0 + nc];
+            if accumulate {
+                dst.iter_mut().zip(values).for_each(|(d, v)| *d += v);
+            } else {
+                dst.copy_from_slice(values);
+            }
+        }
+    }
+}
+
+fn serial(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        blocked(a, b, c, accumulate);
+        return;
+    }
+    fallback(a, b, c, accumulate);
+}
+
+/// The `gemm` crate, on the calling thread.
+fn fallback(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    // SAFETY: `MatRef::new` checked that every (r, c) element of `a` and `b`
+    // lies inside its slice for these strides; `c` is `[m, n]` row-major
+    // (asserted by `sgemm`), column stride 1, row stride n.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Packs rows `r0..r0+mc`, columns `p0..p0+kc` of `a` as `MR`-row strips,
+/// each `[kc][MR]`, zero-padding the last strip.
+fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
+    for (s, strip) in out
+        .chunks_exact_mut(kc * MR)
+        .take(mc.div_ceil(MR))
+        .enumerate()
+    {
+        let rows = MR.min(mc - s * MR);
+        for (p, dst) in strip.chunks_exact_mut(MR).enumerate() {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = if i < rows {
+                    a.at(r0 + s * MR + i, p0 + p)
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+}
+
+/// Packs rows `p0..p0+kc`, columns `j0..j0+nc` of `b` as `NR`-column
+/// strips, each `[kc][NR]`, zero-padding the last strip.
+fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
+    for (t, strip) in out
+        .chunks_exact_mut(kc * NR)
+        .take(nc.div_ceil(NR))
+        .enumerate()
+    {
+        let cols = NR.min(nc - t * NR);
+        if b.col_stride == 1 {
+            for (p, dst) in strip.chunks_exact_mut(NR).enumerate() {
+                let start = (p0 + p) * b.row_stride + j0 + t * NR;
+                dst[..cols].copy_from_slice(&b.data[start..start + cols]);
+                dst[cols..].fill(0.0);
+            }
+        } else {
+            // Column-contiguous B (a transposed weight): read down each column.
+            strip.fill(0.0);
+            for j in 0..cols {
+                for p in 0..kc {
+                    strip[p * NR + j] = b.at(p0 + p, j0 + t * NR + j);
+                }
+            }
+        }
+    }
+}
+
+fn blocked(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let mut bp = vec![0f32; KC * NC.min(n).div_ceil(NR) * NR];
+    let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * KC];
+    let mut tile = [0f32; MR * NR];
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            pack_b(&b, pc, kc, jc, nc, &mut bp);
+            let add = accumulate || pc > 0;
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                pack_a(&a, ic, mc, pc, kc, &mut ap);
+                for jr in (0..nc).step_by(NR) {
+                    let nr = NR.min(nc - jr);
+                    let b_strip = &bp[(jr / NR) * kc * NR..][..kc * NR];
+                    for ir in (0..mc).step_by(MR) {
+                        let mr = MR.min(mc - ir);
+                        let a_strip = &ap[(ir / MR) * kc * MR..][..kc * MR];
+                        micro(kc, a_strip, b_strip, &mut tile);
+                        for i in 0..mr {
+                            let row = &mut c[(ic + ir + i) * n + jc + jr..][..nr];
+                            let values = &tile[i * NR..i * NR + nr];
+                            if add {
+                                row.iter_mut().zip(values).for_each(|(d, v)| *d += v);
+                            } else {
+                                row.copy_from_slice(values);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The register tile: `tile = a_strip^T b_strip` over `kc` steps.
+fn micro(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "strips too short");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: only reached from `serial` after the CPU reported
+        // AVX-512F; the assert above keeps every load in bounds.
+        #[allow(unsafe_code)]
+        unsafe {
+            micro_avx512(kc, a, b, tile)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (kc, a, b, tile);
+        unreachable!("the blocked path runs on x86-64 only");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); 2 * MR];
+    let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
+    for _ in 0..kc {
+        // SAFETY (whole loop): `micro` checked a.len() >= kc*MR and
+        // b.len() >= kc*NR; each step reads MR floats of a and NR of b.
+        let b0 = _mm512_loadu_ps(bp);
+        let b1 = _mm512_loadu_ps(bp.add(16));
+        for i in 0..MR {
+            let ai = _mm512_set1_ps(*ap.add(i));
+            acc[2 * i] = _mm512_fmadd_ps(ai, b0, acc[2 * i]);
+            acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
+        }
+        ap = ap.add(MR);
+        bp = bp.add(NR);
+    }
+    for i in 0..MR {
+        // The tile holds MR * NR floats: rows of NR, two vectors each.
+        _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), acc[2 * i]);
+        _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), acc[2 * i + 1]);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 2654435761 + seed * 97) % 1009) as f32 / 1009.0 - 0.5)
+            .collect()
+    }
+
+    fn naive(a: &MatRef, b: &MatRef) -> Vec<f32> {
+        let mut c = vec![0f32; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                c[i * b.cols + j] = (0..a.cols).map(|p| a.at(i, p) * b.at(p, j)).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn agrees_with_the_naive_product_across_block_edges() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // Sizes straddling MR, NR, KC, MC and NC.
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (13, 7, 33),
+            (150, 300, 70),
+            (25, 513, 3100),
+            (12, 256, 32),
+            (300, 40, 50),
+        ] {
+            let a_data = values(m * k, 1);
+            let b_data = values(k * n, 2);
+            let a = MatRef::row_major(&a_data, m, k).unwrap();
+            // B both row-major and as a transposed [n, k] weight.
+            let bt_data: Vec<f32> = (0..n * k).map(|i| b_data[(i % k) * n + i / k]).collect();
+            for b in [
+                MatRef::row_major(&b_data, k, n).unwrap(),
+                MatRef::transposed(&bt_data, k, n).unwrap(),
+            ] {
+                let want = naive(&a, &b);
+                for parallel in [false, true] {
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.install(|| sgemm(a, b, &mut c, false, parallel));
+                    let tol = 1e-4 * (k as f32).sqrt();
+                    for (i, (x, y)) in c.iter().zip(&want).enumerate() {
+                        assert!((x - y).abs() <= tol, "({m},{k},{n}) at {i}: {x} vs {y}");
+                    }
+                    // Accumulating adds the product once more.
+                    pool.install(|| sgemm(a, b, &mut c, true, parallel));
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!((x - 2.0 * y).abs() <= 2.0 * tol);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn views_out_of_bounds_are_refused() {
+        let data = vec![0f32; 10];
+        assert!(MatRef::row_major(&data, 2, 5).is_some());
+        assert!(MatRef::row_major(&data, 3, 4).is_none());
+        assert!(MatRef::new(&data, 2, 2, usize::MAX, 1).is_none());
+        assert!(MatRef::transposed(&data, 5, 2).is_some());
+    }
+}

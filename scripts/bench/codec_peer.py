@@ -1,0 +1,48 @@
+"""PyTorch side of the codec benchmark: decode the same codes with the
+reference implementation, print one JSON line (median seconds, FLOPs).
+
+    codec_peer.py KIND DIR CODES.json THREADS REPS
+"""
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def main():
+    kind, folder, codes_path, threads, reps = sys.argv[1:6]
+    torch.set_num_threads(int(threads))
+    codes = json.load(open(codes_path))
+    if kind == "image":
+        from transformers import JanusVQVAE
+
+        model = JanusVQVAE.from_pretrained(folder, dtype=torch.float32).eval()
+        grid = torch.tensor(codes["codes"]).reshape(1, -1)
+        model.quantize.quant_state_dims = [codes["height"], codes["width"]]
+        run = lambda: model.decode(grid)
+    else:
+        from safetensors.torch import load_file
+        from snac import SNAC
+
+        model = SNAC(**json.load(open(f"{folder}/config.json"))).eval()
+        model.load_state_dict(load_file(f"{folder}/model.safetensors"))
+        levels = [torch.tensor(level).reshape(1, -1) for level in codes["codes"]]
+        run = lambda: model.decode(levels)
+    with torch.inference_mode():
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            run()
+        flops = counter.get_total_flops()
+        times = []
+        for _ in range(int(reps)):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+    print(json.dumps({"impl": "pytorch", "seconds": statistics.median(times), "flops": flops}))
+
+
+if __name__ == "__main__":
+    main()
