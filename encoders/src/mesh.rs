@@ -157,7 +157,7 @@ impl QuantizedMesh {
     /// Rebuilds a mesh from tokens, repairing duplicates and degenerate faces.
     pub fn from_tokens(bins: u32, tokens: &[u32]) -> Result<QuantizedMesh> {
         let bins = check_bins(bins)?;
-        if tokens.is_empty() || tokens.len() % 9 != 0 {
+        if tokens.is_empty() || !tokens.len().is_multiple_of(9) {
             return Err(CodecError::Codes(format!(
                 "{} tokens is not a positive multiple of 9 (3 vertices x (z, y, x) per face)",
                 tokens.len()

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! GFLOP/s of `kernels::sgemm` next to the `gemm` crate (what candle's CPU
 //! matmul runs) on the same shapes, one JSON line per shape.
 //!

@@ -120,7 +120,7 @@ impl SnacConfig {
             || self
                 .vq_strides
                 .iter()
-                .any(|&s| s == 0 || self.vq_strides[0] % s != 0)
+                .any(|&s| s == 0 || !self.vq_strides[0].is_multiple_of(s))
         {
             return bad("vq_strides must be positive and divide the first");
         }
@@ -509,7 +509,7 @@ impl Snac {
                 )));
             }
         }
-        if steps == 0 || steps % c.step_multiple() != 0 {
+        if steps == 0 || !steps.is_multiple_of(c.step_multiple()) {
             return Err(CodecError::Codes(format!(
                 "level 0 needs a positive multiple of {} codes, got {}",
                 c.step_multiple() / c.vq_strides[0],

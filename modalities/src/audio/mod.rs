@@ -58,7 +58,7 @@ impl Audio {
                 "audio needs a positive sample rate and channel count, got {sample_rate} Hz and {channels}"
             )));
         }
-        if samples.len() % usize::from(channels) != 0 {
+        if !samples.len().is_multiple_of(usize::from(channels)) {
             return Err(MediaError::Invalid(format!(
                 "{} samples do not divide into {channels} channels",
                 samples.len()

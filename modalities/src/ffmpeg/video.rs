@@ -166,7 +166,7 @@ impl VideoWriter {
                 )))
             }
         };
-        if width % 2 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(MediaError::Invalid(format!(
                 "video size {width}x{height} must be even for yuv420p"
             )));

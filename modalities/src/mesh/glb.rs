@@ -387,7 +387,7 @@ pub(super) fn encode(mesh: &Mesh) -> Result<Vec<u8>> {
                     target: u32,
                     extra: serde_json::Value|
      -> usize {
-        while bin.len() % 4 != 0 {
+        while !bin.len().is_multiple_of(4) {
             bin.push(0);
         }
         views.push(json!({"buffer": 0, "byteOffset": bin.len(), "byteLength": bytes.len(), "target": target}));
@@ -463,7 +463,7 @@ pub(super) fn encode(mesh: &Mesh) -> Result<Vec<u8>> {
         ELEMENTS,
         json!({}),
     );
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     let document = json!({

@@ -339,7 +339,7 @@ impl BackboneConfig {
         }
         let num_heads = raw.num_attention_heads;
         let num_kv_heads = raw.num_key_value_heads.unwrap_or(num_heads);
-        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+        if num_heads == 0 || num_kv_heads == 0 || !num_heads.is_multiple_of(num_kv_heads) {
             return Err(PipelineError::Config(format!(
                 "num_attention_heads {num_heads} must be a positive multiple of num_key_value_heads {num_kv_heads}"
             )));
@@ -523,7 +523,7 @@ fn feed_forward_for(raw: &RawConfig, model_type: ModelType, layer: usize) -> Res
                 .unwrap_or(&[])
                 .contains(&layer)
                 && raw.num_experts.unwrap_or(0) > 0
-                && (layer + 1) % step == 0;
+                && (layer + 1).is_multiple_of(step);
             if !sparse {
                 return dense();
             }
@@ -547,7 +547,7 @@ fn feed_forward_for(raw: &RawConfig, model_type: ModelType, layer: usize) -> Res
         ModelType::DeepseekV2 => {
             let first_dense = raw.first_k_dense_replace.unwrap_or(0);
             let freq = raw.moe_layer_freq.unwrap_or(1).max(1);
-            if raw.num_experts.is_none() || layer < first_dense || layer % freq != 0 {
+            if raw.num_experts.is_none() || layer < first_dense || !layer.is_multiple_of(freq) {
                 return dense();
             }
             let intermediate = need(raw.moe_intermediate_size, "moe_intermediate_size", name)?;
