@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod codes;
+pub mod conv;
 mod error;
 pub mod image;
 pub mod mesh;

@@ -114,19 +114,37 @@ impl<'a> MatRef<'a> {
 }
 
 /// `c` (row-major `[a.rows, b.cols]`) becomes `a b`, or `c + a b` when
-/// `accumulate`. With `parallel`, rows of `c` are split over the rayon pool.
+/// `accumulate`. With `parallel`, the work is split over the rayon pool.
 ///
 /// Panics when the shapes disagree (a caller's bug, never input data).
 pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, parallel: bool) {
+    assert_eq!(c.len(), a.rows * b.cols, "c is not [m, n]");
+    sgemm_into(a, b, c, b.cols, accumulate, parallel);
+}
+
+/// [`sgemm`] into rows of `c` that are `ldc` apart (a band of a larger
+/// matrix): row `i` of the product is `c[i * ldc..i * ldc + n]`.
+pub fn sgemm_into(
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions differ");
-    assert_eq!(c.len(), m * n, "c is not [m, n]");
+    assert!(ldc >= n, "rows of c overlap");
+    assert!(
+        m == 0 || c.len() >= (m - 1) * ldc + n,
+        "c is too short for [m, n] rows ldc apart"
+    );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            c.fill(0.0);
+            c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
@@ -136,17 +154,18 @@ pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, parallel: bo
         1
     };
     if threads == 1 {
-        serial(a, b, c, accumulate);
+        serial(a, b, c, ldc, accumulate);
         return;
     }
     if m >= threads * MC {
         // Tall: each thread takes whole rows of C (contiguous) and packs B itself.
         let rows_per = m.div_ceil(threads).div_ceil(MR) * MR;
-        c.par_chunks_mut(rows_per * n)
+        let c = &mut c[..(m - 1) * ldc + n];
+        c.par_chunks_mut(rows_per * ldc)
             .enumerate()
             .for_each(|(t, rows)| {
-                let count = rows.len() / n;
-                serial(a.sub_rows(t * rows_per, count), b, rows, accumulate);
+                let count = (rows.len() + ldc - n) / ldc;
+                serial(a.sub_rows(t * rows_per, count), b, rows, ldc, accumulate);
             });
         return;
     }
@@ -158,13 +177,13 @@ pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, parallel: bo
         .map(|t| {
             let (j0, nc) = (t * cols_per, cols_per.min(n - t * cols_per));
             let mut part = vec![0f32; m * nc];
-            serial(a, b.sub_cols(j0, nc), &mut part, false);
+            serial(a, b.sub_cols(j0, nc), &mut part, nc, false);
             (j0, part)
         })
         .collect();
     for (j0, part) in parts {
         let nc = part.len() / m;
-        for (row, values) in c.chunks_exact_mut(n).zip(part.chunks_exact(nc)) {
+        for (row, values) in c.chunks_mut(ldc).zip(part.chunks_exact(nc)) {
             let dst = &mut row[j0..j0 + nc];
             if accumulate {
                 dst.iter_mut().zip(values).for_each(|(d, v)| *d += v);
@@ -175,21 +194,21 @@ pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, parallel: bo
     }
 }
 
-fn serial(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+fn serial(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
-        blocked(a, b, c, accumulate);
+        blocked(a, b, c, ldc, accumulate);
         return;
     }
-    fallback(a, b, c, accumulate);
+    fallback(a, b, c, ldc, accumulate);
 }
 
 /// The `gemm` crate, on the calling thread.
-fn fallback(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+fn fallback(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     // SAFETY: `MatRef::new` checked that every (r, c) element of `a` and `b`
     // lies inside its slice for these strides; `c` is `[m, n]` row-major
-    // (asserted by `sgemm`), column stride 1, row stride n.
+    // (asserted by `sgemm_into`) with column stride 1 and row stride ldc.
     #[allow(unsafe_code)]
     unsafe {
         gemm::gemm(
@@ -198,7 +217,7 @@ fn fallback(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            ldc as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -264,7 +283,7 @@ fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32
     }
 }
 
-fn blocked(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
+fn blocked(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let mut bp = vec![0f32; KC * NC.min(n).div_ceil(NR) * NR];
     let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * KC];
@@ -286,7 +305,7 @@ fn blocked(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool) {
                         let a_strip = &ap[(ir / MR) * kc * MR..][..kc * MR];
                         micro(kc, a_strip, b_strip, &mut tile);
                         for i in 0..mr {
-                            let row = &mut c[(ic + ir + i) * n + jc + jr..][..nr];
+                            let row = &mut c[(ic + ir + i) * ldc + jc + jr..][..nr];
                             let values = &tile[i * NR..i * NR + nr];
                             if add {
                                 row.iter_mut().zip(values).for_each(|(d, v)| *d += v);
@@ -404,6 +423,35 @@ mod tests {
                     pool.install(|| sgemm(a, b, &mut c, true, parallel));
                     for (x, y) in c.iter().zip(&want) {
                         assert!((x - 2.0 * y).abs() <= 2.0 * tol);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn writes_rows_ldc_apart_and_leaves_the_gaps_alone() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for &(m, k, n, ldc) in &[(5, 9, 7, 10), (300, 20, 40, 45), (40, 300, 100, 130)] {
+            let (a_data, b_data) = (values(m * k, 3), values(k * n, 4));
+            let a = MatRef::row_major(&a_data, m, k).unwrap();
+            let b = MatRef::row_major(&b_data, k, n).unwrap();
+            let want = naive(&a, &b);
+            let mut c = vec![7.0f32; (m - 1) * ldc + n];
+            pool.install(|| sgemm_into(a, b, &mut c, ldc, false, true));
+            for i in 0..m {
+                for j in 0..ldc {
+                    let got = c.get(i * ldc + j).copied();
+                    if j < n {
+                        assert!(
+                            (got.unwrap() - want[i * n + j]).abs() < 1e-3,
+                            "({m},{k},{n},{ldc})"
+                        );
+                    } else if let Some(gap) = got {
+                        assert_eq!(gap, 7.0, "a gap was written");
                     }
                 }
             }

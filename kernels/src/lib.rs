@@ -5,4 +5,4 @@
 
 pub mod gemm;
 
-pub use gemm::{sgemm, MatRef};
+pub use gemm::{sgemm, sgemm_into, MatRef};

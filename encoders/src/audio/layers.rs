@@ -5,19 +5,14 @@
 use candle_core::{Module, Tensor, D};
 use candle_nn::LayerNorm;
 
+use crate::conv::{Conv, ConvShape, ConvTranspose1d};
 use crate::error::{CodecError, Result};
 use crate::weights::Checkpoint;
 
 /// A weight-normalised 1-D convolution (or transposed convolution).
-pub struct WnConv {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    padding: usize,
-    stride: usize,
-    dilation: usize,
-    groups: usize,
-    /// `Some(output_padding)` for a transposed convolution.
-    transposed: Option<usize>,
+pub enum WnConv {
+    Conv(Conv),
+    Transposed(ConvTranspose1d),
 }
 
 /// How a convolution is shaped, as the reference constructs it.
@@ -73,15 +68,17 @@ fn weight_norm(ckpt: &Checkpoint, name: &str, shape: &[usize]) -> Result<Tensor>
 impl WnConv {
     pub fn load(ckpt: &Checkpoint, name: &str, s: ConvSpec) -> Result<WnConv> {
         let weight = weight_norm(ckpt, name, &[s.cout, s.cin / s.groups, s.kernel])?;
-        Ok(WnConv {
-            weight,
-            bias: Self::bias(ckpt, name, s)?,
-            padding: s.padding,
+        let shape = ConvShape {
+            cin: s.cin,
+            cout: s.cout,
+            kernel: (1, s.kernel),
             stride: s.stride,
+            padding: s.padding,
             dilation: s.dilation,
             groups: s.groups,
-            transposed: None,
-        })
+        };
+        let bias = Self::bias(ckpt, name, s)?;
+        Ok(WnConv::Conv(Conv::new(&weight, bias.as_ref(), shape)?))
     }
 
     /// `ConvTranspose1d` (groups 1): its weight is `[in, out, kernel]`.
@@ -92,15 +89,14 @@ impl WnConv {
         output_padding: usize,
     ) -> Result<WnConv> {
         let weight = weight_norm(ckpt, name, &[s.cin, s.cout, s.kernel])?;
-        Ok(WnConv {
-            weight,
-            bias: Self::bias(ckpt, name, s)?,
-            padding: s.padding,
-            stride: s.stride,
-            dilation: 1,
-            groups: 1,
-            transposed: Some(output_padding),
-        })
+        let bias = Self::bias(ckpt, name, s)?;
+        Ok(WnConv::Transposed(ConvTranspose1d::new(
+            &weight,
+            bias.as_ref(),
+            s.stride,
+            s.padding,
+            output_padding,
+        )?))
     }
 
     fn bias(ckpt: &Checkpoint, name: &str, s: ConvSpec) -> Result<Option<Tensor>> {
@@ -114,26 +110,9 @@ impl WnConv {
 
 impl Module for WnConv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match self.transposed {
-            Some(output_padding) => x.conv_transpose1d(
-                &self.weight,
-                self.padding,
-                output_padding,
-                self.stride,
-                1,
-                1,
-            )?,
-            None => x.conv1d(
-                &self.weight,
-                self.padding,
-                self.stride,
-                self.dilation,
-                self.groups,
-            )?,
-        };
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1))?),
-            None => Ok(y),
+        match self {
+            WnConv::Conv(c) => c.forward(x),
+            WnConv::Transposed(c) => c.forward(x),
         }
     }
 }

@@ -15,11 +15,11 @@ mod vq;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::Conv2d;
 use modalities::{Image, Kind, Media};
 use serde::Deserialize;
 
 use crate::codes::{Codes, ImageCodes};
+use crate::conv::Conv;
 use crate::error::{CodecError, Result};
 use crate::weights::Checkpoint;
 use crate::Codec;
@@ -111,12 +111,12 @@ impl VqConfig {
 pub struct ImageVq {
     config: VqConfig,
     encoder: vq::Encoder,
-    quant_conv: Conv2d,
+    quant_conv: Conv,
     /// `[num_embeddings, embed_dim]`.
     codebook: Tensor,
     /// Squared norms of the codebook rows, `[num_embeddings]`.
     codebook_sq: Tensor,
-    post_quant_conv: Conv2d,
+    post_quant_conv: Conv,
     decoder: vq::Decoder,
     device: Device,
 }

@@ -4,9 +4,10 @@
 //! resolution, and a codebook between them.
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm};
+use candle_nn::GroupNorm;
 
 use super::VqConfig;
+use crate::conv::{Conv, ConvShape};
 use crate::error::Result;
 use crate::weights::Checkpoint;
 
@@ -38,15 +39,19 @@ impl Weights<'_> {
         k: usize,
         stride: usize,
         padding: usize,
-    ) -> Result<Conv2d> {
+    ) -> Result<Conv> {
         let weight = self.tensor(&format!("{name}.weight"), &[cout, cin, k, k])?;
         let bias = self.tensor(&format!("{name}.bias"), &[cout])?;
-        let config = Conv2dConfig {
-            padding,
+        let shape = ConvShape {
+            cin,
+            cout,
+            kernel: (k, k),
             stride,
-            ..Default::default()
+            padding,
+            dilation: 1,
+            groups: 1,
         };
-        Ok(Conv2d::new(weight, Some(bias), config))
+        Ok(Conv::new(&weight, Some(&bias), shape)?)
     }
 
     fn norm(&self, name: &str, channels: usize) -> Result<GroupNorm> {
@@ -66,11 +71,11 @@ fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
 
 struct ResnetBlock {
     norm1: GroupNorm,
-    conv1: Conv2d,
+    conv1: Conv,
     norm2: GroupNorm,
-    conv2: Conv2d,
+    conv2: Conv,
     /// A 1x1 convolution when the block changes the channel count.
-    shortcut: Option<Conv2d>,
+    shortcut: Option<Conv>,
 }
 
 impl ResnetBlock {
@@ -107,10 +112,10 @@ impl Module for ResnetBlock {
 /// Single-head self-attention over all positions, with 1x1 projections.
 struct AttnBlock {
     norm: GroupNorm,
-    q: Conv2d,
-    k: Conv2d,
-    v: Conv2d,
-    proj_out: Conv2d,
+    q: Conv,
+    k: Conv,
+    v: Conv,
+    proj_out: Conv,
 }
 
 impl AttnBlock {
@@ -172,7 +177,7 @@ impl Module for MidBlock {
 /// the lowest resolution, then a resampling convolution between levels.
 struct Level {
     blocks: Vec<(ResnetBlock, Option<AttnBlock>)>,
-    resample: Option<Conv2d>,
+    resample: Option<Conv>,
 }
 
 impl Level {
@@ -188,11 +193,11 @@ impl Level {
 }
 
 pub struct Encoder {
-    conv_in: Conv2d,
+    conv_in: Conv,
     levels: Vec<Level>,
     mid: MidBlock,
     norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: Conv,
 }
 
 impl Encoder {
@@ -265,11 +270,11 @@ impl Module for Encoder {
 }
 
 pub struct Decoder {
-    conv_in: Conv2d,
+    conv_in: Conv,
     mid: MidBlock,
     levels: Vec<Level>,
     norm_out: GroupNorm,
-    conv_out: Conv2d,
+    conv_out: Conv,
 }
 
 impl Decoder {

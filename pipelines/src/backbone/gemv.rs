@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 /// Rows of `x` up to which this kernel beats the blocked GEMM.
-pub const MAX_ROWS: usize = 4;
+pub const MAX_ROWS: usize = 16;
 
 /// Weight matrices of at least this many elements (4 MiB of f32) use this
 /// kernel for decode steps, split over the thread pool; smaller ones stay with

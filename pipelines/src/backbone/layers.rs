@@ -5,25 +5,20 @@ use candle_core::{Module, Tensor};
 use crate::error::Result;
 use encoders::weights::Checkpoint;
 
-/// `y = x W^T + b`, with `W` stored `[out, in]` as checkpoints store it.
+/// `y = x W^T + b`, with `W` kept `[out, in]` as checkpoints store it (a
+/// tied output projection shares the embedding table; loading copies
+/// nothing).
 ///
-/// How the weight is kept follows measurements (docs/benchmarks.md): a small
-/// matrix is transposed once at load for candle's GEMM, which is fastest for
-/// it; a large one stays as loaded (a tied output projection shares the
-/// embedding table, and loading copies nothing) and decode steps multiply it
-/// with the threaded kernel in `gemv`, since candle's GEMV uses one thread.
+/// Decode steps (up to `gemv::MAX_ROWS` rows) read each weight row once
+/// with the dot-product kernel, threaded for large weights; longer steps
+/// (prefill) run the blocked AVX-512 GEMM of `kernels`. Both beat candle's
+/// matmul here, which packs the whole weight even for one row and runs
+/// AVX2 kernels (docs/benchmarks.md).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Weight,
-    bias: Option<Tensor>,
-}
-
-#[derive(Debug, Clone)]
-enum Weight {
-    /// `[in, out]`, contiguous.
-    Transposed(Tensor),
     /// `[out, in]`, contiguous.
-    AsStored(Tensor),
+    weight: Tensor,
+    bias: Option<Tensor>,
 }
 
 impl Linear {
@@ -45,48 +40,57 @@ impl Linear {
     }
 
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
-        let weight = if weight.elem_count() >= super::gemv::LARGE_WEIGHTS {
-            Weight::AsStored(weight.contiguous()?)
-        } else {
-            Weight::Transposed(weight.t()?.contiguous()?)
-        };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight: weight.contiguous()?,
+            bias,
+        })
     }
-}
 
-/// `x [m, k]` times `w [n, k]` transposed through the threaded kernel, when
-/// both are f32 CPU buffers (always, for weights loaded here).
-fn few_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
-    let (m, k) = x.dims2()?;
-    let n = w.dims()[0];
-    let x = x.contiguous()?;
-    let (w_storage, w_layout) = w.storage_and_layout();
-    let (x_storage, x_layout) = x.storage_and_layout();
-    let (candle_core::Storage::Cpu(w_cpu), candle_core::Storage::Cpu(x_cpu)) =
-        (&*w_storage, &*x_storage)
-    else {
-        return Ok(None);
-    };
-    let (Ok(w_all), Ok(x_all)) = (w_cpu.as_slice::<f32>(), x_cpu.as_slice::<f32>()) else {
-        return Ok(None);
-    };
-    let w = &w_all[w_layout.start_offset()..w_layout.start_offset() + n * k];
-    let xs = &x_all[x_layout.start_offset()..x_layout.start_offset() + m * k];
-    let y = super::gemv::matmul_transposed(xs, m, w, n, k);
-    Ok(Some(Tensor::from_vec(y, (m, n), x.device())?))
+    /// `x [m, k]` times the weight on the host kernels; `None` when the
+    /// tensors are not f32 CPU buffers (never, for weights loaded here).
+    fn host_product(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (m, k) = x.dims2()?;
+        let n = self.weight.dims()[0];
+        let x = x.contiguous()?;
+        let (w_storage, w_layout) = self.weight.storage_and_layout();
+        let (x_storage, x_layout) = x.storage_and_layout();
+        let (candle_core::Storage::Cpu(w_cpu), candle_core::Storage::Cpu(x_cpu)) =
+            (&*w_storage, &*x_storage)
+        else {
+            return Ok(None);
+        };
+        let (Ok(w_all), Ok(x_all)) = (w_cpu.as_slice::<f32>(), x_cpu.as_slice::<f32>()) else {
+            return Ok(None);
+        };
+        let w = &w_all[w_layout.start_offset()..][..n * k];
+        let xs = &x_all[x_layout.start_offset()..][..m * k];
+        let y = if m <= super::gemv::MAX_ROWS {
+            super::gemv::matmul_transposed(xs, m, w, n, k)
+        } else {
+            let (Some(a), Some(b)) = (
+                kernels::MatRef::row_major(xs, m, k),
+                kernels::MatRef::transposed(w, k, n),
+            ) else {
+                return Ok(None);
+            };
+            let mut y = vec![0f32; m * n];
+            kernels::sgemm(a, b, &mut y, false, true);
+            y
+        };
+        Ok(Some(Tensor::from_vec(y, (m, n), x.device())?))
+    }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match &self.weight {
-            Weight::Transposed(w_t) => x.matmul(w_t)?,
-            Weight::AsStored(w) => {
-                let decode = x.rank() == 2 && x.dims()[0] <= super::gemv::MAX_ROWS;
-                match decode.then(|| few_rows(x, w)).transpose()?.flatten() {
-                    Some(y) => y,
-                    None => x.broadcast_matmul(&w.t()?)?,
-                }
-            }
+        let host = if x.rank() == 2 {
+            self.host_product(x)?
+        } else {
+            None
+        };
+        let y = match host {
+            Some(y) => y,
+            None => x.broadcast_matmul(&self.weight.t()?)?,
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),

@@ -2,8 +2,7 @@
 //! own threading (the MoE experts run one expert per task).
 //!
 //! A few rows take the dot-product kernel of [`super::gemv`], which reads
-//! each weight row once; more rows take the blocked GEMM of the `gemm` crate
-//! (the one candle uses), called without its own thread pool.
+//! each weight row once; more rows take `kernels::sgemm` without threads.
 
 use super::gemv;
 
@@ -16,34 +15,11 @@ pub fn matmul_nt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32>
         return gemv::matmul_transposed_serial(x, m, w, n, k);
     }
     let mut y = vec![0f32; m * n];
-    // SAFETY: `y` is `[m, n]` row-major (column stride 1, row stride n), `x`
-    // is `[m, k]` row-major and `w^T` is read as `[k, n]` with row stride 1
-    // and column stride k, which is `w` `[n, k]` row-major; the asserts above
-    // and the allocation of `y` guarantee every index the GEMM touches is in
-    // bounds. `read_dst = false` means `y`'s zeros are never read.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+    if let (Some(a), Some(b)) = (
+        kernels::MatRef::row_major(x, m, k),
+        kernels::MatRef::transposed(w, k, n),
+    ) {
+        kernels::sgemm(a, b, &mut y, false, false);
     }
     y
 }
