@@ -10,6 +10,10 @@ use std::time::Instant;
 
 use encoders::Codes;
 
+// As the `anyforge` binary: freed buffers are reused, not unmapped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args()
         .skip(1)

@@ -48,6 +48,8 @@ pub struct Conv {
     shape: ConvShape,
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// im2col band size in floats ([`BAND_FLOATS`]; tests make it small).
+    band_floats: usize,
 }
 
 fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -77,6 +79,7 @@ impl Conv {
             shape: ConvShape { groups, ..shape },
             weight: host(weight)?,
             bias: bias.map(host).transpose()?,
+            band_floats: BAND_FLOATS,
         })
     }
 
@@ -129,7 +132,7 @@ impl Conv {
         let s = &self.shape;
         let (kh, kw) = s.kernel;
         let rows = s.cin * kh * kw;
-        let band = (BAND_FLOATS / (rows * ow).max(1)).clamp(1, oh);
+        let band = (self.band_floats / (rows * ow).max(1)).clamp(1, oh);
         let Some(weight) = MatRef::row_major(&self.weight, s.cout, rows) else {
             return;
         };

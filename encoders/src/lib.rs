@@ -12,6 +12,7 @@ pub mod conv;
 mod error;
 pub mod image;
 pub mod mesh;
+mod ops;
 pub mod text;
 pub mod video;
 pub mod weights;

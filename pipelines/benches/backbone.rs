@@ -8,6 +8,10 @@
 
 use std::time::Instant;
 
+// As the `anyforge` binary: freed buffers are reused, not unmapped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use candle_core::{Device, Tensor};
 use pipelines::backbone::{Backbone, LogitsFor, SequenceStep};
 

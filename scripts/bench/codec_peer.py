@@ -28,6 +28,13 @@ def main():
 
         model = SNAC(**json.load(open(f"{folder}/config.json"))).eval()
         model.load_state_dict(load_file(f"{folder}/model.safetensors"))
+        # Fold the weight norm once, as anyforge does at load (otherwise
+        # PyTorch would recompute it on every call).
+        from torch.nn.utils import parametrize
+
+        for module in model.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight")
         levels = [torch.tensor(level).reshape(1, -1) for level in codes["codes"]]
         run = lambda: model.decode(levels)
     with torch.inference_mode():

@@ -119,22 +119,37 @@ impl Module for WnConv {
 
 /// `x + sin(alpha x)^2 / (alpha + 1e-9)`, per channel.
 pub struct Snake {
-    alpha: Tensor,
-    inv_alpha: Tensor,
+    alpha: Vec<f32>,
+    inv_alpha: Vec<f32>,
 }
 
 impl Snake {
     pub fn load(ckpt: &Checkpoint, name: &str, channels: usize) -> Result<Snake> {
-        let alpha = ckpt.get(&format!("{name}.alpha"), &[1, channels, 1])?;
-        let inv_alpha = (alpha.clone() + 1e-9)?.recip()?;
+        let alpha = ckpt
+            .get(&format!("{name}.alpha"), &[1, channels, 1])?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let inv_alpha = alpha.iter().map(|a| 1.0 / (a + 1e-9)).collect();
         Ok(Snake { alpha, inv_alpha })
     }
 }
 
 impl Module for Snake {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let s = x.broadcast_mul(&self.alpha)?.sin()?.sqr()?;
-        x + s.broadcast_mul(&self.inv_alpha)?
+        if x.dim(1)? != self.alpha.len() {
+            candle_core::bail!(
+                "snake over {} channels got {:?}",
+                self.alpha.len(),
+                x.dims()
+            );
+        }
+        crate::ops::per_channel(x, |c, values| {
+            let (a, inv) = (self.alpha[c], self.inv_alpha[c]);
+            for v in values {
+                let s = (a * *v).sin();
+                *v += inv * s * s;
+            }
+        })
     }
 }
 

@@ -4,11 +4,11 @@
 //! resolution, and a codebook between them.
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::GroupNorm;
 
 use super::VqConfig;
 use crate::conv::{Conv, ConvShape};
 use crate::error::Result;
+use crate::ops::GroupNorm;
 use crate::weights::Checkpoint;
 
 /// Every norm in the network: 32 groups, eps 1e-6 (fixed by the reference).
@@ -56,17 +56,12 @@ impl Weights<'_> {
 
     fn norm(&self, name: &str, channels: usize) -> Result<GroupNorm> {
         Ok(GroupNorm::new(
-            self.tensor(&format!("{name}.weight"), &[channels])?,
-            self.tensor(&format!("{name}.bias"), &[channels])?,
-            channels,
+            &self.tensor(&format!("{name}.weight"), &[channels])?,
+            &self.tensor(&format!("{name}.bias"), &[channels])?,
             GROUPS,
             EPS,
         )?)
     }
-}
-
-fn swish(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.silu()
 }
 
 struct ResnetBlock {
@@ -99,8 +94,8 @@ impl ResnetBlock {
 
 impl Module for ResnetBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(&swish(&self.norm1.forward(x)?)?)?;
-        let h = self.conv2.forward(&swish(&self.norm2.forward(&h)?)?)?;
+        let h = self.conv1.forward(&self.norm1.forward(x, true)?)?;
+        let h = self.conv2.forward(&self.norm2.forward(&h, true)?)?;
         let residual = match &self.shortcut {
             Some(conv) => conv.forward(x)?,
             None => x.clone(),
@@ -133,7 +128,7 @@ impl AttnBlock {
 impl Module for AttnBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let normed = self.norm.forward(x)?;
+        let normed = self.norm.forward(x, false)?;
         // [b, hw, c] queries against [b, c, hw] keys.
         let q = self
             .q
@@ -265,7 +260,7 @@ impl Module for Encoder {
             }
         }
         let x = self.mid.forward(&x)?;
-        self.conv_out.forward(&swish(&self.norm_out.forward(&x)?)?)
+        self.conv_out.forward(&self.norm_out.forward(&x, true)?)
     }
 }
 
@@ -336,6 +331,6 @@ impl Module for Decoder {
                 x = up.forward(&x.upsample_nearest2d(2 * h, 2 * w)?)?;
             }
         }
-        self.conv_out.forward(&swish(&self.norm_out.forward(&x)?)?)
+        self.conv_out.forward(&self.norm_out.forward(&x, true)?)
     }
 }
