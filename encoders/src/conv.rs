@@ -3,23 +3,13 @@
 //! candle's CPU convolutions run the `gemm` crate's AVX2 kernels and split
 //! grouped convolutions into one call per group (hundreds, for SNAC's
 //! depthwise layers); these lower each convolution to one GEMM over an
-//! im2col buffer built a band of output rows at a time (bounded memory),
+//! im2col matrix that is never built (the GEMM packs it from the input),
 //! run depthwise convolutions as direct per-channel loops, and transposed
 //! convolutions as a GEMM followed by col2im.
 
 use candle_core::{Module, Tensor};
-use kernels::{sgemm, sgemm_into, MatRef};
+use kernels::{sgemm, sgemm_into, MatRef, PackB, NR_PACKED};
 use rayon::prelude::*;
-
-/// Largest im2col band, in floats (16 MiB): bounds memory, and keeps the
-/// band in the last-level cache.
-const BAND_FLOATS: usize = 4 << 20;
-
-thread_local! {
-    /// The im2col band, kept between calls: a fresh 16 MiB buffer per
-    /// convolution costs page faults.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
 
 /// Shape of a convolution over `[batch, channels, (height,) width]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +38,6 @@ pub struct Conv {
     shape: ConvShape,
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
-    /// im2col band size in floats ([`BAND_FLOATS`]; tests make it small).
-    band_floats: usize,
 }
 
 fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -79,7 +67,6 @@ impl Conv {
             shape: ConvShape { groups, ..shape },
             weight: host(weight)?,
             bias: bias.map(host).transpose()?,
-            band_floats: BAND_FLOATS,
         })
     }
 
@@ -131,58 +118,21 @@ impl Conv {
     ) {
         let s = &self.shape;
         let (kh, kw) = s.kernel;
-        let rows = s.cin * kh * kw;
-        let band = (self.band_floats / (rows * ow).max(1)).clamp(1, oh);
-        let Some(weight) = MatRef::row_major(&self.weight, s.cout, rows) else {
+        let Some(weight) = MatRef::row_major(&self.weight, s.cout, s.cin * kh * kw) else {
             return;
         };
-        SCRATCH.with_borrow_mut(|col| {
-            col.resize(rows * band * ow, 0.0);
-            for y0 in (0..oh).step_by(band) {
-                let n_rows = band.min(oh - y0);
-                let cols = n_rows * ow;
-                // col[(c, ky, kx), (oy, ox)] = x[c, oy*stride + ky*dil - pad, ...]
-                col[..rows * cols]
-                    .par_chunks_mut(cols)
-                    .enumerate()
-                    .for_each(|(r, dst)| {
-                        let (c, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
-                        for (oy, line) in dst.chunks_exact_mut(ow).enumerate() {
-                            let iy = ((y0 + oy) * v.stride + ky * v.dilation) as isize
-                                - v.padding as isize;
-                            if iy < 0 || iy >= h as isize {
-                                line.fill(0.0);
-                                continue;
-                            }
-                            let src = &x[c * h * w + iy as usize * w..][..w];
-                            let shift = (kx * s.dilation) as isize - s.padding as isize;
-                            if s.stride == 1 {
-                                // One copy for the columns inside the row, zeros around it.
-                                let lo = (-shift).clamp(0, ow as isize) as usize;
-                                let hi =
-                                    (w as isize - shift).clamp(lo as isize, ow as isize) as usize;
-                                line[..lo].fill(0.0);
-                                let from = (lo as isize + shift) as usize;
-                                line[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
-                                line[hi..].fill(0.0);
-                            } else {
-                                for (ox, v) in line.iter_mut().enumerate() {
-                                    let ix = (ox * s.stride) as isize + shift;
-                                    *v = if ix < 0 || ix >= w as isize {
-                                        0.0
-                                    } else {
-                                        src[ix as usize]
-                                    };
-                                }
-                            }
-                        }
-                    });
-                if let Some(b) = MatRef::row_major(&col[..rows * cols], rows, cols) {
-                    // Straight into the band's columns of every output plane.
-                    sgemm_into(weight, b, &mut out[y0 * ow..], oh * ow, false, true);
-                }
-            }
-        });
+        let cols = Im2Col {
+            x,
+            h,
+            w,
+            oh,
+            ow,
+            kh,
+            kw,
+            shape: s,
+            v,
+        };
+        sgemm_into(weight, &cols, out, oh * ow, false, true);
     }
 
     /// One filter per channel: direct loops, channels over the thread pool.
@@ -276,6 +226,80 @@ impl Module for Conv {
             Tensor::from_vec(out, (b, s.cout, ow), x.device())
         } else {
             Tensor::from_vec(out, (b, s.cout, oh, ow), x.device())
+        }
+    }
+}
+
+/// The im2col matrix of one input, `[cin * kh * kw, oh * ow]`, packed for
+/// the GEMM straight from the input: element `((c, ky, kx), (oy, ox))` is
+/// `x[c, oy * stride + ky * dilation - padding, ox * stride + ...]`, zero
+/// outside the input.
+struct Im2Col<'a> {
+    x: &'a [f32],
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    kh: usize,
+    kw: usize,
+    shape: &'a ConvShape,
+    v: Vertical,
+}
+
+impl PackB for Im2Col<'_> {
+    fn rows(&self) -> usize {
+        self.shape.cin * self.kh * self.kw
+    }
+
+    fn cols(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn pack(&self, p0: usize, kc: usize, j0: usize, cols: usize, strip: &mut [f32]) {
+        let (s, v, w, ow) = (self.shape, self.v, self.w, self.ow);
+        for (p, dst) in strip.chunks_exact_mut(NR_PACKED).take(kc).enumerate() {
+            let r = p0 + p;
+            let (c, ky, kx) = (
+                r / (self.kh * self.kw),
+                (r / self.kw) % self.kh,
+                r % self.kw,
+            );
+            let shift = (kx * s.dilation) as isize - s.padding as isize;
+            // Walk the strip's columns one output row segment at a time.
+            let mut j = j0;
+            while j < j0 + cols {
+                let (oy, ox0) = (j / ow, j % ow);
+                let len = (ow - ox0).min(j0 + cols - j);
+                let seg = &mut dst[j - j0..j - j0 + len];
+                let iy = (oy * v.stride + ky * v.dilation) as isize - v.padding as isize;
+                if iy < 0 || iy >= self.h as isize {
+                    seg.fill(0.0);
+                } else {
+                    let src = &self.x[(c * self.h + iy as usize) * w..][..w];
+                    if s.stride == 1 {
+                        // Inside the row: one copy; zeros on either side.
+                        let first = ox0 as isize + shift;
+                        let lo = (-first).clamp(0, len as isize) as usize;
+                        let hi = (w as isize - first).clamp(lo as isize, len as isize) as usize;
+                        seg[..lo].fill(0.0);
+                        if lo < hi {
+                            let from = (first + lo as isize) as usize;
+                            seg[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
+                        }
+                        seg[hi..].fill(0.0);
+                    } else {
+                        for (k, value) in seg.iter_mut().enumerate() {
+                            let ix = ((ox0 + k) * s.stride) as isize + shift;
+                            *value = if ix >= 0 && ix < w as isize {
+                                src[ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+                j += len;
+            }
         }
     }
 }
@@ -436,7 +460,8 @@ mod tests {
             (8, 16, 6, 3, 2, 1, 1),
             (16, 16, 1, 1, 0, 1, 1),
         ] {
-            let x = tensor(&[1, cin, 60], 4);
+            // Long enough that strips start past the input's right edge.
+            let x = tensor(&[1, cin, 300], 4);
             let w = tensor(&[cout, cin / groups, k], 5);
             let shape = ConvShape {
                 cin,

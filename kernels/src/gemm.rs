@@ -7,7 +7,8 @@
 //! (docs/benchmarks.md). This is the classic Goto/BLIS layout: B is packed
 //! in `KC x NR` strips that stay in L1, A in `MC x KC` blocks that stay in
 //! L2, and a 12 x 32 register tile accumulates 24 vectors of 16 floats.
-//! CPUs without AVX-512 use the `gemm` crate.
+//! CPUs without AVX-512 run the same tile in plain Rust, compiled for AVX2
+//! and FMA where present.
 
 use rayon::prelude::*;
 
@@ -84,20 +85,6 @@ impl<'a> MatRef<'a> {
         self.data[r * self.row_stride + c * self.col_stride]
     }
 
-    /// Columns `first..first + count` (in bounds by construction).
-    fn sub_cols(&self, first: usize, count: usize) -> MatRef<'a> {
-        let offset = if count == 0 {
-            0
-        } else {
-            first * self.col_stride
-        };
-        MatRef {
-            data: &self.data[offset..],
-            cols: count,
-            ..*self
-        }
-    }
-
     /// Rows `first..first + count` (in bounds by construction).
     fn sub_rows(&self, first: usize, count: usize) -> MatRef<'a> {
         let offset = if count == 0 {
@@ -113,27 +100,70 @@ impl<'a> MatRef<'a> {
     }
 }
 
+/// A right-hand operand the GEMM packs from: a strided view ([`MatRef`]),
+/// or a matrix computed while packing (a convolution's im2col, which then
+/// never exists in memory).
+pub trait PackB: Sync {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// Writes rows `p0..p0 + kc`, columns `j0..j0 + cols` (`cols <= NR`) into
+    /// `strip`, laid out `[kc][NR]`: element `(p, j)` at `p * NR + j`. Every
+    /// element of the first `cols` columns must be written; the columns past
+    /// `cols` are zero already and must stay so.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, cols: usize, strip: &mut [f32]);
+}
+
+/// Columns of a packed strip of B (what [`PackB::pack`] fills).
+pub const NR_PACKED: usize = NR;
+
+impl PackB for MatRef<'_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn pack(&self, p0: usize, kc: usize, j0: usize, cols: usize, strip: &mut [f32]) {
+        if self.col_stride == 1 {
+            for (p, dst) in strip.chunks_exact_mut(NR).take(kc).enumerate() {
+                let start = (p0 + p) * self.row_stride + j0;
+                dst[..cols].copy_from_slice(&self.data[start..start + cols]);
+            }
+        } else {
+            // Column-contiguous B (a transposed weight): read down each column.
+            for j in 0..cols {
+                for p in 0..kc {
+                    strip[p * NR + j] = self.at(p0 + p, j0 + j);
+                }
+            }
+        }
+    }
+}
+
 /// `c` (row-major `[a.rows, b.cols]`) becomes `a b`, or `c + a b` when
 /// `accumulate`. With `parallel`, the work is split over the rayon pool.
 ///
 /// Panics when the shapes disagree (a caller's bug, never input data).
 pub fn sgemm(a: MatRef, b: MatRef, c: &mut [f32], accumulate: bool, parallel: bool) {
     assert_eq!(c.len(), a.rows * b.cols, "c is not [m, n]");
-    sgemm_into(a, b, c, b.cols, accumulate, parallel);
+    sgemm_into(a, &b, c, b.cols, accumulate, parallel);
 }
 
-/// [`sgemm`] into rows of `c` that are `ldc` apart (a band of a larger
-/// matrix): row `i` of the product is `c[i * ldc..i * ldc + n]`.
-pub fn sgemm_into(
+/// [`sgemm`] for any [`PackB`] operand, into rows of `c` that are `ldc`
+/// apart (a band of a larger matrix): row `i` of the product is
+/// `c[i * ldc..i * ldc + n]`.
+pub fn sgemm_into<B: PackB>(
     a: MatRef,
-    b: MatRef,
+    b: &B,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
     parallel: bool,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "inner dimensions differ");
+    let (m, k, n) = (a.rows, a.cols, b.cols());
+    assert_eq!(b.rows(), k, "inner dimensions differ");
     assert!(ldc >= n, "rows of c overlap");
     assert!(
         m == 0 || c.len() >= (m - 1) * ldc + n,
@@ -149,12 +179,12 @@ pub fn sgemm_into(
         return;
     }
     let threads = if parallel && m * n * k >= PARALLEL_WORK {
-        rayon::current_num_threads().min(m.div_ceil(MR)).max(1)
+        rayon::current_num_threads().max(1)
     } else {
         1
     };
     if threads == 1 {
-        serial(a, b, c, ldc, accumulate);
+        blocked(a, b, 0..n, c, ldc, accumulate);
         return;
     }
     if m >= threads * MC {
@@ -165,19 +195,26 @@ pub fn sgemm_into(
             .enumerate()
             .for_each(|(t, rows)| {
                 let count = (rows.len() + ldc - n) / ldc;
-                serial(a.sub_rows(t * rows_per, count), b, rows, ldc, accumulate);
+                blocked(
+                    a.sub_rows(t * rows_per, count),
+                    b,
+                    0..n,
+                    rows,
+                    ldc,
+                    accumulate,
+                );
             });
         return;
     }
-    // Short and wide (a prompt times a weight): each thread takes a range of
-    // columns, so no thread packs another's part of B, into its own buffer.
+    // Short and wide: each thread takes a range of columns, so none packs
+    // another's part of B, into its own buffer.
     let cols_per = n.div_ceil(threads).div_ceil(NR) * NR;
     let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(cols_per))
         .into_par_iter()
         .map(|t| {
             let (j0, nc) = (t * cols_per, cols_per.min(n - t * cols_per));
             let mut part = vec![0f32; m * nc];
-            serial(a, b.sub_cols(j0, nc), &mut part, nc, false);
+            blocked(a, b, j0..j0 + nc, &mut part, nc, false);
             (j0, part)
         })
         .collect();
@@ -191,47 +228,6 @@ pub fn sgemm_into(
                 dst.copy_from_slice(values);
             }
         }
-    }
-}
-
-fn serial(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
-        blocked(a, b, c, ldc, accumulate);
-        return;
-    }
-    fallback(a, b, c, ldc, accumulate);
-}
-
-/// The `gemm` crate, on the calling thread.
-fn fallback(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    // SAFETY: `MatRef::new` checked that every (r, c) element of `a` and `b`
-    // lies inside its slice for these strides; `c` is `[m, n]` row-major
-    // (asserted by `sgemm_into`) with column stride 1 and row stride ldc.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            ldc as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 
@@ -256,35 +252,19 @@ fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32
     }
 }
 
-/// Packs rows `p0..p0+kc`, columns `j0..j0+nc` of `b` as `NR`-column
-/// strips, each `[kc][NR]`, zero-padding the last strip.
-fn pack_b(b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize, out: &mut [f32]) {
-    for (t, strip) in out
-        .chunks_exact_mut(kc * NR)
-        .take(nc.div_ceil(NR))
-        .enumerate()
-    {
-        let cols = NR.min(nc - t * NR);
-        if b.col_stride == 1 {
-            for (p, dst) in strip.chunks_exact_mut(NR).enumerate() {
-                let start = (p0 + p) * b.row_stride + j0 + t * NR;
-                dst[..cols].copy_from_slice(&b.data[start..start + cols]);
-                dst[cols..].fill(0.0);
-            }
-        } else {
-            // Column-contiguous B (a transposed weight): read down each column.
-            strip.fill(0.0);
-            for j in 0..cols {
-                for p in 0..kc {
-                    strip[p * NR + j] = b.at(p0 + p, j0 + t * NR + j);
-                }
-            }
-        }
-    }
-}
-
-fn blocked(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+/// Columns `cols` of `a b` into `c` (its column 0 is `cols.start`), rows
+/// `ldc` apart, on the calling thread.
+fn blocked<B: PackB>(
+    a: MatRef,
+    b: &B,
+    cols: std::ops::Range<usize>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    let (m, k) = (a.rows, a.cols);
+    let n = cols.len();
+    let kernel = Micro::detect();
     let mut bp = vec![0f32; KC * NC.min(n).div_ceil(NR) * NR];
     let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * KC];
     let mut tile = [0f32; MR * NR];
@@ -292,7 +272,17 @@ fn blocked(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_b(&b, pc, kc, jc, nc, &mut bp);
+            for (t, strip) in bp
+                .chunks_exact_mut(kc * NR)
+                .take(nc.div_ceil(NR))
+                .enumerate()
+            {
+                let width = NR.min(nc - t * NR);
+                if width < NR {
+                    strip.fill(0.0);
+                }
+                b.pack(pc, kc, cols.start + jc + t * NR, width, strip);
+            }
             let add = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
@@ -303,7 +293,7 @@ fn blocked(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let a_strip = &ap[(ir / MR) * kc * MR..][..kc * MR];
-                        micro(kc, a_strip, b_strip, &mut tile);
+                        kernel.run(kc, a_strip, b_strip, &mut tile);
                         for i in 0..mr {
                             let row = &mut c[(ic + ir + i) * ldc + jc + jr..][..nr];
                             let values = &tile[i * NR..i * NR + nr];
@@ -320,23 +310,69 @@ fn blocked(a: MatRef, b: MatRef, c: &mut [f32], ldc: usize, accumulate: bool) {
     }
 }
 
-/// The register tile: `tile = a_strip^T b_strip` over `kc` steps.
-fn micro(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
-    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "strips too short");
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: only reached from `serial` after the CPU reported
-        // AVX-512F; the assert above keeps every load in bounds.
-        #[allow(unsafe_code)]
-        unsafe {
-            micro_avx512(kc, a, b, tile)
+/// Which register-tile kernel this CPU runs.
+#[derive(Debug, Clone, Copy)]
+enum Micro {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Micro {
+    fn detect() -> Micro {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Micro::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Micro::Avx2;
+            }
+        }
+        Micro::Portable
+    }
+
+    /// `tile = a_strip^T b_strip` over `kc` steps.
+    fn run(self, kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+        assert!(a.len() >= kc * MR && b.len() >= kc * NR, "strips too short");
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX-512F on this CPU; the assert above
+            // keeps every load in bounds.
+            #[allow(unsafe_code)]
+            Micro::Avx512 => unsafe { micro_avx512(kc, a, b, tile) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw AVX2 and FMA on this CPU; the function is
+            // otherwise safe code.
+            #[allow(unsafe_code)]
+            Micro::Avx2 => unsafe { micro_avx2(kc, a, b, tile) },
+            _ => micro_portable(kc, a, b, tile),
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (kc, a, b, tile);
-        unreachable!("the blocked path runs on x86-64 only");
+}
+
+/// The tile in plain Rust: the compiler vectorises the inner loops for
+/// whatever the function is compiled for.
+#[inline(always)]
+fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+    let mut acc = [[0f32; NR]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
+        for (row, &ai) in acc.iter_mut().zip(ap) {
+            for (r, &bj) in row.iter_mut().zip(bp) {
+                *r += ai * bj;
+            }
+        }
     }
+    for (dst, row) in tile.chunks_exact_mut(NR).zip(&acc) {
+        dst.copy_from_slice(row);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+    micro_portable(kc, a, b, tile);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -347,7 +383,7 @@ unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR
     let mut acc = [_mm512_setzero_ps(); 2 * MR];
     let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
     for _ in 0..kc {
-        // SAFETY (whole loop): `micro` checked a.len() >= kc*MR and
+        // SAFETY (whole loop): `Micro::run` checked a.len() >= kc*MR and
         // b.len() >= kc*NR; each step reads MR floats of a and NR of b.
         let b0 = _mm512_loadu_ps(bp);
         let b1 = _mm512_loadu_ps(bp.add(16));
@@ -441,7 +477,7 @@ mod tests {
             let b = MatRef::row_major(&b_data, k, n).unwrap();
             let want = naive(&a, &b);
             let mut c = vec![7.0f32; (m - 1) * ldc + n];
-            pool.install(|| sgemm_into(a, b, &mut c, ldc, false, true));
+            pool.install(|| sgemm_into(a, &b, &mut c, ldc, false, true));
             for i in 0..m {
                 for j in 0..ldc {
                     let got = c.get(i * ldc + j).copied();
@@ -454,6 +490,30 @@ mod tests {
                         assert_eq!(gap, 7.0, "a gap was written");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_micro_kernel_computes_the_same_tile() {
+        let kc = 37;
+        let (a, b) = (values(kc * MR, 5), values(kc * NR, 6));
+        let mut want = [0f32; MR * NR];
+        Micro::Portable.run(kc, &a, &b, &mut want);
+        for kernel in [Micro::detect(), Micro::Avx2] {
+            if matches!(kernel, Micro::Avx2) && !std::is_x86_feature_detected!("avx2") {
+                continue;
+            }
+            let mut got = [0f32; MR * NR];
+            kernel.run(kc, &a, &b, &mut got);
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-4, "{kernel:?}");
+            }
+        }
+        for i in 0..MR {
+            for j in 0..NR {
+                let naive: f32 = (0..kc).map(|p| a[p * MR + i] * b[p * NR + j]).sum();
+                assert!((want[i * NR + j] - naive).abs() < 1e-4);
             }
         }
     }
