@@ -59,8 +59,9 @@ fn codec_type(config: &serde_json::Value) -> Option<&str> {
 }
 
 /// Opens a codec from a spec: `mesh` or `mesh:BINS`, a folder with a
-/// `config.json` whose type is in [`REGISTRY`], or a folder with only a
-/// `tokenizer.json` (text).
+/// `config.json` whose type is in [`REGISTRY`], or a folder with a
+/// `tokenizer.json` and no codec config (a tokenizer, or a text model's
+/// checkpoint): the text codec.
 pub fn open(spec: &str) -> Result<Box<dyn Codec>> {
     if spec == "mesh" || spec.starts_with("mesh:") {
         return Ok(Box::new(mesh::MeshCodec::from_spec(spec)?));
@@ -88,6 +89,8 @@ pub fn open(spec: &str) -> Result<Box<dyn Codec>> {
     let known: Vec<&str> = REGISTRY.iter().map(|(name, _)| *name).collect();
     match REGISTRY.iter().find(|(name, _)| *name == kind) {
         Some((_, load)) => load(dir, &config),
+        // A text model's folder: its tokenizer is the text codec.
+        None if dir.join("tokenizer.json").exists() => Ok(Box::new(text::TextCodec::load(dir)?)),
         None => Err(CodecError::UnknownCodec(
             kind.into(),
             format!(

@@ -83,6 +83,9 @@ def main():
              "SNAC 24 kHz decode, 10 s": ("audio", *make_snac())}
     machine = {t: run(["cargo", "bench", "-q", "-p", "pipelines", "--bench", "backbone", "--", "machine"],
                       dict(os.environ, RAYON_NUM_THREADS=str(t))) for t in threads}
+    for t in threads:
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+        machine[t]["mkl_gflops"] = run([sys.executable, str(HERE / "codec_peer.py"), "gemm", str(t)], env)["gemm_gflops"]
     rows = []
     for name, (kind, folder, codes) in cases.items():
         for t in threads:
@@ -97,7 +100,8 @@ def main():
                 theirs.append(peer["seconds"])
                 flops = peer["flops"]
             a, p = statistics.median(ours), statistics.median(theirs)
-            rows.append(dict(name=name, threads=t, ours=a, peer=p, flops=flops, gemm=machine[t]["gemm_gflops"]))
+            rows.append(dict(name=name, threads=t, ours=a, peer=p, flops=flops, gemm=machine[t]["gemm_gflops"],
+                             mkl=machine[t]["mkl_gflops"]))
             print(rows[-1], flush=True)
     write_report(rows, machine)
 
@@ -116,13 +120,16 @@ def write_report(rows, machine):
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; measured on {time.strftime('%Y-%m-%d')}.",
         "",
-        "| decode | threads | GFLOP | anyforge s | PyTorch s | anyforge vs PyTorch | anyforge GFLOP/s | PyTorch GFLOP/s | GEMM ceiling GFLOP/s |",
+        "GEMM ceilings: f32 1024³ with anyforge's kernel (`kernels::sgemm`, AVX-512) and with PyTorch's",
+        "(MKL), at the same thread count.",
+        "",
+        "| decode | threads | GFLOP | anyforge s | PyTorch s | anyforge vs PyTorch | anyforge GFLOP/s | PyTorch GFLOP/s | GEMM ceiling GFLOP/s (ours / MKL) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         g = r["flops"] / 1e9
         lines.append(f"| {r['name']} | {r['threads']} | {g:.1f} | {r['ours']:.3f} | {r['peer']:.3f} | "
-                     f"{r['peer'] / r['ours']:.2f}× | {g / r['ours']:.1f} | {g / r['peer']:.1f} | {r['gemm']:.1f} |")
+                     f"{r['peer'] / r['ours']:.2f}× | {g / r['ours']:.1f} | {g / r['peer']:.1f} | {r['gemm']:.1f} / {r['mkl']:.1f} |")
     lines += ["", "## Running it", "", "```sh",
               "~/venvs/ref/bin/pip install torch transformers safetensors snac",
               "~/venvs/ref/bin/python scripts/bench/codec_bench.py", "```", ""]

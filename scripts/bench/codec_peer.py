@@ -2,6 +2,7 @@
 reference implementation, print one JSON line (median seconds, FLOPs).
 
     codec_peer.py KIND DIR CODES.json THREADS REPS
+    codec_peer.py gemm THREADS          (PyTorch's GEMM throughput)
 """
 import json
 import statistics
@@ -11,7 +12,22 @@ import time
 import torch
 
 
+def gemm_gflops():
+    """PyTorch's (MKL's) f32 GEMM on 1024^3, best of 6."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    best = float("inf")
+    for _ in range(6):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 1024**3 / best / 1e9
+
+
 def main():
+    if sys.argv[1] == "gemm":
+        torch.set_num_threads(int(sys.argv[2]))
+        print(json.dumps({"gemm_gflops": gemm_gflops()}))
+        return
     kind, folder, codes_path, threads, reps = sys.argv[1:6]
     torch.set_num_threads(int(threads))
     codes = json.load(open(codes_path))

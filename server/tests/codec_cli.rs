@@ -205,3 +205,54 @@ fn bad_inputs_and_codes_are_one_clear_line() {
         "{err}"
     );
 }
+
+/// A text model's folder is a text codec: its tokenizer's ids, and back.
+#[test]
+fn text_encodes_to_the_tokenizers_ids_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo("pipelines/tests/fixtures/backbones/llama");
+    let text = dir.path().join("in.txt");
+    std::fs::write(&text, "the quick brown fox\njumps over the lazy dog").unwrap();
+    let codes = dir.path().join("text.json");
+    ok(&[
+        "codec",
+        "encode",
+        "--codec",
+        &model,
+        s(&text),
+        "--out",
+        s(&codes),
+    ]);
+    let ids = json(&codes);
+    assert_eq!(ids["kind"].as_str(), Some("text"));
+    assert!(ids["ids"].as_array().unwrap().len() > 4);
+    let back = dir.path().join("out.txt");
+    ok(&[
+        "codec",
+        "decode",
+        "--codec",
+        &model,
+        s(&codes),
+        "--out",
+        s(&back),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "the quick brown fox\njumps over the lazy dog"
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"kind":"text","ids":[4000000]}"#).unwrap();
+    let err = fails(&[
+        "codec",
+        "decode",
+        "--codec",
+        &model,
+        s(&bad),
+        "--out",
+        s(&back),
+    ]);
+    assert!(
+        err.contains("id 4000000 at position 0 is outside the vocabulary"),
+        "{err}"
+    );
+}
