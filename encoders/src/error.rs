@@ -57,6 +57,9 @@ pub enum CodecError {
     Input(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A request over a configured limit (see `CodecLimits`).
+    #[error("limit: {0}")]
+    Limit(String),
     #[error(transparent)]
     Media(#[from] MediaError),
     #[error("tensor computation: {0}")]

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod conv;
 mod error;
 pub mod image;
+pub mod limits;
 pub mod mesh;
 mod ops;
 pub mod text;
@@ -23,6 +24,7 @@ use modalities::{Kind, Media};
 
 pub use crate::codes::Codes;
 pub use crate::error::{CodecError, Result, WeightsError};
+pub use crate::limits::CodecLimits;
 
 /// Media to codes and back.
 pub trait Codec: Send + Sync {
@@ -35,7 +37,7 @@ pub trait Codec: Send + Sync {
 }
 
 /// Builds a codec from its folder and parsed `config.json`.
-pub type Loader = fn(&Path, &serde_json::Value) -> Result<Box<dyn Codec>>;
+pub type Loader = fn(&Path, &serde_json::Value, &CodecLimits) -> Result<Box<dyn Codec>>;
 
 /// Codec types, as `config.json` names them, and their loaders.
 pub const REGISTRY: &[(&str, Loader)] = &[
@@ -63,8 +65,15 @@ fn codec_type(config: &serde_json::Value) -> Option<&str> {
 /// `tokenizer.json` and no codec config (a tokenizer, or a text model's
 /// checkpoint): the text codec.
 pub fn open(spec: &str) -> Result<Box<dyn Codec>> {
+    open_with(spec, &CodecLimits::default())
+}
+
+/// [`open`] with limits other than the defaults.
+pub fn open_with(spec: &str, limits: &CodecLimits) -> Result<Box<dyn Codec>> {
     if spec == "mesh" || spec.starts_with("mesh:") {
-        return Ok(Box::new(mesh::MeshCodec::from_spec(spec)?));
+        return Ok(Box::new(
+            mesh::MeshCodec::from_spec(spec)?.with_limits(limits),
+        ));
     }
     let dir = Path::new(spec);
     if !dir.is_dir() {
@@ -88,7 +97,7 @@ pub fn open(spec: &str) -> Result<Box<dyn Codec>> {
         .ok_or_else(|| CodecError::config(&config_path, "names no model_type or codec_type"))?;
     let known: Vec<&str> = REGISTRY.iter().map(|(name, _)| *name).collect();
     match REGISTRY.iter().find(|(name, _)| *name == kind) {
-        Some((_, load)) => load(dir, &config),
+        Some((_, load)) => load(dir, &config, limits),
         // A text model's folder: its tokenizer is the text codec.
         None if dir.join("tokenizer.json").exists() => Ok(Box::new(text::TextCodec::load(dir)?)),
         None => Err(CodecError::UnknownCodec(
@@ -121,9 +130,20 @@ pub fn read_config(path: &Path) -> Result<serde_json::Value> {
 /// The codec for `kind` built on `codec`: video codes through an image
 /// codec, one grid per frame; otherwise the codec itself when kinds match.
 pub fn for_kind(codec: Box<dyn Codec>, kind: Kind) -> Result<Box<dyn Codec>> {
+    for_kind_with(codec, kind, &CodecLimits::default())
+}
+
+/// [`for_kind`] with limits other than the defaults.
+pub fn for_kind_with(
+    codec: Box<dyn Codec>,
+    kind: Kind,
+    limits: &CodecLimits,
+) -> Result<Box<dyn Codec>> {
     match (codec.kind(), kind) {
         (have, want) if have == want => Ok(codec),
-        (Kind::Image, Kind::Video) => Ok(Box::new(video::VideoCodec::new(codec))),
+        (Kind::Image, Kind::Video) => {
+            Ok(Box::new(video::VideoCodec::new(codec, limits.max_frames)))
+        }
         (have, want) => Err(CodecError::Input(format!(
             "the {have} codec cannot encode or decode {want}"
         ))),

@@ -278,13 +278,20 @@ pub fn from_obj_text(text: &str, bins: u32) -> Result<QuantizedMesh> {
 #[derive(Debug, Clone, Copy)]
 pub struct MeshCodec {
     bins: u32,
+    max_faces: usize,
 }
 
 impl MeshCodec {
     pub fn new(bins: u32) -> Result<MeshCodec> {
         Ok(MeshCodec {
             bins: check_bins(bins)?,
+            max_faces: crate::CodecLimits::default().max_faces,
         })
+    }
+
+    pub fn with_limits(mut self, limits: &crate::CodecLimits) -> MeshCodec {
+        self.max_faces = limits.max_faces;
+        self
     }
 
     /// Parses `mesh` or `mesh:BINS`.
@@ -317,6 +324,11 @@ impl Codec for MeshCodec {
                 media.kind()
             )));
         };
+        crate::limits::check(
+            "the face count",
+            mesh.triangles.len() as f64,
+            self.max_faces as f64,
+        )?;
         let q = QuantizedMesh::from_mesh(mesh, self.bins)?;
         Ok(Codes::Mesh(MeshCodes {
             bins: self.bins,

@@ -10,12 +10,17 @@ use crate::Codec;
 
 pub struct VideoCodec {
     frames: Box<dyn Codec>,
+    max_frames: usize,
 }
 
 impl VideoCodec {
     /// `frames` must be an image codec.
-    pub fn new(frames: Box<dyn Codec>) -> VideoCodec {
-        VideoCodec { frames }
+    pub fn new(frames: Box<dyn Codec>, max_frames: usize) -> VideoCodec {
+        VideoCodec { frames, max_frames }
+    }
+
+    fn check_frames(&self, n: usize) -> Result<()> {
+        crate::limits::check("the frame count", n as f64, self.max_frames as f64)
     }
 }
 
@@ -35,6 +40,7 @@ impl Codec for VideoCodec {
                 media.kind()
             )));
         };
+        self.check_frames(video.frames.len())?;
         let frames = video
             .frames
             .iter()
@@ -63,6 +69,7 @@ impl Codec for VideoCodec {
                 codes.kind()
             )));
         };
+        self.check_frames(v.frames.len())?;
         let frames = v
             .frames
             .iter()

@@ -1,10 +1,10 @@
 //! `anyforge codec encode|decode`: media to discrete codes and back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use encoders::{Codec, Codes};
+use encoders::{Codec, CodecLimits, Codes};
 use modalities::{Kind, Media, Sampling};
 
 #[derive(Subcommand)]
@@ -36,6 +36,9 @@ pub struct EncodeArgs {
     /// A JSON file of decoding limits (see `modalities::Limits`).
     #[arg(long)]
     limits: Option<PathBuf>,
+    /// A JSON file of codec limits (see `encoders::CodecLimits`).
+    #[arg(long)]
+    codec_limits: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -48,6 +51,9 @@ pub struct DecodeArgs {
     /// Largest codes file read, in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     max_codes_bytes: u64,
+    /// A JSON file of codec limits (see `encoders::CodecLimits`).
+    #[arg(long)]
+    codec_limits: Option<PathBuf>,
 }
 
 fn parse_size(text: &str) -> Result<(u32, u32), String> {
@@ -69,9 +75,17 @@ pub fn run(command: CodecCommand) -> Result<()> {
     }
 }
 
-fn open_for(spec: &str, kind: Kind) -> Result<Box<dyn Codec>> {
-    let codec = encoders::open(spec).with_context(|| format!("codec {spec}"))?;
-    Ok(encoders::for_kind(codec, kind)?)
+fn open_for(spec: &str, kind: Kind, limits: Option<&Path>) -> Result<Box<dyn Codec>> {
+    let limits = match limits {
+        None => CodecLimits::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: invalid codec limits", path.display()))?
+        }
+    };
+    let codec = encoders::open_with(spec, &limits).with_context(|| format!("codec {spec}"))?;
+    Ok(encoders::for_kind_with(codec, kind, &limits)?)
 }
 
 fn encode(args: EncodeArgs) -> Result<()> {
@@ -102,7 +116,7 @@ fn encode(args: EncodeArgs) -> Result<()> {
             other => bail!("--size applies to images and video, not {}", other.kind()),
         };
     }
-    let codec = open_for(&args.codec, media.kind())?;
+    let codec = open_for(&args.codec, media.kind(), args.codec_limits.as_deref())?;
     let codes = codec
         .encode(&media)
         .with_context(|| args.input.display().to_string())?;
@@ -112,7 +126,7 @@ fn encode(args: EncodeArgs) -> Result<()> {
 
 fn decode(args: DecodeArgs) -> Result<()> {
     let codes = Codes::read(&args.codes, args.max_codes_bytes)?;
-    let codec = open_for(&args.codec, codes.kind())?;
+    let codec = open_for(&args.codec, codes.kind(), args.codec_limits.as_deref())?;
     let media = codec
         .decode(&codes)
         .with_context(|| args.codes.display().to_string())?;

@@ -256,3 +256,64 @@ fn text_encodes_to_the_tokenizers_ids_and_back() {
         "{err}"
     );
 }
+
+/// Codec limits are configuration: a grid that decodes past them is refused
+/// before any work, naming the limit.
+#[test]
+fn codec_limits_refuse_oversized_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let vq = repo("encoders/tests/fixtures/image_vq");
+    let limits = dir.path().join("limits.json");
+    std::fs::write(&limits, r#"{"max_pixels": 1000}"#).unwrap();
+    let codes = dir.path().join("grid.json");
+    let row = format!("[{}]", vec!["1"; 20].join(","));
+    std::fs::write(
+        &codes,
+        format!(
+            r#"{{"kind":"image","height":20,"width":20,"codes":[{}]}}"#,
+            vec![row; 20].join(",")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out.png");
+    let err = fails(&[
+        "codec",
+        "decode",
+        "--codec",
+        &vq,
+        s(&codes),
+        "--out",
+        s(&out),
+        "--codec-limits",
+        s(&limits),
+    ]);
+    assert!(
+        err.contains("limit: the decoded image's pixel count is 1600, over the limit of 1000"),
+        "{err}"
+    );
+    ok(&[
+        "codec",
+        "decode",
+        "--codec",
+        &vq,
+        s(&codes),
+        "--out",
+        s(&out),
+    ]);
+    std::fs::write(&limits, r#"{"max_pixles": 1000}"#).unwrap();
+    let err = fails(&[
+        "codec",
+        "decode",
+        "--codec",
+        &vq,
+        s(&codes),
+        "--out",
+        s(&out),
+        "--codec-limits",
+        s(&limits),
+    ]);
+    assert!(
+        err.contains("invalid codec limits") && err.contains("max_pixles"),
+        "{err}"
+    );
+}

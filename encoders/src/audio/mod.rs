@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::codes::{AudioCodes, Codes};
 use crate::error::{CodecError, Result};
+use crate::limits::{check, CodecLimits};
 use crate::weights::Checkpoint;
 use crate::Codec;
 use layers::{ConvSpec, LocalAttention, NoiseBlock, ResidualUnit, Snake, WnConv};
@@ -183,11 +184,18 @@ pub struct Snac {
     /// The decoder's noise blocks (when the config has them): seeded, or off.
     noise_seed: Option<u64>,
     device: Device,
+    max_seconds: f64,
 }
 
 /// The registry's loader for `snac` folders.
-pub fn load(dir: &Path, config: &serde_json::Value) -> Result<Box<dyn Codec>> {
-    Ok(Box::new(Snac::load(dir, config, &Device::Cpu)?))
+pub fn load(
+    dir: &Path,
+    config: &serde_json::Value,
+    limits: &CodecLimits,
+) -> Result<Box<dyn Codec>> {
+    Ok(Box::new(
+        Snac::load(dir, config, &Device::Cpu)?.with_max_seconds(limits.max_audio_seconds),
+    ))
 }
 
 fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -387,11 +395,18 @@ impl Snac {
             dec_out,
             noise_seed: Some(0),
             device: device.clone(),
+            max_seconds: CodecLimits::default().max_audio_seconds,
         })
     }
 
     pub fn config(&self) -> &SnacConfig {
         &self.config
+    }
+
+    /// The longest audio encoded or decoded, in seconds.
+    pub fn with_max_seconds(mut self, seconds: f64) -> Snac {
+        self.max_seconds = seconds;
+        self
     }
 
     /// Seeds the decoder's noise blocks (the same seed, the same waveform);
@@ -406,6 +421,12 @@ impl Snac {
         if samples.is_empty() {
             return Err(CodecError::Input("the audio has no samples".into()));
         }
+        let rate = f64::from(self.config.sampling_rate);
+        check(
+            "the audio's duration in seconds",
+            samples.len() as f64 / rate,
+            self.max_seconds,
+        )?;
         let pad_to = self.config.hop_length() * self.config.step_multiple();
         let len = samples.len().div_ceil(pad_to) * pad_to;
         let mut padded = samples.to_vec();
@@ -522,7 +543,14 @@ impl Snac {
     /// Mono samples at the codec's rate, before any clipping (the decoder
     /// ends in tanh).
     pub fn decode_samples(&self, levels: &[Vec<u32>]) -> Result<Vec<f32>> {
-        self.check_codes(levels)?;
+        let steps = self.check_codes(levels)?;
+        let seconds =
+            (steps * self.config.hop_length()) as f64 / f64::from(self.config.sampling_rate);
+        check(
+            "the decoded audio's duration in seconds",
+            seconds,
+            self.max_seconds,
+        )?;
         let mut z: Option<Tensor> = None;
         for (q, codes) in self.quantizers.iter().zip(levels) {
             let part = self.level_latent(q, codes)?;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use crate::codes::{Codes, ImageCodes};
 use crate::conv::Conv;
 use crate::error::{CodecError, Result};
+use crate::limits::{check, CodecLimits};
 use crate::weights::Checkpoint;
 use crate::Codec;
 
@@ -119,11 +120,18 @@ pub struct ImageVq {
     post_quant_conv: Conv,
     decoder: vq::Decoder,
     device: Device,
+    max_pixels: u64,
 }
 
 /// The registry's loader for `janus_vqgan` and `janus` folders.
-pub fn load(dir: &Path, config: &serde_json::Value) -> Result<Box<dyn Codec>> {
-    Ok(Box::new(ImageVq::load(dir, config, &Device::Cpu)?))
+pub fn load(
+    dir: &Path,
+    config: &serde_json::Value,
+    limits: &CodecLimits,
+) -> Result<Box<dyn Codec>> {
+    Ok(Box::new(
+        ImageVq::load(dir, config, &Device::Cpu)?.with_max_pixels(limits.max_pixels),
+    ))
 }
 
 impl ImageVq {
@@ -160,7 +168,14 @@ impl ImageVq {
             decoder: vq::Decoder::load(&w, &c)?,
             config: c,
             device: device.clone(),
+            max_pixels: CodecLimits::default().max_pixels,
         })
+    }
+
+    /// The largest image encoded or decoded, in pixels.
+    pub fn with_max_pixels(mut self, max_pixels: u64) -> ImageVq {
+        self.max_pixels = max_pixels;
+        self
     }
 
     pub fn config(&self) -> &VqConfig {
@@ -172,6 +187,11 @@ impl ImageVq {
     pub fn encode_image(&self, image: &Image) -> Result<ImageCodes> {
         let f = self.config.downsample();
         let (w, h) = (image.width as usize, image.height as usize);
+        check(
+            "the image's pixel count",
+            (w * h) as f64,
+            self.max_pixels as f64,
+        )?;
         if w % f != 0 || h % f != 0 {
             return Err(CodecError::Input(format!(
                 "the image is {w}x{h}; this codec needs sides that are multiples of {f} \
@@ -226,6 +246,13 @@ impl ImageVq {
     /// `[3, height * f, width * f]`, nominally in [-1, 1] (not clamped).
     pub fn decode_tensor(&self, codes: &ImageCodes) -> Result<Tensor> {
         codes.check_shape()?;
+        let f = self.config.downsample() as f64;
+        let pixels = codes.height as f64 * f * codes.width as f64 * f;
+        check(
+            "the decoded image's pixel count",
+            pixels,
+            self.max_pixels as f64,
+        )?;
         let n = self.config.num_embeddings;
         let flat = codes.flat();
         if let Some((at, &c)) = flat.iter().enumerate().find(|(_, &c)| c as usize >= n) {
