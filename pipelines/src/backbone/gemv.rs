@@ -15,19 +15,23 @@ pub const MAX_ROWS: usize = 16;
 /// candle's GEMM, which measured faster for them.
 pub const LARGE_WEIGHTS: usize = 1 << 20;
 
-/// Sixteen independent partial sums, which the compiler vectorises.
+/// Partial sums kept apart: four 512-bit (or eight 256-bit) registers of
+/// independent additions, so the loop runs at the speed of loads rather
+/// than of one addition's latency.
+const LANES: usize = 64;
+
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (a16.remainder(), b16.remainder());
-    for (x, y) in a16.zip(b16) {
+    let mut acc = [0f32; LANES];
+    let (wide_a, wide_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (wide_a.remainder(), wide_b.remainder());
+    for (x, y) in wide_a.zip(wide_b) {
         // Fixed-size arrays: no bounds checks, so the loop vectorises.
-        let (x, y): (&[f32; 16], &[f32; 16]) = match (x.try_into(), y.try_into()) {
+        let (x, y): (&[f32; LANES], &[f32; LANES]) = match (x.try_into(), y.try_into()) {
             (Ok(x), Ok(y)) => (x, y),
-            _ => unreachable!("chunks_exact(16) yields 16 elements"),
+            _ => unreachable!("chunks_exact yields LANES elements"),
         };
-        for i in 0..16 {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
@@ -38,14 +42,25 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Fills `block` (`[rows, m]`) with the products of weight rows from `first` on.
 fn rows(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU was just checked for AVX2, the only requirement of
-        // the target-feature function; it is otherwise ordinary safe code.
-        #[allow(unsafe_code)]
-        unsafe {
-            rows_avx2(x, m, w, k, first, block)
-        };
-        return;
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU was just checked for AVX-512F, the only
+            // requirement of the target-feature function; it is otherwise
+            // ordinary safe code.
+            #[allow(unsafe_code)]
+            unsafe {
+                rows_avx512(x, m, w, k, first, block)
+            };
+            return;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above, for AVX2.
+            #[allow(unsafe_code)]
+            unsafe {
+                rows_avx2(x, m, w, k, first, block)
+            };
+            return;
+        }
     }
     rows_portable(x, m, w, k, first, block);
 }
@@ -56,6 +71,14 @@ fn rows(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2")]
 unsafe fn rows_avx2(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32]) {
+    rows_portable(x, m, w, k, first, block);
+}
+
+/// And for AVX-512: 512-bit registers.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn rows_avx512(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32]) {
     rows_portable(x, m, w, k, first, block);
 }
 
