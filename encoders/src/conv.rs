@@ -217,11 +217,16 @@ impl Module for Conv {
                 dilation: s.dilation,
             }
         };
-        let data = host(x)?;
-        let mut out = Vec::with_capacity(b * s.cout * oh * ow);
-        for item in data.chunks_exact(c * h * w) {
-            out.extend(self.one(item, h, w, oh, ow, v));
-        }
+        let out = crate::ops::with_host(x, |data| {
+            if b == 1 {
+                return self.one(data, h, w, oh, ow, v);
+            }
+            let mut out = Vec::with_capacity(b * s.cout * oh * ow);
+            for item in data.chunks_exact(c * h * w) {
+                out.extend(self.one(item, h, w, oh, ow, v));
+            }
+            out
+        })?;
         if one_d {
             Tensor::from_vec(out, (b, s.cout, ow), x.device())
         } else {

@@ -8,10 +8,26 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-/// Applies `f(channel, values)` to each channel plane of `x` `[b, c, ...]`.
+/// Runs `f` on the tensor's f32 values without copying them when they are
+/// a contiguous CPU buffer (always, for the codecs' activations).
+pub fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            if let Ok(all) = cpu.as_slice::<f32>() {
+                return Ok(f(&all[layout.start_offset()..][..t.elem_count()]));
+            }
+        }
+    }
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(f(&values))
+}
+
+/// `dst = f(channel, src)` for each channel plane of `x` `[b, c, ...]`.
 pub fn per_channel(
     x: &Tensor,
-    f: impl Fn(usize, &mut [f32]) + Sync,
+    f: impl Fn(usize, &[f32], &mut [f32]) + Sync,
 ) -> candle_core::Result<Tensor> {
     let dims = x.dims().to_vec();
     if dims.len() < 2 {
@@ -19,13 +35,16 @@ pub fn per_channel(
     }
     let c = dims[1];
     let plane: usize = dims[2..].iter().product();
-    let mut data = x.flatten_all()?.to_vec1::<f32>()?;
-    if plane > 0 {
-        data.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(i, values)| f(i % c, values));
-    }
-    Tensor::from_vec(data, dims, x.device())
+    let mut out = vec![0f32; x.elem_count()];
+    with_host(x, |src| {
+        if plane > 0 {
+            out.par_chunks_mut(plane)
+                .zip(src.par_chunks(plane))
+                .enumerate()
+                .for_each(|(i, (dst, src))| f(i % c, src, dst));
+        }
+    })?;
+    Tensor::from_vec(out, dims, x.device())
 }
 
 /// Group normalisation (affine), optionally followed by swish
@@ -64,31 +83,40 @@ impl GroupNorm {
         }
         let plane: usize = dims[2..].iter().product();
         let per_group = c / self.groups;
-        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
-        if plane > 0 {
-            data.par_chunks_mut(per_group * plane)
+        let mut out = vec![0f32; x.elem_count()];
+        with_host(x, |src| {
+            if plane == 0 {
+                return;
+            }
+            out.par_chunks_mut(per_group * plane)
+                .zip(src.par_chunks(per_group * plane))
                 .enumerate()
-                .for_each(|(i, values)| {
-                    let n = values.len() as f64;
-                    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-                    let var = values
-                        .iter()
-                        .map(|&v| (f64::from(v) - mean).powi(2))
-                        .sum::<f64>()
-                        / n;
+                .for_each(|(i, (dst, src))| {
+                    // One pass for both moments, in f64.
+                    let (sum, sq) = src.iter().fold((0f64, 0f64), |(s, q), &v| {
+                        let v = f64::from(v);
+                        (s + v, q + v * v)
+                    });
+                    let n = src.len() as f64;
+                    let mean = sum / n;
+                    let var = (sq / n - mean * mean).max(0.0);
                     let inv = 1.0 / (var + self.eps).sqrt();
                     let first = (i % self.groups) * per_group;
-                    for (k, channel) in values.chunks_exact_mut(plane).enumerate() {
+                    for (k, (d, s)) in dst
+                        .chunks_exact_mut(plane)
+                        .zip(src.chunks_exact(plane))
+                        .enumerate()
+                    {
                         let scale = (inv * f64::from(self.gamma[first + k])) as f32;
-                        let shift = f64::from(self.beta[first + k]) as f32 - mean as f32 * scale;
-                        for v in channel.iter_mut() {
-                            let y = *v * scale + shift;
-                            *v = if swish { y / (1.0 + (-y).exp()) } else { y };
+                        let shift = self.beta[first + k] - mean as f32 * scale;
+                        for (o, &v) in d.iter_mut().zip(s) {
+                            let y = v * scale + shift;
+                            *o = if swish { y / (1.0 + (-y).exp()) } else { y };
                         }
                     }
                 });
-        }
-        Tensor::from_vec(data, dims, x.device())
+        })?;
+        Tensor::from_vec(out, dims, x.device())
     }
 }
 

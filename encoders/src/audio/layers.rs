@@ -143,11 +143,11 @@ impl Module for Snake {
                 x.dims()
             );
         }
-        crate::ops::per_channel(x, |c, values| {
+        crate::ops::per_channel(x, |c, src, dst| {
             let (a, inv) = (self.alpha[c], self.inv_alpha[c]);
-            for v in values {
-                let s = (a * *v).sin();
-                *v += inv * s * s;
+            for (o, &v) in dst.iter_mut().zip(src) {
+                let s = (a * v).sin();
+                *o = v + inv * s * s;
             }
         })
     }
