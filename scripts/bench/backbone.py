@@ -74,6 +74,21 @@ def active_params(cfg):
     return layers * (attn + ffn) + cfg["vocab_size"] * h
 
 
+def batched_bound(cfg, batch):
+    """How much faster `batch` sequences can decode together than one, when
+    decoding is bound by reading weights: shared weights are read once per
+    step, but each MoE layer reads every expert any of the tokens routed to
+    (with uniform routing, E * (1 - (1 - k/E)^batch) distinct experts)."""
+    if cfg["model_type"] != "qwen3_moe":
+        return float(batch)
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    e, k = cfg["num_experts"], cfg["num_experts_per_tok"]
+    expert = 3 * h * cfg["moe_intermediate_size"]
+    shared = active_params(cfg) - layers * k * expert
+    distinct = e * (1 - (1 - k / e) ** batch)
+    return batch * active_params(cfg) / (shared + layers * distinct * expert)
+
+
 def run(cmd, env=None):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -143,6 +158,7 @@ def main():
             bw = max(m["bandwidth_gbs"] for m in machine.values()) * 1e9
             flops = machine[t]["gemm_gflops"] * 1e9
             rows.append({"model": name, "threads": t, "active_params": active, "results": med,
+                         "batched_bound": batched_bound(cfg, args.batch),
                          "decode_bound": bw / (4 * active), "prefill_bound": flops / (2 * active)})
     write_report(rows, machine, args)
 
@@ -190,7 +206,8 @@ def write_report(rows, machine, args):
         many = row["results"]["anyforge"]["batched_decode_tps"]
         lines.append("")
         lines.append(f"- {row['model']}, {row['threads']} thread(s): batched decode of {args.batch} gives "
-                     f"{many / one:.2f}× the aggregate tokens/s of one sequence.")
+                     f"{many / one:.2f}× the aggregate tokens/s of one sequence; reading weights bounds it at "
+                     f"{row['batched_bound']:.2f}× (each step reads every expert any of the {args.batch} tokens chose).")
     lines += ["", "## Running it", "", "```sh",
               "python3 -m venv ~/venvs/ref && ~/venvs/ref/bin/pip install torch transformers tokenizers safetensors sentencepiece",
               "~/venvs/ref/bin/pip download --no-deps --no-binary llama-cpp-python llama-cpp-python -d /tmp/llama",
