@@ -131,8 +131,16 @@ impl PackB for MatRef<'_> {
                 let start = (p0 + p) * self.row_stride + j0;
                 dst[..cols].copy_from_slice(&self.data[start..start + cols]);
             }
+        } else if self.row_stride == 1 {
+            // Column-contiguous B (a transposed weight): each column is a
+            // contiguous run of the weight's row.
+            for j in 0..cols {
+                let src = &self.data[(j0 + j) * self.col_stride + p0..][..kc];
+                for (dst, &v) in strip.chunks_exact_mut(NR).zip(src) {
+                    dst[j] = v;
+                }
+            }
         } else {
-            // Column-contiguous B (a transposed weight): read down each column.
             for j in 0..cols {
                 for p in 0..kc {
                     strip[p * NR + j] = self.at(p0 + p, j0 + j);
