@@ -33,6 +33,16 @@ struct Vertical {
     dilation: usize,
 }
 
+/// Input and output plane sizes of one convolution call.
+#[derive(Debug, Clone, Copy)]
+struct Planes {
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    v: Vertical,
+}
+
 /// A convolution with its weight `[cout, cin / groups, kh, kw]` on the host.
 pub struct Conv {
     shape: ConvShape,
@@ -81,12 +91,13 @@ impl Conv {
     }
 
     /// One batch item: `x` `[cin, h, w]` to `[cout, oh, ow]`.
-    fn one(&self, x: &[f32], h: usize, w: usize, oh: usize, ow: usize, v: Vertical) -> Vec<f32> {
+    fn one(&self, x: &[f32], g: Planes) -> Vec<f32> {
+        let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
         let s = &self.shape;
         let (kh, kw) = s.kernel;
         let mut out = vec![0f32; s.cout * oh * ow];
         if s.groups > 1 {
-            self.depthwise(x, h, w, oh, ow, v, &mut out);
+            self.depthwise(x, g, &mut out);
         } else if (kh, kw, s.stride, s.padding) == (1, 1, 1, 0) {
             // A 1x1 convolution is a plain product: W [cout, cin] x [cin, hw].
             let a = MatRef::row_major(&self.weight, s.cout, s.cin);
@@ -95,7 +106,7 @@ impl Conv {
                 sgemm(a, b, &mut out, false, true);
             }
         } else {
-            self.im2col_gemm(x, h, w, oh, ow, v, &mut out);
+            self.im2col_gemm(x, g, &mut out);
         }
         if let Some(bias) = &self.bias {
             for (plane, &b) in out.chunks_exact_mut(oh * ow).zip(bias) {
@@ -105,17 +116,8 @@ impl Conv {
         out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn im2col_gemm(
-        &self,
-        x: &[f32],
-        h: usize,
-        w: usize,
-        oh: usize,
-        ow: usize,
-        v: Vertical,
-        out: &mut [f32],
-    ) {
+    fn im2col_gemm(&self, x: &[f32], g: Planes, out: &mut [f32]) {
+        let Planes { h, w, oh, ow, v } = g;
         let s = &self.shape;
         let (kh, kw) = s.kernel;
         let Some(weight) = MatRef::row_major(&self.weight, s.cout, s.cin * kh * kw) else {
@@ -136,17 +138,8 @@ impl Conv {
     }
 
     /// One filter per channel: direct loops, channels over the thread pool.
-    #[allow(clippy::too_many_arguments)]
-    fn depthwise(
-        &self,
-        x: &[f32],
-        h: usize,
-        w: usize,
-        oh: usize,
-        ow: usize,
-        v: Vertical,
-        out: &mut [f32],
-    ) {
+    fn depthwise(&self, x: &[f32], g: Planes, out: &mut [f32]) {
+        let Planes { h, w, oh, ow, v } = g;
         let s = &self.shape;
         let (kh, kw) = s.kernel;
         out.par_chunks_mut(oh * ow)
@@ -217,13 +210,14 @@ impl Module for Conv {
                 dilation: s.dilation,
             }
         };
+        let planes = Planes { h, w, oh, ow, v };
         let out = crate::ops::with_host(x, |data| {
             if b == 1 {
-                return self.one(data, h, w, oh, ow, v);
+                return self.one(data, planes);
             }
             let mut out = Vec::with_capacity(b * s.cout * oh * ow);
             for item in data.chunks_exact(c * h * w) {
-                out.extend(self.one(item, h, w, oh, ow, v));
+                out.extend(self.one(item, planes));
             }
             out
         })?;
