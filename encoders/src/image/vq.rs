@@ -176,6 +176,30 @@ struct Level {
 }
 
 impl Level {
+    /// `{name}.block.{j}` for `j < count` (the first changes the width), each
+    /// followed by `{name}.attn.{j}` when `attention`.
+    fn load_blocks(
+        w: &Weights,
+        name: &str,
+        count: usize,
+        block_in: usize,
+        block_out: usize,
+        attention: bool,
+    ) -> Result<Vec<(ResnetBlock, Option<AttnBlock>)>> {
+        (0..count)
+            .map(|j| {
+                let cin = if j == 0 { block_in } else { block_out };
+                let block = ResnetBlock::load(w, &format!("{name}.block.{j}"), cin, block_out)?;
+                let attn = if attention {
+                    Some(AttnBlock::load(w, &format!("{name}.attn.{j}"), block_out)?)
+                } else {
+                    None
+                };
+                Ok((block, attn))
+            })
+            .collect()
+    }
+
     fn run(&self, mut x: Tensor) -> candle_core::Result<Tensor> {
         for (block, attn) in &self.blocks {
             x = block.forward(&x)?;
@@ -203,18 +227,11 @@ impl Encoder {
         let mut block_in = base;
         for (i, &mult) in c.channel_multiplier.iter().enumerate() {
             let block_out = base * mult;
-            let mut blocks = Vec::with_capacity(c.num_res_blocks);
-            for j in 0..c.num_res_blocks {
-                let name = format!("encoder.down.{i}");
-                let block =
-                    ResnetBlock::load(w, &format!("{name}.block.{j}"), block_in, block_out)?;
+            let name = format!("encoder.down.{i}");
+            let blocks =
+                Level::load_blocks(w, &name, c.num_res_blocks, block_in, block_out, i == n - 1)?;
+            if c.num_res_blocks > 0 {
                 block_in = block_out;
-                let attn = if i == n - 1 {
-                    Some(AttnBlock::load(w, &format!("{name}.attn.{j}"), block_in)?)
-                } else {
-                    None
-                };
-                blocks.push((block, attn));
             }
             let resample = if i != n - 1 {
                 Some(w.conv(
@@ -284,18 +301,9 @@ impl Decoder {
         for (k, &mult) in c.channel_multiplier.iter().rev().enumerate() {
             let block_out = base * mult;
             let name = format!("decoder.up.{k}");
-            let mut blocks = Vec::with_capacity(c.num_res_blocks + 1);
-            for j in 0..=c.num_res_blocks {
-                let block =
-                    ResnetBlock::load(w, &format!("{name}.block.{j}"), block_in, block_out)?;
-                block_in = block_out;
-                let attn = if k == 0 {
-                    Some(AttnBlock::load(w, &format!("{name}.attn.{j}"), block_in)?)
-                } else {
-                    None
-                };
-                blocks.push((block, attn));
-            }
+            let blocks =
+                Level::load_blocks(w, &name, c.num_res_blocks + 1, block_in, block_out, k == 0)?;
+            block_in = block_out;
             let resample = if k != n - 1 {
                 Some(w.conv(
                     &format!("{name}.upsample.conv"),
