@@ -13,7 +13,7 @@ mod error;
 pub mod image;
 pub mod limits;
 pub mod mesh;
-mod ops;
+pub mod ops;
 pub mod text;
 pub mod video;
 pub mod weights;

@@ -73,14 +73,6 @@ impl<'a> MatRef<'a> {
         MatRef::new(data, rows, cols, 1, rows)
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
     fn at(&self, r: usize, c: usize) -> f32 {
         self.data[r * self.row_stride + c * self.col_stride]
     }

@@ -61,7 +61,7 @@ impl Experts {
     /// One expert over `n` gathered rows `[n, hidden]`; returns `[n, hidden]`.
     fn run(&self, expert: usize, x: &[f32], n: usize) -> Vec<f32> {
         let (h, i) = (self.hidden, self.inter);
-        let gate_up = matmul_nt(x, n, &self.gate_up[expert], 2 * i, h);
+        let gate_up = matmul_nt(x, n, &self.gate_up[expert], 2 * i, h, false);
         let mut act = vec![0f32; n * i];
         for (a, gu) in act.chunks_exact_mut(i).zip(gate_up.chunks_exact(2 * i)) {
             let (g, u) = gu.split_at(i);
@@ -69,7 +69,7 @@ impl Experts {
                 *a = silu(g) * u;
             }
         }
-        matmul_nt(&act, n, &self.down[expert], h, i)
+        matmul_nt(&act, n, &self.down[expert], h, i, false)
     }
 
     /// `x` is `[tokens, hidden]`; `routes[t]` lists token `t`'s experts and

@@ -3,6 +3,7 @@
 use candle_core::{Module, Tensor};
 
 use crate::error::Result;
+use encoders::ops::with_host;
 use encoders::weights::Checkpoint;
 
 /// `y = x W^T + b`, with `W` kept `[out, in]` as checkpoints store it (a
@@ -46,51 +47,24 @@ impl Linear {
         })
     }
 
-    /// `x [m, k]` times the weight on the host kernels; `None` when the
-    /// tensors are not f32 CPU buffers (never, for weights loaded here).
-    fn host_product(&self, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    /// `x [m, k]` times the weight on the host kernels, reading both
+    /// tensors in place.
+    fn host_product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (m, k) = x.dims2()?;
         let n = self.weight.dims()[0];
-        let x = x.contiguous()?;
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let (x_storage, x_layout) = x.storage_and_layout();
-        let (candle_core::Storage::Cpu(w_cpu), candle_core::Storage::Cpu(x_cpu)) =
-            (&*w_storage, &*x_storage)
-        else {
-            return Ok(None);
-        };
-        let (Ok(w_all), Ok(x_all)) = (w_cpu.as_slice::<f32>(), x_cpu.as_slice::<f32>()) else {
-            return Ok(None);
-        };
-        let w = &w_all[w_layout.start_offset()..][..n * k];
-        let xs = &x_all[x_layout.start_offset()..][..m * k];
-        let y = if m <= super::gemv::MAX_ROWS {
-            super::gemv::matmul_transposed(xs, m, w, n, k)
-        } else {
-            let (Some(a), Some(b)) = (
-                kernels::MatRef::row_major(xs, m, k),
-                kernels::MatRef::transposed(w, k, n),
-            ) else {
-                return Ok(None);
-            };
-            let mut y = vec![0f32; m * n];
-            kernels::sgemm(a, b, &mut y, false, true);
-            y
-        };
-        Ok(Some(Tensor::from_vec(y, (m, n), x.device())?))
+        let y = with_host(&self.weight, |w| {
+            with_host(x, |xs| super::matmul::matmul_nt(xs, m, w, n, k, true))
+        })??;
+        Tensor::from_vec(y, (m, n), x.device())
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let host = if x.rank() == 2 {
+        let y = if x.rank() == 2 && x.device().is_cpu() {
             self.host_product(x)?
         } else {
-            None
-        };
-        let y = match host {
-            Some(y) => y,
-            None => x.broadcast_matmul(&self.weight.t()?)?,
+            x.broadcast_matmul(&self.weight.t()?)?
         };
         match &self.bias {
             Some(b) => y.broadcast_add(b),

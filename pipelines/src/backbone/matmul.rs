@@ -1,25 +1,30 @@
-//! `y = x W^T` on one thread, over plain slices, for kernels that do their
-//! own threading (the MoE experts run one expert per task).
+//! `y = x W^T` over plain slices: the one place that picks the kernel.
 //!
-//! A few rows take the dot-product kernel of [`super::gemv`], which reads
-//! each weight row once; more rows take `kernels::sgemm` without threads.
+//! A few rows (decode steps) take the dot-product kernel of [`super::gemv`],
+//! which reads each weight row once; more rows (prefill) take
+//! `kernels::sgemm`. `parallel` is false for callers that do their own
+//! threading (the MoE experts run one expert per task).
 
 use super::gemv;
 
 /// `x` is `[m, k]`, `w` is `[n, k]` (as checkpoints store weights), both
 /// row-major; returns `[m, n]`.
-pub fn matmul_nt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+pub fn matmul_nt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize, parallel: bool) -> Vec<f32> {
     assert_eq!(x.len(), m * k, "x is not [m, k]");
     assert_eq!(w.len(), n * k, "w is not [n, k]");
     if m <= gemv::MAX_ROWS {
-        return gemv::matmul_transposed_serial(x, m, w, n, k);
+        return if parallel {
+            gemv::matmul_transposed(x, m, w, n, k)
+        } else {
+            gemv::matmul_transposed_serial(x, m, w, n, k)
+        };
     }
     let mut y = vec![0f32; m * n];
     if let (Some(a), Some(b)) = (
         kernels::MatRef::row_major(x, m, k),
         kernels::MatRef::transposed(w, k, n),
     ) {
-        kernels::sgemm(a, b, &mut y, false, false);
+        kernels::sgemm(a, b, &mut y, false, parallel);
     }
     y
 }
@@ -40,7 +45,7 @@ mod tests {
 
     #[test]
     fn both_paths_agree_with_the_naive_product() {
-        for m in [1, 3, 5, 17] {
+        for m in [1, 3, 5, 17, 40] {
             let (n, k) = (29, 41);
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
@@ -48,9 +53,12 @@ mod tests {
             let w: Vec<f32> = (0..n * k)
                 .map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5)
                 .collect();
-            let (got, want) = (matmul_nt(&x, m, &w, n, k), naive(&x, m, &w, n, k));
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!((a - b).abs() < 1e-4, "m={m} index {i}: {a} vs {b}");
+            let want = naive(&x, m, &w, n, k);
+            for parallel in [false, true] {
+                let got = matmul_nt(&x, m, &w, n, k, parallel);
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() < 1e-4, "m={m} index {i}: {a} vs {b}");
+                }
             }
         }
     }

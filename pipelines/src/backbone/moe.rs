@@ -117,7 +117,7 @@ impl MoeBlock {
     /// Chooses experts for every token of `x` `[tokens, hidden]`.
     pub fn route(&self, x: &[f32], tokens: usize) -> Routes {
         let c = &self.config;
-        let logits = matmul_nt(x, tokens, &self.router, c.num_experts, self.hidden);
+        let logits = matmul_nt(x, tokens, &self.router, c.num_experts, self.hidden, false);
         logits
             .chunks_exact(c.num_experts)
             .map(|row| self.route_one(row))
