@@ -120,6 +120,11 @@ impl Checkpoint {
         &self.dir
     }
 
+    /// The device tensors are loaded to.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Every tensor name, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = match &self.tensors {

@@ -205,6 +205,9 @@ pub struct LocalAttention {
     to_out: Tensor,
     heads: usize,
     window: usize,
+    /// Rotary cos and sin tables `[window, HEAD_DIM]`, built once at load.
+    cos: Tensor,
+    sin: Tensor,
 }
 
 const HEAD_DIM: usize = 64;
@@ -222,7 +225,10 @@ impl LocalAttention {
                 format!("attention needs at least {HEAD_DIM} channels, the model has {dim}"),
             ));
         }
+        let (cos, sin) = rotary(window, ckpt.device())?;
         Ok(LocalAttention {
+            cos,
+            sin,
             norm: LayerNorm::new(
                 ckpt.get(&format!("{name}.norm.weight"), &[dim])?,
                 ckpt.get(&format!("{name}.norm.bias"), &[dim])?,
@@ -234,20 +240,20 @@ impl LocalAttention {
             window,
         })
     }
+}
 
-    /// cos and sin tables `[window, HEAD_DIM]` (frequencies repeated twice).
-    fn rotary(&self, device: &candle_core::Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let half = HEAD_DIM / 2;
-        let mut angles = Vec::with_capacity(self.window * HEAD_DIM);
-        for t in 0..self.window {
-            for i in 0..HEAD_DIM {
-                let inv_freq = 1.0 / 10000f32.powf((2 * (i % half)) as f32 / HEAD_DIM as f32);
-                angles.push(t as f32 * inv_freq);
-            }
+/// cos and sin tables `[window, HEAD_DIM]` (frequencies repeated twice).
+fn rotary(window: usize, device: &candle_core::Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = HEAD_DIM / 2;
+    let mut angles = Vec::with_capacity(window * HEAD_DIM);
+    for t in 0..window {
+        for i in 0..HEAD_DIM {
+            let inv_freq = 1.0 / 10000f32.powf((2 * (i % half)) as f32 / HEAD_DIM as f32);
+            angles.push(t as f32 * inv_freq);
         }
-        let angles = Tensor::from_vec(angles, (self.window, HEAD_DIM), device)?;
-        Ok((angles.cos()?, angles.sin()?))
     }
+    let angles = Tensor::from_vec(angles, (window, HEAD_DIM), device)?;
+    Ok((angles.cos()?, angles.sin()?))
 }
 
 fn rotate_half(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -278,9 +284,9 @@ impl Module for LocalAttention {
                 .reshape((n, w, HEAD_DIM))
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-        let (cos, sin) = self.rotary(x.device())?;
+        let (cos, sin) = (&self.cos, &self.sin);
         let rotate = |x: &Tensor| -> candle_core::Result<Tensor> {
-            x.broadcast_mul(&cos)? + rotate_half(x)?.broadcast_mul(&sin)?
+            x.broadcast_mul(cos)? + rotate_half(x)?.broadcast_mul(sin)?
         };
         let (q, k) = (rotate(&q)?, rotate(&k)?);
         let scores = (q.matmul(&k.transpose(1, 2)?.contiguous()?)? / (HEAD_DIM as f64).sqrt())?;
