@@ -11,7 +11,8 @@ use candle_core::Device;
 use common::fixture;
 use pipelines::backbone::Backbone;
 use pipelines::generate::{
-    Engine, EngineConfig, Event, FinishReason, GenerationRequest, SamplingParams,
+    Allowed, Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance,
+    SamplingParams, TokenConstraint,
 };
 use pipelines::tokenizer::{ChatMessage, TextTokenizer};
 
@@ -78,10 +79,7 @@ fn concurrent_requests_match_the_reference_greedy_continuations() {
         .iter()
         .map(|p| {
             s.engine
-                .submit(GenerationRequest {
-                    prompt: p.clone(),
-                    params: greedy_params(8),
-                })
+                .submit(GenerationRequest::new(p.clone(), greedy_params(8)))
                 .unwrap()
         })
         .collect();
@@ -107,10 +105,7 @@ fn same_seed_same_text_and_logprobs_rank_the_alternatives() {
         };
         collect(
             s.engine
-                .submit(GenerationRequest {
-                    prompt: s.prompts[0].clone(),
-                    params,
-                })
+                .submit(GenerationRequest::new(s.prompts[0].clone(), params))
                 .unwrap(),
         )
         .0
@@ -123,10 +118,7 @@ fn same_seed_same_text_and_logprobs_rank_the_alternatives() {
     };
     for event in s
         .engine
-        .submit(GenerationRequest {
-            prompt: s.prompts[1].clone(),
-            params,
-        })
+        .submit(GenerationRequest::new(s.prompts[1].clone(), params))
         .unwrap()
     {
         if let Event::Token {
@@ -153,10 +145,7 @@ fn stop_tokens_and_stop_strings_end_generation() {
     };
     let (ids, _, reason) = collect(
         s.engine
-            .submit(GenerationRequest {
-                prompt: s.prompts[2].clone(),
-                params,
-            })
+            .submit(GenerationRequest::new(s.prompts[2].clone(), params))
             .unwrap(),
     );
     // The stop token ends generation without being emitted.
@@ -174,10 +163,7 @@ fn stop_tokens_and_stop_strings_end_generation() {
     };
     let (_, text, reason) = collect(
         s.engine
-            .submit(GenerationRequest {
-                prompt: s.prompts[2].clone(),
-                params,
-            })
+            .submit(GenerationRequest::new(s.prompts[2].clone(), params))
             .unwrap(),
     );
     assert_eq!(reason, FinishReason::Stop);
@@ -197,24 +183,24 @@ fn cancelling_frees_the_slot_and_a_full_queue_refuses() {
     });
     let long = s
         .engine
-        .submit(GenerationRequest {
-            prompt: s.prompts[0].clone(),
-            params: greedy_params(100_000),
-        })
+        .submit(GenerationRequest::new(
+            s.prompts[0].clone(),
+            greedy_params(100_000),
+        ))
         .unwrap();
     assert!(matches!(long.recv(), Some(Event::Token { .. })));
     // The one slot is busy: one request may wait, the next is refused.
     let waiting = s
         .engine
-        .submit(GenerationRequest {
-            prompt: s.prompts[1].clone(),
-            params: greedy_params(8),
-        })
+        .submit(GenerationRequest::new(
+            s.prompts[1].clone(),
+            greedy_params(8),
+        ))
         .unwrap();
-    let refused = s.engine.submit(GenerationRequest {
-        prompt: s.prompts[2].clone(),
-        params: greedy_params(8),
-    });
+    let refused = s.engine.submit(GenerationRequest::new(
+        s.prompts[2].clone(),
+        greedy_params(8),
+    ));
     assert!(refused.err().unwrap().to_string().contains("queue is full"));
     drop(long);
     let (ids, _, _) = collect(waiting);
@@ -232,7 +218,7 @@ fn invalid_requests_name_the_field() {
     });
     let submit = |prompt: Vec<u32>, params| {
         s.engine
-            .submit(GenerationRequest { prompt, params })
+            .submit(GenerationRequest::new(prompt, params))
             .err()
             .unwrap()
             .to_string()
@@ -261,4 +247,71 @@ fn chat_template_renders_as_transformers_does() {
     assert_eq!(rendered, chat["rendered"].as_str().unwrap());
     let ids: Vec<u32> = serde_json::from_value(chat["ids"].clone()).unwrap();
     assert_eq!(tokenizer.encode(&rendered, false).unwrap(), ids);
+}
+
+/// Allows `count` tokens from `range`, then says the block is complete.
+struct RangeBlock {
+    range: std::ops::Range<u32>,
+    count: usize,
+    seen: Vec<u32>,
+}
+
+impl TokenConstraint for RangeBlock {
+    fn allowed(&mut self) -> Allowed {
+        if self.seen.len() == self.count {
+            Allowed::Done
+        } else {
+            Allowed::Only(vec![self.range.clone()])
+        }
+    }
+    fn accept(&mut self, token: u32) {
+        self.seen.push(token);
+    }
+}
+
+#[test]
+fn a_constraint_keeps_samples_in_its_set_and_ends_the_block() {
+    let s = setup(EngineConfig::default());
+    let params = SamplingParams {
+        max_tokens: 50,
+        temperature: 1.5,
+        seed: Some(3),
+        ..SamplingParams::default()
+    };
+    let block = RangeBlock {
+        range: 40..47,
+        count: 9,
+        seen: Vec::new(),
+    };
+    let request =
+        GenerationRequest::new(s.prompts[0].clone(), params).with_constraint(Box::new(block));
+    let (ids, _, reason) = collect(s.engine.submit(request).unwrap());
+    assert_eq!(ids.len(), 9, "the block ends when the constraint is done");
+    assert!(ids.iter().all(|t| (40..47).contains(t)), "{ids:?}");
+    assert_eq!(reason, FinishReason::Stop);
+}
+
+#[test]
+fn guidance_scale_one_is_the_conditional_and_zero_the_unconditional_prompt() {
+    let s = setup(EngineConfig {
+        max_step_tokens: 5,
+        ..EngineConfig::default()
+    });
+    let guided = |scale| {
+        let guidance = Guidance {
+            unconditional: s.prompts[1].clone(),
+            scale,
+        };
+        let request =
+            GenerationRequest::new(s.prompts[0].clone(), greedy_params(8)).with_guidance(guidance);
+        collect(s.engine.submit(request).unwrap()).0
+    };
+    assert_eq!(guided(1.0), s.greedy[0]);
+    assert_eq!(guided(0.0), s.greedy[1]);
+    let strong = guided(3.0);
+    assert_eq!(strong.len(), 8);
+    assert_ne!(
+        strong, s.greedy[0],
+        "a strong guidance changes the greedy path"
+    );
 }

@@ -104,10 +104,7 @@ pub fn complete(args: CompleteArgs) -> Result<()> {
     params.logprobs = args.logprobs;
     let prompt = model.tokenizer.encode(&args.prompt, true)?;
     let engine = model.engine(EngineConfig::default());
-    let handle = engine.submit(GenerationRequest {
-        prompt: prompt.clone(),
-        params,
-    })?;
+    let handle = engine.submit(GenerationRequest::new(prompt.clone(), params))?;
     let mut text = String::new();
     let mut logprobs: Vec<TokenLogprob> = Vec::new();
     let mut token_texts: Vec<String> = Vec::new();
@@ -230,10 +227,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         });
         let rendered = model.tokenizer.apply_chat_template(&messages, true)?;
         let prompt = model.tokenizer.encode(&rendered, false)?;
-        let handle = engine.submit(GenerationRequest {
-            prompt,
-            params: args.sampling.params(&model),
-        })?;
+        let handle = engine.submit(GenerationRequest::new(prompt, args.sampling.params(&model)))?;
         let mut reply = String::new();
         let mut out = std::io::stdout();
         for event in handle {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::constraint::{mask_logits, Allowed, TokenConstraint};
 use super::sampling::{Sampler, SamplingParams};
 use crate::backbone::{Backbone, LogitsFor, SequenceCache, SequenceStep};
 use crate::error::{PipelineError, Result};
@@ -44,10 +45,42 @@ impl Default for EngineConfig {
 }
 
 /// What to generate from.
-#[derive(Debug, Clone)]
 pub struct GenerationRequest {
     pub prompt: Vec<u32>,
     pub params: SamplingParams,
+    /// The structure the output must follow; generation stops when it is
+    /// complete. Without one, any token may follow and end-of-sequence ends.
+    pub constraint: Option<Box<dyn TokenConstraint>>,
+    /// Classifier-free guidance: a second, unconditional prompt run in the
+    /// same steps; each step samples from `uncond + scale * (cond - uncond)`.
+    pub guidance: Option<Guidance>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guidance {
+    pub unconditional: Vec<u32>,
+    pub scale: f32,
+}
+
+impl GenerationRequest {
+    pub fn new(prompt: Vec<u32>, params: SamplingParams) -> GenerationRequest {
+        GenerationRequest {
+            prompt,
+            params,
+            constraint: None,
+            guidance: None,
+        }
+    }
+
+    pub fn with_constraint(mut self, constraint: Box<dyn TokenConstraint>) -> Self {
+        self.constraint = Some(constraint);
+        self
+    }
+
+    pub fn with_guidance(mut self, guidance: Guidance) -> Self {
+        self.guidance = Some(guidance);
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,15 +161,25 @@ struct Submission {
     cancel: Arc<AtomicBool>,
 }
 
-/// A sequence in flight.
-struct Active {
+/// One prompt of a sequence and its cache: a plain request has one lane, a
+/// guided request a second for the unconditional prompt.
+struct Lane {
     prompt: Vec<u32>,
     /// Prompt tokens already prefilled.
     prefilled: usize,
+    cache: SequenceCache,
+    /// This step's next-token logits, once the lane has them.
+    logits: Option<Vec<f32>>,
+}
+
+/// A sequence in flight.
+struct Active {
+    lanes: Vec<Lane>,
+    guidance_scale: f32,
+    constraint: Option<Box<dyn TokenConstraint>>,
     /// The token to feed next once the prompt is in.
     pending: Option<u32>,
     generated: Vec<u32>,
-    cache: SequenceCache,
     sampler: Sampler,
     decoder: StreamDecoder,
     /// Text produced but held back while it could still begin a stop string.
@@ -145,6 +188,15 @@ struct Active {
     stopped_by_string: bool,
     events: Sender<Event>,
     cancel: Arc<AtomicBool>,
+}
+
+impl Active {
+    fn usage(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.lanes[0].prompt.len(),
+            completion_tokens: self.generated.len(),
+        }
+    }
 }
 
 pub struct Engine {
@@ -193,31 +245,45 @@ impl Engine {
         }
     }
 
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    fn check_prompt(&self, field: &str, prompt: &[u32]) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(PipelineError::Request(format!(
+                "{field}: needs at least one token"
+            )));
+        }
+        if let Some(bad) = prompt.iter().find(|&&t| t as usize >= self.vocab_size) {
+            return Err(PipelineError::Request(format!(
+                "{field}: token {bad} is outside the vocabulary of {}",
+                self.vocab_size
+            )));
+        }
+        if prompt.len() >= self.config.max_context {
+            return Err(PipelineError::Request(format!(
+                "{field}: {} tokens do not fit the context of {}",
+                prompt.len(),
+                self.config.max_context
+            )));
+        }
+        Ok(())
+    }
+
     /// Queues a request. Refused at once when the parameters are invalid, the
     /// prompt does not fit the context, or the queue is full.
     pub fn submit(&self, request: GenerationRequest) -> Result<RequestHandle> {
         request.params.validate(self.vocab_size)?;
-        if request.prompt.is_empty() {
-            return Err(PipelineError::Request(
-                "prompt: needs at least one token".into(),
-            ));
-        }
-        if let Some(bad) = request
-            .prompt
-            .iter()
-            .find(|&&t| t as usize >= self.vocab_size)
-        {
-            return Err(PipelineError::Request(format!(
-                "prompt: token {bad} is outside the vocabulary of {}",
-                self.vocab_size
-            )));
-        }
-        if request.prompt.len() >= self.config.max_context {
-            return Err(PipelineError::Request(format!(
-                "prompt: {} tokens do not fit the context of {}",
-                request.prompt.len(),
-                self.config.max_context
-            )));
+        self.check_prompt("prompt", &request.prompt)?;
+        if let Some(g) = &request.guidance {
+            self.check_prompt("guidance.unconditional", &g.unconditional)?;
+            if !(g.scale.is_finite() && g.scale >= 0.0) {
+                return Err(PipelineError::Request(format!(
+                    "guidance scale: {} is not a finite number >= 0",
+                    g.scale
+                )));
+            }
         }
         if self.queued.load(Ordering::Relaxed) >= self.config.max_queue {
             return Err(PipelineError::Busy(self.config.max_queue));
@@ -307,8 +373,18 @@ impl Scheduler {
         }
     }
 
+    /// Moves waiting requests into the batch while lanes are free (a
+    /// guided request takes two; an empty batch takes any request).
     fn admit(&mut self) {
-        while self.active.len() < self.config.max_batch {
+        loop {
+            let lanes: usize = self.active.iter().map(|a| a.lanes.len()).sum();
+            let Some(next) = self.waiting.front() else {
+                break;
+            };
+            let wanted = 1 + usize::from(next.request.guidance.is_some());
+            if lanes > 0 && lanes + wanted > self.config.max_batch {
+                break;
+            }
             let Some(s) = self.waiting.pop_front() else {
                 break;
             };
@@ -316,20 +392,36 @@ impl Scheduler {
             if s.cancel.load(Ordering::Relaxed) {
                 continue;
             }
-            let sampler = Sampler::new(s.request.params, &s.request.prompt);
+            let request = s.request;
+            let sampler = Sampler::new(request.params, &request.prompt);
+            let mut lanes = vec![self.lane(request.prompt)];
+            let mut guidance_scale = 1.0;
+            if let Some(g) = request.guidance {
+                lanes.push(self.lane(g.unconditional));
+                guidance_scale = g.scale;
+            }
             self.active.push(Active {
-                prefilled: 0,
+                lanes,
+                guidance_scale,
+                constraint: request.constraint,
                 pending: None,
                 generated: Vec::new(),
-                cache: self.model.new_cache(),
                 sampler,
                 decoder: StreamDecoder::default(),
                 held: String::new(),
                 stopped_by_string: false,
-                prompt: s.request.prompt,
                 events: s.events,
                 cancel: s.cancel,
             });
+        }
+    }
+
+    fn lane(&self, prompt: Vec<u32>) -> Lane {
+        Lane {
+            prompt,
+            prefilled: 0,
+            cache: self.model.new_cache(),
+            logits: None,
         }
     }
 
@@ -337,75 +429,91 @@ impl Scheduler {
         self.active.retain(|seq| {
             let cancelled = seq.cancel.load(Ordering::Relaxed);
             if cancelled {
-                let usage = Usage {
-                    prompt_tokens: seq.prompt.len(),
-                    completion_tokens: seq.generated.len(),
-                };
                 let _ = seq.events.send(Event::Finished {
                     reason: FinishReason::Cancelled,
-                    usage,
+                    usage: seq.usage(),
                     text: String::new(),
                 });
             }
             !cancelled
         });
-        // Decoding sequences first (one token each), then prefill chunks in
-        // the budget that is left.
+        // Decoding sequences first (one token per lane), then prefill chunks
+        // in the budget that is left. Plan entries: (sequence, lane, tokens).
         let mut budget = self.config.max_step_tokens;
-        let mut plan: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut plan: Vec<(usize, usize, Vec<u32>)> = Vec::new();
         for (i, seq) in self.active.iter().enumerate() {
             if let Some(t) = seq.pending {
-                plan.push((i, vec![t]));
-                budget = budget.saturating_sub(1);
+                for j in 0..seq.lanes.len() {
+                    plan.push((i, j, vec![t]));
+                    budget = budget.saturating_sub(1);
+                }
             }
         }
         for (i, seq) in self.active.iter().enumerate() {
-            if seq.pending.is_none() && seq.prefilled < seq.prompt.len() && budget > 0 {
-                let n = budget.min(seq.prompt.len() - seq.prefilled);
-                plan.push((i, seq.prompt[seq.prefilled..seq.prefilled + n].to_vec()));
-                budget -= n;
+            if seq.pending.is_some() {
+                continue;
+            }
+            for (j, lane) in seq.lanes.iter().enumerate() {
+                if lane.prefilled < lane.prompt.len() && budget > 0 {
+                    let n = budget.min(lane.prompt.len() - lane.prefilled);
+                    plan.push((
+                        i,
+                        j,
+                        lane.prompt[lane.prefilled..lane.prefilled + n].to_vec(),
+                    ));
+                    budget -= n;
+                }
             }
         }
         if plan.is_empty() {
             return Ok(());
         }
-        plan.sort_by_key(|(i, _)| *i);
+        plan.sort_by_key(|(i, j, _)| (*i, *j));
         let logits = {
-            let mut caches: Vec<Option<&mut SequenceCache>> =
-                self.active.iter_mut().map(|s| Some(&mut s.cache)).collect();
+            let mut caches: Vec<Vec<Option<&mut SequenceCache>>> = self
+                .active
+                .iter_mut()
+                .map(|s| s.lanes.iter_mut().map(|l| Some(&mut l.cache)).collect())
+                .collect();
             let mut steps: Vec<SequenceStep> = plan
                 .iter()
-                .map(|(i, tokens)| SequenceStep {
+                .map(|(i, j, tokens)| SequenceStep {
                     tokens,
-                    cache: caches[*i].take().expect("each sequence once per step"),
+                    cache: caches[*i][*j].take().expect("each lane once per step"),
                 })
                 .collect();
             self.model.forward(&mut steps, LogitsFor::Last)?
         };
-        let mut finished = Vec::new();
-        for ((i, tokens), logits) in plan.iter().zip(logits) {
+        let mut touched = Vec::new();
+        for ((i, j, tokens), logits) in plan.iter().zip(logits) {
             let seq = &mut self.active[*i];
-            if seq.pending.is_some() {
-                seq.pending = None;
-            } else {
-                seq.prefilled += tokens.len();
-                if seq.prefilled < seq.prompt.len() {
+            let lane = &mut seq.lanes[*j];
+            if seq.pending.is_none() {
+                lane.prefilled += tokens.len();
+                if lane.prefilled < lane.prompt.len() {
                     continue;
                 }
             }
-            let row = logits.flatten_all()?.to_vec1::<f32>()?;
-            if let Some(reason) = self.advance(*i, &row)? {
-                finished.push((*i, reason));
+            lane.logits = Some(logits.flatten_all()?.to_vec1::<f32>()?);
+            touched.push(*i);
+        }
+        touched.dedup();
+        let mut finished = Vec::new();
+        for i in touched {
+            let seq = &mut self.active[i];
+            if seq.lanes.iter().any(|l| l.logits.is_none()) {
+                continue;
+            }
+            seq.pending = None;
+            let row = seq.guided_logits();
+            if let Some(reason) = self.advance(i, row)? {
+                finished.push((i, reason));
             }
         }
         // Highest index first, so earlier indices stay valid.
         finished.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
         for (i, reason) in finished {
             let mut seq = self.active.swap_remove(i);
-            let usage = Usage {
-                prompt_tokens: seq.prompt.len(),
-                completion_tokens: seq.generated.len(),
-            };
             let text = match reason {
                 // A stop string already cut the text; nothing after it is sent.
                 _ if seq.stopped_by_string => String::new(),
@@ -417,7 +525,7 @@ impl Scheduler {
             };
             let _ = seq.events.send(Event::Finished {
                 reason,
-                usage,
+                usage: seq.usage(),
                 text,
             });
         }
@@ -425,14 +533,26 @@ impl Scheduler {
     }
 
     /// Samples one token for sequence `i`, emits it, and says whether it is done.
-    fn advance(&mut self, i: usize, logits: &[f32]) -> Result<Option<FinishReason>> {
+    fn advance(&mut self, i: usize, mut logits: Vec<f32>) -> Result<Option<FinishReason>> {
         let eos = &self.eos;
         let seq = &mut self.active[i];
-        let sampled = seq.sampler.sample(logits);
+        if let Some(constraint) = &mut seq.constraint {
+            match constraint.allowed() {
+                Allowed::Any => {}
+                Allowed::Only(ranges) => mask_logits(&mut logits, &ranges),
+                Allowed::Done => return Ok(Some(FinishReason::Stop)),
+            }
+        }
+        let sampled = seq.sampler.sample(&logits);
+        if let Some(constraint) = &mut seq.constraint {
+            constraint.accept(sampled.token);
+        }
         let params = seq.sampler.params();
         let wants_logprobs = params.logprobs.is_some();
-        let is_stop_token = params.stop_token_ids.contains(&sampled.token)
-            || (!params.ignore_eos && eos.contains(&sampled.token));
+        // A constrained block ends by its structure, not by end-of-sequence.
+        let is_stop_token = seq.constraint.is_none()
+            && (params.stop_token_ids.contains(&sampled.token)
+                || (!params.ignore_eos && eos.contains(&sampled.token)));
         if is_stop_token {
             // A stop token ends generation and is not part of the text (it
             // counts in usage, as vLLM counts it).
@@ -485,13 +605,34 @@ impl Scheduler {
         {
             seq.cancel.store(true, Ordering::Relaxed);
         }
+        if let Some(constraint) = &mut seq.constraint {
+            if constraint.allowed() == Allowed::Done {
+                return Ok(Some(FinishReason::Stop));
+            }
+        }
+        let longest = seq.lanes.iter().map(|l| l.prompt.len()).max().unwrap_or(0);
         let length = seq.generated.len() >= params.max_tokens
-            || seq.prompt.len() + seq.generated.len() >= self.config.max_context;
+            || longest + seq.generated.len() >= self.config.max_context;
         if length {
             return Ok(Some(FinishReason::Length));
         }
         seq.pending = Some(sampled.token);
         Ok(None)
+    }
+}
+
+impl Active {
+    /// The logits to sample from: the lane's own, or with guidance
+    /// `uncond + scale * (cond - uncond)`. Clears the lanes for the next step.
+    fn guided_logits(&mut self) -> Vec<f32> {
+        let mut cond = self.lanes[0].logits.take().unwrap_or_default();
+        if let Some(uncond) = self.lanes.get_mut(1).and_then(|l| l.logits.take()) {
+            let s = self.guidance_scale;
+            for (c, u) in cond.iter_mut().zip(uncond) {
+                *c = u + s * (*c - u);
+            }
+        }
+        cond
     }
 }
 

@@ -1,10 +1,12 @@
-//! Text generation: sampling and the continuous-batching engine.
+//! Generation: sampling, output constraints and the continuous-batching engine.
 
+pub mod constraint;
 mod engine;
 pub mod sampling;
 
+pub use constraint::{Allowed, TokenConstraint};
 pub use engine::{
-    Engine, EngineConfig, Event, FinishReason, GenerationRequest, RequestHandle, TokenLogprob,
-    Usage,
+    Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance, RequestHandle,
+    TokenLogprob, Usage,
 };
 pub use sampling::{Sampled, Sampler, SamplingParams};
