@@ -32,8 +32,30 @@ pub trait Codec: Send + Sync {
     fn kind(&self) -> Kind;
     /// Codes are `0..vocab_size()`.
     fn vocab_size(&self) -> usize;
+    /// How the codes are laid out, for whoever arranges them in a sequence.
+    fn structure(&self) -> Structure;
     fn encode(&self, media: &Media) -> Result<Codes>;
     fn decode(&self, codes: &Codes) -> Result<Media>;
+}
+
+/// The shape of a codec's codes beyond their range.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Structure {
+    /// One code per `downsample` x `downsample` pixels, in a grid.
+    Image { downsample: usize },
+    /// One list per level; level `i` has one code per `strides[i]` steps of
+    /// the finest level, which has one code per `hop` samples.
+    Audio {
+        sample_rate: u32,
+        hop: usize,
+        strides: Vec<usize>,
+    },
+    /// Frames, each with the image structure of the frame codec.
+    Video { downsample: usize },
+    /// Nine coordinate tokens per face, each in `0..bins`.
+    Mesh { bins: u32 },
+    /// A token sequence.
+    Text,
 }
 
 /// Builds a codec from its folder and parsed `config.json`.

@@ -23,7 +23,7 @@ use modalities::{Kind, Media, Mesh};
 
 use crate::codes::{Codes, MeshCodes};
 use crate::error::{CodecError, Result};
-use crate::Codec;
+use crate::{Codec, Structure};
 
 /// Bins per axis unless the caller chooses (MeshGPT and PolyGen use 128).
 pub const DEFAULT_BINS: u32 = 128;
@@ -315,6 +315,10 @@ impl Codec for MeshCodec {
 
     fn vocab_size(&self) -> usize {
         self.bins as usize
+    }
+
+    fn structure(&self) -> Structure {
+        Structure::Mesh { bins: self.bins }
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {

@@ -6,7 +6,7 @@ use modalities::{Kind, Media, Text};
 
 use crate::codes::{Codes, TextCodes};
 use crate::error::{CodecError, Result};
-use crate::Codec;
+use crate::{Codec, Structure};
 
 pub struct TextCodec {
     tokenizer: tokenizers::Tokenizer,
@@ -57,6 +57,10 @@ impl Codec for TextCodec {
 
     fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
+    }
+
+    fn structure(&self) -> Structure {
+        Structure::Text
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {

@@ -6,7 +6,7 @@ use modalities::{Kind, Media, Video};
 
 use crate::codes::{Codes, Fps, VideoCodes};
 use crate::error::{CodecError, Result};
-use crate::Codec;
+use crate::{Codec, Structure};
 
 pub struct VideoCodec {
     frames: Box<dyn Codec>,
@@ -31,6 +31,13 @@ impl Codec for VideoCodec {
 
     fn vocab_size(&self) -> usize {
         self.frames.vocab_size()
+    }
+
+    fn structure(&self) -> Structure {
+        match self.frames.structure() {
+            Structure::Image { downsample } => Structure::Video { downsample },
+            other => other,
+        }
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {

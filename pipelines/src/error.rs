@@ -17,6 +17,10 @@ pub enum PipelineError {
     UnsupportedModel(String),
     #[error(transparent)]
     Weights(#[from] encoders::WeightsError),
+    #[error(transparent)]
+    Codec(#[from] encoders::CodecError),
+    #[error(transparent)]
+    Media(#[from] modalities::MediaError),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("chat template: {0}")]

@@ -4,6 +4,8 @@
 pub mod backbone;
 mod error;
 pub mod generate;
+pub mod pack;
+pub mod tasks;
 pub mod tokenizer;
 
 pub use error::{PipelineError, Result};

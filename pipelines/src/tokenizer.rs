@@ -99,6 +99,11 @@ impl TextTokenizer {
             .map_err(|e| PipelineError::Tokenizer(e.to_string()))
     }
 
+    /// The id of a token by its text (a marker such as `<|image_start|>`).
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// The text of one token, as logprobs report it.
     pub fn token_text(&self, id: u32) -> String {
         self.decode(&[id], false).unwrap_or_default()

@@ -24,7 +24,7 @@ use crate::codes::{AudioCodes, Codes};
 use crate::error::{CodecError, Result};
 use crate::limits::{check, CodecLimits};
 use crate::weights::Checkpoint;
-use crate::Codec;
+use crate::{Codec, Structure};
 use layers::{ConvSpec, LocalAttention, NoiseBlock, ResidualUnit, Snake, WnConv};
 
 /// The `snac` package's constructor arguments, as its `config.json` holds them.
@@ -597,6 +597,14 @@ impl Codec for Snac {
 
     fn vocab_size(&self) -> usize {
         self.config.codebook_size
+    }
+
+    fn structure(&self) -> Structure {
+        Structure::Audio {
+            sample_rate: self.config.sampling_rate,
+            hop: self.config.hop_length(),
+            strides: self.config.vq_strides.clone(),
+        }
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {

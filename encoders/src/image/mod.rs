@@ -23,7 +23,7 @@ use crate::conv::Conv;
 use crate::error::{CodecError, Result};
 use crate::limits::{check, CodecLimits};
 use crate::weights::Checkpoint;
-use crate::Codec;
+use crate::{Codec, Structure};
 
 /// `JanusVQVAEConfig`, field for field where anyforge reads it.
 #[derive(Debug, Clone, Deserialize)]
@@ -300,6 +300,12 @@ impl Codec for ImageVq {
 
     fn vocab_size(&self) -> usize {
         self.config.num_embeddings
+    }
+
+    fn structure(&self) -> Structure {
+        Structure::Image {
+            downsample: self.config.downsample(),
+        }
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {

@@ -127,6 +127,34 @@ impl Audio {
         }
     }
 
+    /// The audio played `speed` times faster at the same pitch (FFmpeg's
+    /// `atempo`, a WSOLA time stretch); `speed` in 0.5..=2.
+    pub fn time_stretched(&self, speed: f64) -> Result<Audio> {
+        if !(0.5..=2.0).contains(&speed) {
+            return Err(MediaError::Invalid(format!(
+                "speed {speed} is not in [0.5, 2]"
+            )));
+        }
+        let channels = usize::from(self.channels);
+        let mut stretched = Vec::with_capacity(channels);
+        for c in 0..channels {
+            let one: Vec<f32> = self
+                .samples
+                .iter()
+                .skip(c)
+                .step_by(channels)
+                .copied()
+                .collect();
+            stretched.push(crate::ffmpeg::tempo::atempo(&one, self.sample_rate, speed)?);
+        }
+        let frames = stretched.iter().map(Vec::len).min().unwrap_or(0);
+        let mut samples = Vec::with_capacity(frames * channels);
+        for i in 0..frames {
+            samples.extend(stretched.iter().map(|ch| ch[i]));
+        }
+        Audio::new(self.sample_rate, self.channels, samples)
+    }
+
     /// Resamples with a windowed-sinc resampler (rubato). The output has
     /// `round(frames * to / from)` frames, aligned with the input.
     pub fn resample(&self, sample_rate: u32) -> Result<Audio> {
@@ -306,5 +334,47 @@ mod tests {
         assert_eq!(a.with_channels(1).samples, vec![0.5, 0.5]);
         let m = Audio::new(8000, 1, vec![0.25]).unwrap();
         assert_eq!(m.with_channels(2).samples, vec![0.25, 0.25]);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tempo_tests {
+    use super::*;
+
+    /// Zero crossings per second of the first channel: twice the pitch.
+    fn crossings_per_second(a: &Audio) -> f64 {
+        let ch = usize::from(a.channels);
+        let first: Vec<f32> = a.samples.iter().step_by(ch).copied().collect();
+        let n = first
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
+        n as f64 / a.duration_s()
+    }
+
+    #[test]
+    fn time_stretch_changes_the_length_and_keeps_the_pitch() {
+        let rate = 24_000;
+        let samples: Vec<f32> = (0..rate * 2)
+            .flat_map(|i| {
+                let v = 0.5 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / rate as f32).sin();
+                [v, -v]
+            })
+            .collect();
+        let a = Audio::new(rate, 2, samples).unwrap();
+        for speed in [0.5, 0.8, 1.5, 2.0] {
+            let b = a.time_stretched(speed).unwrap();
+            let want = a.duration_s() / speed;
+            assert!(
+                (b.duration_s() - want).abs() < 0.03,
+                "speed {speed}: {} s, want {want}",
+                b.duration_s()
+            );
+            let pitch = crossings_per_second(&b) / 2.0;
+            assert!((pitch - 440.0).abs() < 10.0, "speed {speed}: {pitch} Hz");
+            assert_eq!(b.channels, 2);
+        }
+        assert!(a.time_stretched(3.0).is_err());
     }
 }

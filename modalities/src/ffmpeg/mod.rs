@@ -2,6 +2,7 @@
 //! opening inputs under a strict allowlist, decoding and encoding streams.
 
 pub(crate) mod audio;
+pub(crate) mod tempo;
 pub(crate) mod video;
 
 use std::path::Path;

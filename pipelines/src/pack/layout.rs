@@ -1,0 +1,336 @@
+//! Where each modality's codes sit in the backbone's sequence: token ranges,
+//! markers, and the conversions between codes and tokens.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use encoders::codes::{AudioCodes, ImageCodes};
+use encoders::{Codec, Codes};
+use modalities::{Audio, Image, Media};
+
+use super::manifest::Slots;
+use crate::error::{PipelineError, Result};
+
+/// Image codes in the vocabulary: `begin`, rows of codes, `end`.
+#[derive(Clone)]
+pub struct ImageLayout {
+    pub codec: Arc<dyn Codec>,
+    pub first: u32,
+    pub codes: u32,
+    pub begin: u32,
+    pub end: u32,
+    /// Pixels per code along a side.
+    pub downsample: usize,
+}
+
+impl ImageLayout {
+    pub fn range(&self) -> Range<u32> {
+        self.first..self.first + self.codes
+    }
+
+    /// An image's codes at `grid` (rows, columns): resized to the grid's
+    /// pixel size first.
+    pub fn encode(&self, image: &Image, grid: [usize; 2]) -> Result<ImageCodes> {
+        let (h, w) = (grid[0] * self.downsample, grid[1] * self.downsample);
+        let resized = image
+            .resized(w as u32, h as u32)
+            .map_err(encoders::CodecError::from)?;
+        match self.codec.encode(&Media::Image(resized))? {
+            Codes::Image(codes) => Ok(codes),
+            other => Err(PipelineError::Request(format!(
+                "the image codec returned {} codes",
+                other.kind()
+            ))),
+        }
+    }
+
+    pub fn decode(&self, codes: &ImageCodes) -> Result<Image> {
+        match self.codec.decode(&Codes::Image(codes.clone()))? {
+            Media::Image(image) => Ok(image),
+            other => Err(PipelineError::Request(format!(
+                "the image codec returned {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// `begin`, the codes row by row, `end`.
+    pub fn tokens(&self, codes: &ImageCodes) -> Vec<u32> {
+        let mut tokens = vec![self.begin];
+        tokens.extend(codes.codes.iter().flatten().map(|&c| self.first + c));
+        tokens.push(self.end);
+        tokens
+    }
+
+    /// The grid from the code tokens of a block (markers excluded).
+    pub fn grid(&self, tokens: &[u32], grid: [usize; 2]) -> Result<ImageCodes> {
+        let [h, w] = grid;
+        if tokens.len() != h * w {
+            return Err(PipelineError::Request(format!(
+                "an image block of {} tokens is not {h} x {w} codes",
+                tokens.len()
+            )));
+        }
+        let codes = self.codes_of(tokens)?;
+        Ok(ImageCodes {
+            height: h,
+            width: w,
+            codes: codes.chunks(w.max(1)).map(<[u32]>::to_vec).collect(),
+        })
+    }
+
+    fn codes_of(&self, tokens: &[u32]) -> Result<Vec<u32>> {
+        tokens
+            .iter()
+            .map(|&t| {
+                self.range()
+                    .contains(&t)
+                    .then(|| t - self.first)
+                    .ok_or_else(|| {
+                        PipelineError::Request(format!("token {t} is not an image code"))
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Audio codes in the vocabulary, frame by frame: one frame holds every
+/// level's codes for the span of one coarsest code, in time order (for
+/// SNAC's strides [4, 2, 1]: l0, l1, l2, l2, l1, l2, l2, as Orpheus writes
+/// them).
+#[derive(Clone)]
+pub struct AudioLayout {
+    pub codec: Arc<dyn Codec>,
+    pub first: u32,
+    /// Codebook size.
+    pub codes: u32,
+    pub slots: Slots,
+    pub begin: u32,
+    pub end: u32,
+    pub sample_rate: u32,
+    /// Samples per finest-level code.
+    pub hop: usize,
+    pub strides: Vec<usize>,
+    /// The level and the index within the frame of each frame position.
+    pub frame: Vec<(usize, usize)>,
+}
+
+impl AudioLayout {
+    pub fn new(
+        codec: Arc<dyn Codec>,
+        first: u32,
+        slots: Slots,
+        markers: (u32, u32),
+        (sample_rate, hop, strides): (u32, usize, Vec<usize>),
+    ) -> AudioLayout {
+        let coarsest = strides.iter().copied().max().unwrap_or(1);
+        let mut frame: Vec<(usize, usize)> = strides
+            .iter()
+            .enumerate()
+            .flat_map(|(level, &s)| (0..coarsest / s.max(1)).map(move |j| (level, j)))
+            .collect();
+        frame.sort_by_key(|&(level, j)| (j * strides[level], level));
+        AudioLayout {
+            codes: codec.vocab_size() as u32,
+            codec,
+            first,
+            slots,
+            begin: markers.0,
+            end: markers.1,
+            sample_rate,
+            hop,
+            strides,
+            frame,
+        }
+    }
+
+    /// Tokens in one frame.
+    pub fn frame_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Audio samples one frame decodes to.
+    pub fn samples_per_frame(&self) -> usize {
+        self.hop * self.strides.iter().copied().max().unwrap_or(1)
+    }
+
+    fn slot(&self, position: usize) -> u32 {
+        match self.slots {
+            Slots::Level => self.frame[position].0 as u32,
+            Slots::Position => position as u32,
+        }
+    }
+
+    /// The tokens the code at frame `position` may take.
+    pub fn position_range(&self, position: usize) -> Range<u32> {
+        let start = self.first + self.slot(position) * self.codes;
+        start..start + self.codes
+    }
+
+    /// Every token of the layout.
+    pub fn range(&self) -> Range<u32> {
+        let slots = match self.slots {
+            Slots::Level => self.strides.len(),
+            Slots::Position => self.frame.len(),
+        } as u32;
+        self.first..self.first + slots * self.codes
+    }
+
+    pub fn encode(&self, audio: &Audio) -> Result<AudioCodes> {
+        match self.codec.encode(&Media::Audio(audio.clone()))? {
+            Codes::Audio(codes) => Ok(codes),
+            other => Err(PipelineError::Request(format!(
+                "the audio codec returned {} codes",
+                other.kind()
+            ))),
+        }
+    }
+
+    pub fn decode(&self, codes: &AudioCodes) -> Result<Audio> {
+        match self.codec.decode(&Codes::Audio(codes.clone()))? {
+            Media::Audio(audio) => Ok(audio),
+            other => Err(PipelineError::Request(format!(
+                "the audio codec returned {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// `begin`, the frames, `end`.
+    pub fn tokens(&self, codes: &AudioCodes) -> Vec<u32> {
+        let coarsest = self.strides.iter().copied().max().unwrap_or(1);
+        let frames = codes
+            .codes
+            .first()
+            .map_or(0, |l| l.len() * self.strides[0] / coarsest);
+        let mut tokens = vec![self.begin];
+        for f in 0..frames {
+            for (p, &(level, j)) in self.frame.iter().enumerate() {
+                let per_frame = coarsest / self.strides[level];
+                let code = codes.codes[level][f * per_frame + j];
+                tokens.push(self.position_range(p).start + code);
+            }
+        }
+        tokens.push(self.end);
+        tokens
+    }
+
+    /// The codes of whole frames of tokens (markers excluded).
+    pub fn codes(&self, tokens: &[u32]) -> Result<AudioCodes> {
+        let n = self.frame_len();
+        if tokens.is_empty() || !tokens.len().is_multiple_of(n) {
+            return Err(PipelineError::Request(format!(
+                "{} audio tokens are not whole frames of {n}",
+                tokens.len()
+            )));
+        }
+        let mut levels = vec![Vec::new(); self.strides.len()];
+        for frame in tokens.chunks_exact(n) {
+            for (p, &t) in frame.iter().enumerate() {
+                let range = self.position_range(p);
+                if !range.contains(&t) {
+                    return Err(PipelineError::Request(format!(
+                        "token {t} is not an audio code for frame position {p}"
+                    )));
+                }
+                levels[self.frame[p].0].push(t - range.start);
+            }
+        }
+        Ok(AudioCodes {
+            sample_rate: self.sample_rate,
+            codes: levels,
+        })
+    }
+}
+
+/// Meshes: coordinate tokens in the vocabulary, or OBJ text.
+pub enum MeshLayout {
+    Vocab {
+        bins: u32,
+        first: u32,
+        begin: u32,
+        end: u32,
+    },
+    Text {
+        bins: u32,
+    },
+}
+
+impl MeshLayout {
+    pub fn bins(&self) -> u32 {
+        match self {
+            MeshLayout::Vocab { bins, .. } | MeshLayout::Text { bins } => *bins,
+        }
+    }
+}
+
+/// Video: markers around one image block per frame.
+pub struct VideoLayout {
+    pub begin: u32,
+    pub end: u32,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    struct FakeAudio;
+    impl Codec for FakeAudio {
+        fn kind(&self) -> modalities::Kind {
+            modalities::Kind::Audio
+        }
+        fn vocab_size(&self) -> usize {
+            10
+        }
+        fn structure(&self) -> encoders::Structure {
+            encoders::Structure::Text
+        }
+        fn encode(&self, _: &Media) -> encoders::Result<Codes> {
+            unreachable!()
+        }
+        fn decode(&self, _: &Codes) -> encoders::Result<Media> {
+            unreachable!()
+        }
+    }
+
+    fn snac_layout(slots: Slots) -> AudioLayout {
+        AudioLayout::new(
+            Arc::new(FakeAudio),
+            100,
+            slots,
+            (1, 2),
+            (24000, 512, vec![4, 2, 1]),
+        )
+    }
+
+    #[test]
+    fn snac_frames_follow_the_orpheus_order() {
+        let layout = snac_layout(Slots::Position);
+        assert_eq!(
+            layout.frame,
+            vec![(0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (2, 2), (2, 3)]
+        );
+        assert_eq!(layout.samples_per_frame(), 2048);
+        assert_eq!(layout.range(), 100..170);
+        assert_eq!(layout.position_range(3), 130..140);
+    }
+
+    #[test]
+    fn audio_tokens_round_trip_in_both_slot_layouts() {
+        let codes = AudioCodes {
+            sample_rate: 24000,
+            codes: vec![vec![1, 2], vec![3, 4, 5, 6], vec![7, 8, 9, 0, 1, 2, 3, 4]],
+        };
+        for slots in [Slots::Level, Slots::Position] {
+            let layout = snac_layout(slots);
+            let tokens = layout.tokens(&codes);
+            assert_eq!(tokens.len(), 2 + 14);
+            assert_eq!((tokens[0], tokens[15]), (1, 2));
+            assert_eq!(layout.codes(&tokens[1..15]).unwrap(), codes);
+            assert!(layout.codes(&tokens[1..14]).is_err(), "a partial frame");
+        }
+        let level = snac_layout(Slots::Level).tokens(&codes);
+        assert_eq!(&level[1..8], &[101, 113, 127, 128, 114, 129, 120]);
+    }
+}

@@ -1,0 +1,218 @@
+//! `pack.yaml`, field for field (docs/packs.md). Parsed into these types
+//! first; the checks that need the backbone and codecs happen in `Pack::load`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use encoders::codes::Fps;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// SPDX identifier of the weights' licence.
+    #[serde(alias = "license")]
+    pub licence: String,
+    /// The backbone checkpoint folder (Hugging Face layout), relative to the pack.
+    pub backbone: PathBuf,
+    #[serde(default)]
+    pub modalities: Modalities,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub voices: BTreeMap<String, Voice>,
+    /// The tasks this pack serves, each with its prompt template.
+    pub tasks: BTreeMap<TaskName, TaskSpec>,
+    /// SHA-256 (hex) of every weight file, by path relative to the pack.
+    pub sha256: BTreeMap<PathBuf, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modalities {
+    pub image: Option<VocabBlock>,
+    pub audio: Option<AudioBlock>,
+    pub video: Option<Markers>,
+    pub mesh: Option<MeshBlock>,
+}
+
+/// How a modality's codes reach the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Each code is a backbone token id: `first_token + code`.
+    Vocab,
+    /// Written as plain text the tokenizer already knows (LLaMA-Mesh).
+    Text,
+}
+
+/// Begin and end marker tokens, by their text in the tokenizer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Markers {
+    pub begin: String,
+    pub end: String,
+}
+
+/// Image codes in the vocabulary, between two markers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocabBlock {
+    /// The codec folder (with its `config.json`), relative to the pack.
+    pub codec: PathBuf,
+    pub layout: Layout,
+    pub first_token: u32,
+    pub begin: String,
+    pub end: String,
+}
+
+/// Which token range an audio code uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slots {
+    /// One range per codebook level.
+    #[default]
+    Level,
+    /// One range per position in a frame (Orpheus: 7 per SNAC frame).
+    Position,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioBlock {
+    pub codec: PathBuf,
+    pub layout: Layout,
+    pub first_token: u32,
+    #[serde(default)]
+    pub slots: Slots,
+    pub begin: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshBlock {
+    pub layout: Layout,
+    #[serde(default = "default_bins")]
+    pub bins: u32,
+    /// Vocab layout: the token of coordinate 0.
+    pub first_token: Option<u32>,
+    /// Vocab layout: the markers around the face tokens. The text layout
+    /// writes OBJ lines and ends with end-of-sequence.
+    pub begin: Option<String>,
+    pub end: Option<String>,
+}
+
+fn default_bins() -> u32 {
+    encoders::mesh::DEFAULT_BINS
+}
+
+/// Defaults a request may override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defaults {
+    /// Image size in codes: rows, columns.
+    pub image_grid: [usize; 2],
+    pub video_fps: Fps,
+    pub video_seconds: f64,
+    pub max_speech_seconds: f64,
+    pub max_mesh_faces: usize,
+    pub guidance_scale: f32,
+    /// Longest text answer (chat, caption, transcribe).
+    pub max_text_tokens: usize,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            image_grid: [16, 16],
+            video_fps: Fps::Number(8.0),
+            video_seconds: 2.0,
+            max_speech_seconds: 20.0,
+            max_mesh_faces: 400,
+            guidance_scale: 5.0,
+            max_text_tokens: 256,
+        }
+    }
+}
+
+/// A named speaker prompt: a recording and what is said in it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voice {
+    pub audio: PathBuf,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// A `minijinja` template for the prompt (docs/packs.md lists its
+    /// variables). `chat` may leave it out to use the tokenizer's template.
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskName {
+    Chat,
+    Caption,
+    Transcribe,
+    TextToImage,
+    ImageEdit,
+    TextToSpeech,
+    TextToVideo,
+    ImageToVideo,
+    TextToMesh,
+}
+
+impl TaskName {
+    pub const ALL: [TaskName; 9] = [
+        TaskName::Chat,
+        TaskName::Caption,
+        TaskName::Transcribe,
+        TaskName::TextToImage,
+        TaskName::ImageEdit,
+        TaskName::TextToSpeech,
+        TaskName::TextToVideo,
+        TaskName::ImageToVideo,
+        TaskName::TextToMesh,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskName::Chat => "chat",
+            TaskName::Caption => "caption",
+            TaskName::Transcribe => "transcribe",
+            TaskName::TextToImage => "text-to-image",
+            TaskName::ImageEdit => "image-edit",
+            TaskName::TextToSpeech => "text-to-speech",
+            TaskName::TextToVideo => "text-to-video",
+            TaskName::ImageToVideo => "image-to-video",
+            TaskName::TextToMesh => "text-to-mesh",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TaskName::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = TaskName::ALL.iter().map(|t| t.as_str()).collect();
+                format!("unknown task {s:?} (known: {})", known.join(", "))
+            })
+    }
+}

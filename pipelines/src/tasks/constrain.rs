@@ -1,0 +1,285 @@
+//! The structures generated media blocks must follow, as token constraints:
+//! fixed scripts (image grids, video frames, edits that keep codes), whole
+//! SNAC frames, and mesh faces whose three vertices span a triangle.
+
+use std::ops::Range;
+
+use crate::generate::{Allowed, TokenConstraint};
+
+/// A fixed sequence of steps: each step's allowed set, then done. Image
+/// blocks (`begin`, h x w codes, `end`), edits (kept positions forced) and
+/// videos (frames of image blocks) are scripts.
+pub(crate) struct Script {
+    steps: Vec<Allowed>,
+    at: usize,
+}
+
+impl Script {
+    pub(crate) fn new(steps: Vec<Allowed>) -> Script {
+        Script { steps, at: 0 }
+    }
+}
+
+impl TokenConstraint for Script {
+    fn allowed(&mut self) -> Allowed {
+        self.steps.get(self.at).cloned().unwrap_or(Allowed::Done)
+    }
+    fn accept(&mut self, _token: u32) {
+        self.at += 1;
+    }
+}
+
+/// The steps of one image block: `begin`, a code per position (the kept
+/// token where one is given, any image code elsewhere), `end`.
+pub(crate) fn image_steps(
+    begin: u32,
+    end: u32,
+    codes: Range<u32>,
+    kept: &[Option<u32>],
+) -> Vec<Allowed> {
+    let mut steps = vec![Allowed::token(begin)];
+    steps.extend(kept.iter().map(|k| match k {
+        Some(t) => Allowed::token(*t),
+        None => Allowed::Only(vec![codes.clone()]),
+    }));
+    steps.push(Allowed::token(end));
+    steps
+}
+
+/// `begin`, then whole frames (each position from its own range), then
+/// `end` at a frame boundary: after at least one frame, and at the latest
+/// after `max_frames`.
+pub(crate) struct AudioFrames {
+    pub(crate) begin: u32,
+    pub(crate) end: u32,
+    pub(crate) positions: Vec<Range<u32>>,
+    pub(crate) max_frames: usize,
+    /// Tokens accepted so far.
+    count: usize,
+    ended: bool,
+}
+
+impl AudioFrames {
+    pub(crate) fn new(begin: u32, end: u32, positions: Vec<Range<u32>>, max_frames: usize) -> Self {
+        AudioFrames {
+            begin,
+            end,
+            positions,
+            max_frames: max_frames.max(1),
+            count: 0,
+            ended: false,
+        }
+    }
+}
+
+impl TokenConstraint for AudioFrames {
+    fn allowed(&mut self) -> Allowed {
+        if self.ended {
+            return Allowed::Done;
+        }
+        if self.count == 0 {
+            return Allowed::token(self.begin);
+        }
+        let n = self.positions.len();
+        let in_frame = (self.count - 1) % n;
+        let frames = (self.count - 1) / n;
+        match in_frame {
+            0 if frames >= self.max_frames => Allowed::token(self.end),
+            0 if frames > 0 => {
+                Allowed::Only(vec![self.positions[0].clone(), self.end..self.end + 1])
+            }
+            p => Allowed::Only(vec![self.positions[p].clone()]),
+        }
+    }
+    fn accept(&mut self, token: u32) {
+        if self.count > 0 && token == self.end {
+            self.ended = true;
+        }
+        self.count += 1;
+    }
+}
+
+/// Mesh faces as coordinate tokens: `begin`, faces of nine tokens (z, y, x
+/// of three vertices), `end` at a face boundary after at least one face.
+/// Within a face the vertices must span a triangle, so every face survives
+/// decoding: the last free coordinates exclude the values that would
+/// repeat a vertex or make the three collinear.
+pub(crate) struct MeshFaces {
+    pub(crate) begin: u32,
+    pub(crate) end: u32,
+    pub(crate) first: u32,
+    pub(crate) bins: u32,
+    pub(crate) max_faces: usize,
+    face: Vec<u32>,
+    faces: usize,
+    started: bool,
+    ended: bool,
+}
+
+impl MeshFaces {
+    pub(crate) fn new(begin: u32, end: u32, first: u32, bins: u32, max_faces: usize) -> Self {
+        MeshFaces {
+            begin,
+            end,
+            first,
+            bins,
+            max_faces: max_faces.max(1),
+            face: Vec::new(),
+            faces: 0,
+            started: false,
+            ended: false,
+        }
+    }
+
+    fn codes(&self) -> Range<u32> {
+        self.first..self.first + self.bins
+    }
+
+    /// The coordinate values allowed at the next position of the face.
+    fn coordinates(&self) -> Vec<u32> {
+        let all = || (0..self.bins).collect::<Vec<u32>>();
+        let f = &self.face;
+        let vertex = |i: usize| [f[3 * i], f[3 * i + 1], f[3 * i + 2]];
+        match f.len() {
+            // The second vertex's x: not the first vertex again.
+            5 if f[3..5] == f[0..2] => all().into_iter().filter(|&x| x != f[2]).collect(),
+            // The third vertex's y: when the first two differ only in x and
+            // the third shares their z, this y would leave no x off their line.
+            7 => {
+                let (a, b) = (vertex(0), vertex(1));
+                if a[0] == b[0] && a[1] == b[1] && f[6] == a[0] {
+                    all().into_iter().filter(|&y| y != a[1]).collect()
+                } else {
+                    all()
+                }
+            }
+            // The third vertex's x: off the line through the first two.
+            8 => {
+                let (a, b) = (vertex(0), vertex(1));
+                all()
+                    .into_iter()
+                    .filter(|&x| !collinear(a, b, [f[6], f[7], x]))
+                    .collect()
+            }
+            _ => all(),
+        }
+    }
+}
+
+fn collinear(a: [u32; 3], b: [u32; 3], c: [u32; 3]) -> bool {
+    let d = |p: [u32; 3], q: [u32; 3]| {
+        [
+            i64::from(q[0]) - i64::from(p[0]),
+            i64::from(q[1]) - i64::from(p[1]),
+            i64::from(q[2]) - i64::from(p[2]),
+        ]
+    };
+    let (u, v) = (d(a, b), d(a, c));
+    u[1] * v[2] - u[2] * v[1] == 0
+        && u[2] * v[0] - u[0] * v[2] == 0
+        && u[0] * v[1] - u[1] * v[0] == 0
+}
+
+impl TokenConstraint for MeshFaces {
+    fn allowed(&mut self) -> Allowed {
+        if self.ended {
+            return Allowed::Done;
+        }
+        if !self.started {
+            return Allowed::token(self.begin);
+        }
+        if self.face.is_empty() {
+            if self.faces >= self.max_faces {
+                return Allowed::token(self.end);
+            }
+            if self.faces > 0 {
+                return Allowed::Only(vec![self.codes(), self.end..self.end + 1]);
+            }
+            return Allowed::Only(vec![self.codes()]);
+        }
+        Allowed::tokens(
+            self.coordinates()
+                .into_iter()
+                .map(|c| self.first + c)
+                .collect(),
+        )
+    }
+
+    fn accept(&mut self, token: u32) {
+        if !self.started {
+            self.started = true;
+        } else if self.face.is_empty() && token == self.end {
+            self.ended = true;
+        } else {
+            self.face.push(token - self.first);
+            if self.face.len() == 9 {
+                self.face.clear();
+                self.faces += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Drives a constraint with a chooser that picks from the allowed set.
+    fn drive(c: &mut dyn TokenConstraint, mut pick: impl FnMut(&[Range<u32>]) -> u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            match c.allowed() {
+                Allowed::Done => return out,
+                Allowed::Any => panic!("unconstrained"),
+                Allowed::Only(ranges) => {
+                    assert!(!ranges.is_empty() && ranges.iter().all(|r| !r.is_empty()));
+                    let t = pick(&ranges);
+                    c.accept(t);
+                    out.push(t);
+                }
+            }
+        }
+        panic!("never done");
+    }
+
+    #[test]
+    fn audio_frames_end_only_at_frame_boundaries_and_at_the_cap() {
+        let positions = vec![10..12, 12..14, 14..16];
+        // Always the last allowed token: the end marker whenever allowed.
+        let mut c = AudioFrames::new(1, 2, positions.clone(), 5);
+        let out = drive(&mut c, |r| r.last().unwrap().end - 1);
+        assert_eq!(out, vec![1, 11, 13, 15, 2], "ends after the first frame");
+        // Always the first: codes until the cap of five frames.
+        let mut c = AudioFrames::new(1, 2, positions, 5);
+        let out = drive(&mut c, |r| r[0].start);
+        assert_eq!(out.len(), 1 + 5 * 3 + 1);
+        assert_eq!(out.last(), Some(&2));
+    }
+
+    #[test]
+    fn mesh_faces_never_repeat_or_line_up_vertices() {
+        // A chooser that tries to degenerate: always the smallest allowed
+        // coordinate (all zeros would collapse every face).
+        let mut c = MeshFaces::new(1, 2, 100, 4, 3);
+        let out = drive(&mut c, |r| r[0].start);
+        assert_eq!(out.first(), Some(&1));
+        assert_eq!(out.last(), Some(&2));
+        let coords: Vec<u32> = out[1..out.len() - 1].iter().map(|t| t - 100).collect();
+        assert_eq!(coords.len(), 27, "three faces, the cap");
+        let q = encoders::mesh::QuantizedMesh::from_tokens(4, &coords).unwrap();
+        assert_eq!(
+            q.faces.len(),
+            1,
+            "the same face three times merges into one"
+        );
+    }
+
+    #[test]
+    fn script_runs_its_steps_then_is_done() {
+        let kept = [Some(7), None];
+        let mut c = Script::new(image_steps(1, 2, 5..9, &kept));
+        let out = drive(&mut c, |r| r[0].end - 1);
+        assert_eq!(out, vec![1, 7, 8, 2]);
+    }
+}

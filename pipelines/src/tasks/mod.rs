@@ -1,0 +1,312 @@
+//! Generation tasks over a model pack: each is a plan (a prompt with its
+//! media blocks, a constraint on what may be generated, and how the
+//! generated tokens decode) run through the shared engine, so concurrent
+//! tasks and the `n` outputs of one task batch together.
+
+mod constrain;
+mod obj_text;
+mod plans;
+mod prompt;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use modalities::{Audio, Image, Media, Video};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PipelineError, Result};
+use crate::generate::{
+    Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance, RequestHandle,
+    SamplingParams, TokenConstraint,
+};
+use crate::pack::Pack;
+pub use crate::pack::TaskName;
+
+/// Most outputs one request may ask for.
+pub const MAX_N: usize = 16;
+
+/// What a task request may set; one serde struct shared by the CLI, the
+/// workflow YAML and the HTTP bodies. Unset fields take the pack's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskOptions {
+    /// The text prompt or instruction.
+    pub prompt: String,
+    /// Output `i` uses `seed + i`; a random seed when unset (reported back).
+    pub seed: Option<u64>,
+    /// How many outputs.
+    pub n: usize,
+    /// Image size in codes: rows, columns.
+    pub size: Option<[usize; 2]>,
+    /// Classifier-free guidance scale (text-to-image, image-edit); 1 turns it off.
+    pub guidance_scale: Option<f32>,
+    /// A voice of the pack (text-to-speech).
+    pub voice: Option<String>,
+    /// Speech rate, 1 is the voice's own (text-to-speech).
+    pub speed: f32,
+    /// Video length, or the longest speech, in seconds.
+    pub seconds: Option<f64>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    /// Longest text answer (chat, caption, transcribe).
+    pub max_tokens: Option<usize>,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            prompt: String::new(),
+            seed: None,
+            n: 1,
+            size: None,
+            guidance_scale: None,
+            voice: None,
+            speed: 1.0,
+            seconds: None,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            max_tokens: None,
+        }
+    }
+}
+
+impl TaskOptions {
+    /// Checks each field's range, naming the field that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, why: String| Err(PipelineError::Request(format!("{field}: {why}")));
+        if !(1..=MAX_N).contains(&self.n) {
+            return bad("n", format!("{} is not in 1..={MAX_N}", self.n));
+        }
+        if let Some([h, w]) = self.size {
+            if h == 0 || w == 0 || h * w > 64 * 64 {
+                return bad("size", format!("{h} x {w} codes is not in 1..=4096 codes"));
+            }
+        }
+        if let Some(g) = self
+            .guidance_scale
+            .filter(|g| !(g.is_finite() && (0.0..=50.0).contains(g)))
+        {
+            return bad("guidance_scale", format!("{g} is not in [0, 50]"));
+        }
+        if !(0.5..=2.0).contains(&self.speed) {
+            return bad("speed", format!("{} is not in [0.5, 2]", self.speed));
+        }
+        if let Some(s) = self
+            .seconds
+            .filter(|s| !(s.is_finite() && *s > 0.0 && *s <= 600.0))
+        {
+            return bad("seconds", format!("{s} is not in (0, 600]"));
+        }
+        Ok(())
+    }
+}
+
+/// One chat message: text and media parts, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    Media(Media),
+}
+
+impl Message {
+    pub fn text(role: &str, text: &str) -> Message {
+        Message {
+            role: role.into(),
+            parts: vec![Part::Text(text.into())],
+        }
+    }
+}
+
+/// The media a task reads.
+#[derive(Debug, Clone, Default)]
+pub struct TaskInputs {
+    pub image: Option<Image>,
+    /// White where an edit regenerates, black where it keeps the image.
+    pub mask: Option<Image>,
+    pub audio: Option<Audio>,
+    pub video: Option<Video>,
+    /// `chat`: the conversation (the prompt, when set, is a last user turn).
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutput {
+    Text(String),
+    Media(Media),
+}
+
+/// What a task produced, with what it took.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    pub task: TaskName,
+    pub seed: u64,
+    pub outputs: Vec<TaskOutput>,
+    /// The generated tokens of each output, markers included.
+    pub tokens: Vec<Vec<u32>>,
+    pub prompt_tokens: usize,
+    pub seconds: f64,
+}
+
+impl TaskResult {
+    pub fn generated_tokens(&self) -> usize {
+        self.tokens.iter().map(Vec::len).sum()
+    }
+}
+
+type MakeConstraint = Box<dyn Fn() -> Box<dyn TokenConstraint> + Send + Sync>;
+type Finish = Box<dyn Fn(&[u32], &str) -> Result<TaskOutput> + Send + Sync>;
+
+/// A task ready to run: the prompt, sampling, the structure of the output
+/// and how its tokens become the output.
+pub(crate) struct Plan {
+    prompt: Vec<u32>,
+    guidance: Option<Guidance>,
+    params: SamplingParams,
+    constraint: Option<MakeConstraint>,
+    finish: Finish,
+}
+
+/// Runs tasks on a pack, through one engine shared by every request.
+pub struct Runner {
+    pack: Arc<Pack>,
+    engine: Engine,
+    obj_tokens: OnceLock<obj_text::ObjTokens>,
+}
+
+impl Runner {
+    pub fn new(pack: Arc<Pack>, config: EngineConfig) -> Runner {
+        let engine = pack.model.engine(config);
+        Runner {
+            pack,
+            engine,
+            obj_tokens: OnceLock::new(),
+        }
+    }
+
+    pub fn pack(&self) -> &Pack {
+        &self.pack
+    }
+
+    /// Runs `task` to completion.
+    pub fn run(
+        &self,
+        task: TaskName,
+        options: &TaskOptions,
+        inputs: &TaskInputs,
+    ) -> Result<TaskResult> {
+        let started = Instant::now();
+        options.validate()?;
+        if !self.pack.supports(task) {
+            let tasks: Vec<&str> = self
+                .pack
+                .manifest
+                .tasks
+                .keys()
+                .map(|t| t.as_str())
+                .collect();
+            return Err(PipelineError::Request(format!(
+                "the pack {} does not serve {task} (it serves: {})",
+                self.pack.manifest.name,
+                tasks.join(", ")
+            )));
+        }
+        let seed = options.seed.unwrap_or_else(rand_seed);
+        let plan = plans::build(self, task, options, inputs)?;
+        let handles = (0..options.n as u64)
+            .map(|i| {
+                let mut params = plan.params.clone();
+                params.seed = Some(seed.wrapping_add(i));
+                let mut request = GenerationRequest::new(plan.prompt.clone(), params);
+                request.guidance = plan.guidance.clone();
+                request.constraint = plan.constraint.as_ref().map(|make| make());
+                self.engine.submit(request)
+            })
+            .collect::<Result<Vec<RequestHandle>>>()?;
+        let mut outputs = Vec::new();
+        let mut tokens = Vec::new();
+        for handle in handles {
+            let (ids, text, reason) = collect(handle)?;
+            if plan.constraint.is_some() && reason != FinishReason::Stop {
+                return Err(PipelineError::Request(format!(
+                    "{task}: the output did not complete within {} tokens or the context",
+                    plan.params.max_tokens
+                )));
+            }
+            outputs.push((plan.finish)(&ids, &text)?);
+            tokens.push(ids);
+        }
+        Ok(TaskResult {
+            task,
+            seed,
+            outputs,
+            tokens,
+            prompt_tokens: plan.prompt.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Starts a chat reply and returns its event stream (text as it comes).
+    pub fn chat_stream(&self, options: &TaskOptions, inputs: &TaskInputs) -> Result<RequestHandle> {
+        options.validate()?;
+        let plan = plans::build(self, TaskName::Chat, options, inputs)?;
+        let mut params = plan.params;
+        params.seed = options.seed;
+        self.engine
+            .submit(GenerationRequest::new(plan.prompt, params))
+    }
+
+    /// The tokens that may appear in OBJ text, found once per runner.
+    fn obj_tokens(&self) -> obj_text::ObjTokens {
+        self.obj_tokens
+            .get_or_init(|| {
+                let tokenizer = &self.pack.model.tokenizer;
+                let vocab = self.pack.model.backbone.config().vocab_size as u32;
+                obj_text::obj_tokens((0..vocab).map(|id| (id, tokenizer.token_text(id))))
+            })
+            .clone()
+    }
+}
+
+/// The tokens, text and finish reason of a request.
+fn collect(handle: RequestHandle) -> Result<(Vec<u32>, String, FinishReason)> {
+    let (mut ids, mut text) = (Vec::new(), String::new());
+    for event in handle {
+        match event {
+            Event::Token { id, text: t, .. } => {
+                ids.push(id);
+                text.push_str(&t);
+            }
+            Event::Finished {
+                reason, text: tail, ..
+            } => {
+                text.push_str(&tail);
+                return Ok((ids, text, reason));
+            }
+            Event::Error(e) => return Err(PipelineError::Request(e)),
+        }
+    }
+    Err(PipelineError::Request(
+        "the engine stopped mid-request".into(),
+    ))
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    // Seeds stay within JSON's exact integers.
+    h.finish() >> 11
+}
