@@ -1,6 +1,7 @@
 //! The `anyforge` command line.
 
 mod codec;
+mod generate;
 mod media;
 mod text;
 
@@ -37,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         command: codec::CodecCommand,
     },
+    /// Run a task of a model pack (text-to-image, text-to-speech, ...) and write its output.
+    Generate(generate::GenerateArgs),
     /// Complete a prompt with a text model (OpenAI completion JSON with --json).
     Complete(text::CompleteArgs),
     /// Chat with a text model on the terminal, streaming replies.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Media { command } => media::run(command),
         Command::Codec { command } => codec::run(command),
+        Command::Generate(args) => generate::run(args),
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),
     };

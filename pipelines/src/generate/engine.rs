@@ -549,10 +549,9 @@ impl Scheduler {
         }
         let params = seq.sampler.params();
         let wants_logprobs = params.logprobs.is_some();
-        // A constrained block ends by its structure, not by end-of-sequence.
-        let is_stop_token = seq.constraint.is_none()
-            && (params.stop_token_ids.contains(&sampled.token)
-                || (!params.ignore_eos && eos.contains(&sampled.token)));
+        // A constraint that ends by structure never permits these.
+        let is_stop_token = params.stop_token_ids.contains(&sampled.token)
+            || (!params.ignore_eos && eos.contains(&sampled.token));
         if is_stop_token {
             // A stop token ends generation and is not part of the text (it
             // counts in usage, as vLLM counts it).

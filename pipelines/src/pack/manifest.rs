@@ -183,6 +183,18 @@ impl TaskName {
         TaskName::TextToMesh,
     ];
 
+    /// The kind of media the task produces.
+    pub fn output_kind(self) -> modalities::Kind {
+        use modalities::Kind;
+        match self {
+            TaskName::Chat | TaskName::Caption | TaskName::Transcribe => Kind::Text,
+            TaskName::TextToImage | TaskName::ImageEdit => Kind::Image,
+            TaskName::TextToSpeech => Kind::Audio,
+            TaskName::TextToVideo | TaskName::ImageToVideo => Kind::Video,
+            TaskName::TextToMesh => Kind::Mesh,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskName::Chat => "chat",

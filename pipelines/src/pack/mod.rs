@@ -29,6 +29,15 @@ const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// File extensions that hold weights: each must have a hash in the manifest.
 const WEIGHT_EXTENSIONS: &[&str] = &["safetensors", "bin", "pt", "pth", "gguf", "ckpt"];
 
+/// The pack used when none is named: `$ANYFORGE_PACK`, or the default pack
+/// in the source tree's `assets/packs/default`.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("ANYFORGE_PACK") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/packs/default"),
+    }
+}
+
 /// A loaded, checked model pack.
 pub struct Pack {
     pub dir: PathBuf,
@@ -61,7 +70,8 @@ impl Pack {
         };
         let codec = |path: &Path, field: &str, want: Kind| -> Result<Arc<dyn Codec>> {
             let folder = inside(dir, path, field).map_err(&bad)?;
-            let codec = encoders::open(&folder.to_string_lossy())?;
+            let codec = encoders::open(&folder.to_string_lossy())
+                .map_err(|e| bad(format!("{field}: {e}")))?;
             if codec.kind() != want {
                 return Err(bad(format!(
                     "{field}: {} is a {} codec, not {want}",
@@ -222,9 +232,8 @@ impl Pack {
         self.templates.get_template(task.as_str()).is_ok()
     }
 
-    /// Every named range of the layout fits the vocabulary, and none overlaps another.
-    fn check_ranges(&self) -> std::result::Result<(), String> {
-        let vocab = self.model.backbone.config().vocab_size as u32;
+    /// Every token range the layout names (codes and markers), by field.
+    pub fn named_ranges(&self) -> Vec<(String, Range<u32>)> {
         let mut ranges: Vec<(String, Range<u32>)> = Vec::new();
         let one = |t: u32| t..t + 1;
         if let Some(l) = &self.image {
@@ -252,6 +261,32 @@ impl Pack {
             ranges.push(("modalities.mesh.begin".into(), one(*begin)));
             ranges.push(("modalities.mesh.end".into(), one(*end)));
         }
+        ranges
+    }
+
+    /// The tokens a text answer may use: everything but media codes and markers.
+    pub fn text_ranges(&self) -> Vec<Range<u32>> {
+        let vocab = self.model.backbone.config().vocab_size as u32;
+        let mut taken: Vec<Range<u32>> = self.named_ranges().into_iter().map(|(_, r)| r).collect();
+        taken.sort_by_key(|r| r.start);
+        let mut free = Vec::new();
+        let mut at = 0;
+        for r in taken {
+            if r.start > at {
+                free.push(at..r.start.min(vocab));
+            }
+            at = at.max(r.end);
+        }
+        if at < vocab {
+            free.push(at..vocab);
+        }
+        free
+    }
+
+    /// Every named range of the layout fits the vocabulary, and none overlaps another.
+    fn check_ranges(&self) -> std::result::Result<(), String> {
+        let vocab = self.model.backbone.config().vocab_size as u32;
+        let ranges = self.named_ranges();
         for (name, r) in &ranges {
             if r.end > vocab {
                 return Err(format!(

@@ -29,6 +29,17 @@ impl TokenConstraint for Script {
     }
 }
 
+/// Any token in the given ranges, without end: a text answer that cannot
+/// emit media codes or markers (it ends at end-of-sequence or a stop).
+pub(crate) struct TextOnly(pub(crate) Vec<Range<u32>>);
+
+impl TokenConstraint for TextOnly {
+    fn allowed(&mut self) -> Allowed {
+        Allowed::Only(self.0.clone())
+    }
+    fn accept(&mut self, _token: u32) {}
+}
+
 /// The steps of one image block: `begin`, a code per position (the kept
 /// token where one is given, any image code elsewhere), `end`.
 pub(crate) fn image_steps(

@@ -171,6 +171,9 @@ pub(crate) struct Plan {
     guidance: Option<Guidance>,
     params: SamplingParams,
     constraint: Option<MakeConstraint>,
+    /// The output is a structure that must be complete (media), not text
+    /// that may stop at its length limit.
+    structured: bool,
     finish: Finish,
 }
 
@@ -234,7 +237,7 @@ impl Runner {
         let mut tokens = Vec::new();
         for handle in handles {
             let (ids, text, reason) = collect(handle)?;
-            if plan.constraint.is_some() && reason != FinishReason::Stop {
+            if plan.structured && reason != FinishReason::Stop {
                 return Err(PipelineError::Request(format!(
                     "{task}: the output did not complete within {} tokens or the context",
                     plan.params.max_tokens

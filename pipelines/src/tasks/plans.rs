@@ -4,7 +4,7 @@
 use encoders::mesh::QuantizedMesh;
 use modalities::{Image, Media, Video};
 
-use super::constrain::{image_steps, AudioFrames, MeshFaces, Script};
+use super::constrain::{image_steps, AudioFrames, MeshFaces, Script, TextOnly};
 use super::obj_text::ObjText;
 use super::prompt::Blocks;
 use super::{Finish, MakeConstraint, Part, Plan, Runner, TaskInputs, TaskOptions, TaskOutput};
@@ -76,11 +76,13 @@ fn text_plan(pack: &Pack, options: &TaskOptions, prompt: Vec<u32>) -> Plan {
     let max = options
         .max_tokens
         .unwrap_or(pack.defaults().max_text_tokens);
+    let text = pack.text_ranges();
     Plan {
         prompt,
         guidance: None,
         params: sampling(pack, options, max.max(1)),
-        constraint: None,
+        constraint: Some(Box::new(move || Box::new(TextOnly(text.clone())))),
+        structured: false,
         finish: Box::new(|_, text| Ok(TaskOutput::Text(text.to_owned()))),
     }
 }
@@ -256,6 +258,7 @@ fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         guidance,
         params: sampling(pack, options, max_tokens),
         constraint: Some(constraint),
+        structured: true,
         finish,
     })
 }
@@ -326,6 +329,7 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         guidance: None,
         params: sampling(pack, options, 2 + max_frames * layout.frame_len()),
         constraint: Some(constraint),
+        structured: true,
         finish,
     })
 }
@@ -390,6 +394,7 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         guidance: None,
         params: sampling(pack, options, max_tokens),
         constraint: Some(constraint),
+        structured: true,
         finish,
     })
 }
@@ -454,6 +459,7 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
         guidance: None,
         params: sampling(pack, options, max_tokens),
         constraint: Some(constraint),
+        structured: true,
         finish,
     })
 }
