@@ -140,11 +140,14 @@ impl Default for Defaults {
     }
 }
 
-/// A named speaker prompt: a recording and what is said in it.
+/// A named voice: a recording and what is said in it, spliced into the
+/// prompt as a speaker example; or, for models fine-tuned on named
+/// speakers (Orpheus), just the name the template writes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Voice {
-    pub audio: PathBuf,
+    pub audio: Option<PathBuf>,
+    #[serde(default)]
     pub text: String,
 }
 

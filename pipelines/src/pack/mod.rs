@@ -186,7 +186,8 @@ impl Pack {
         pack.check_ranges().map_err(&bad)?;
         pack.check_tasks().map_err(&bad)?;
         for (name, voice) in &pack.manifest.voices {
-            let path = inside(dir, &voice.audio, &format!("voices.{name}.audio")).map_err(&bad)?;
+            let Some(audio) = &voice.audio else { continue };
+            let path = inside(dir, audio, &format!("voices.{name}.audio")).map_err(&bad)?;
             if !path.is_file() {
                 return Err(bad(format!(
                     "voices.{name}.audio: {} is missing",
@@ -205,8 +206,8 @@ impl Pack {
         self.manifest.tasks.contains_key(&task)
     }
 
-    /// The path of a named voice's recording.
-    pub fn voice(&self, name: &str) -> Result<(&Voice, PathBuf)> {
+    /// A named voice and the path of its recording, if it has one.
+    pub fn voice(&self, name: &str) -> Result<(&Voice, Option<PathBuf>)> {
         let voice = self.manifest.voices.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.manifest.voices.keys().map(String::as_str).collect();
             PipelineError::Request(format!(
@@ -214,7 +215,7 @@ impl Pack {
                 known.join(", ")
             ))
         })?;
-        Ok((voice, self.dir.join(&voice.audio)))
+        Ok((voice, voice.audio.as_ref().map(|a| self.dir.join(a))))
     }
 
     /// The task's template, rendered with `context`.

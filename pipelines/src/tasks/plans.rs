@@ -40,6 +40,7 @@ struct Vars {
     image: String,
     audio: String,
     video: String,
+    voice: String,
     voice_text: String,
     voice_audio: String,
     seconds: f64,
@@ -54,6 +55,7 @@ impl Vars {
             image => self.image,
             audio => self.audio,
             video => self.video,
+            voice => self.voice,
             voice_text => self.voice_text,
             voice_audio => self.voice_audio,
             seconds => self.seconds,
@@ -297,9 +299,12 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
     };
     if let Some(name) = voice {
         let (voice, path) = pack.voice(&name)?;
-        let audio = modalities::Audio::read(&path, &modalities::Limits::default())?;
+        if let Some(path) = path {
+            let audio = modalities::Audio::read(&path, &modalities::Limits::default())?;
+            vars.voice_audio = blocks.add(pack, &Media::Audio(audio))?;
+        }
         vars.voice_text = voice.text.clone();
-        vars.voice_audio = blocks.add(pack, &Media::Audio(audio))?;
+        vars.voice = name;
     }
     let prompt = vars.render(pack, task, &blocks)?;
     let seconds = options
