@@ -147,7 +147,7 @@ fn text_to_speech_writes_whole_snac_frames_and_speed_shortens_the_audio() {
     let body = &tokens[1..tokens.len() - 1];
     let n = layout.frame_len();
     assert!(
-        !body.is_empty() && body.len() % n == 0,
+        !body.is_empty() && body.len().is_multiple_of(n),
         "{} tokens",
         body.len()
     );
@@ -274,7 +274,7 @@ fn text_to_mesh_in_the_vocab_layout_makes_faces_of_mesh_tokens() {
     let tokens = &result.tokens[0];
     assert_eq!((tokens[0], *tokens.last().unwrap()), (begin, end));
     let body = &tokens[1..tokens.len() - 1];
-    assert!(!body.is_empty() && body.len() % 9 == 0);
+    assert!(!body.is_empty() && body.len().is_multiple_of(9));
     assert!(body.iter().all(|t| (first..first + bins).contains(t)));
     assert!(body.len() / 9 <= r.pack().defaults().max_mesh_faces);
     assert_valid_mesh(&result.outputs[0]);
@@ -436,7 +436,8 @@ fn a_corrupted_weight_file_is_caught_by_its_hash() {
 
 #[test]
 fn packs_with_a_wrong_layout_are_refused_with_the_reason() {
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|t: String| t.replacen("first_token: 523", "first_token: 700", 1)),
             "overlaps",
@@ -480,5 +481,42 @@ fn packs_with_a_wrong_layout_are_refused_with_the_reason() {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains(want), "want {want:?} in: {e}");
+    }
+}
+
+#[test]
+fn requests_that_cannot_be_met_are_refused_before_generating() {
+    let r = &*RUNNER;
+    let mut o = options("a long film", 1);
+    o.size = Some([32, 32]);
+    o.seconds = Some(10.0);
+    let e = r
+        .run(TaskName::TextToVideo, &o, &TaskInputs::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("do not fit the context"), "{e}");
+    for (edit, field) in [
+        (
+            Box::new(|o: &mut TaskOptions| o.n = 0) as Box<dyn Fn(&mut TaskOptions)>,
+            "n:",
+        ),
+        (Box::new(|o: &mut TaskOptions| o.speed = 3.0), "speed:"),
+        (
+            Box::new(|o: &mut TaskOptions| o.size = Some([0, 4])),
+            "size:",
+        ),
+        (
+            Box::new(|o: &mut TaskOptions| o.seconds = Some(f64::NAN)),
+            "seconds:",
+        ),
+        (Box::new(|o: &mut TaskOptions| o.prompt.clear()), "prompt:"),
+    ] {
+        let mut o = options("hello", 1);
+        edit(&mut o);
+        let e = r
+            .run(TaskName::TextToSpeech, &o, &TaskInputs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(field), "want {field} in {e}");
     }
 }

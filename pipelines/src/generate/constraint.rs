@@ -19,7 +19,7 @@ pub enum Allowed {
 impl Allowed {
     /// Exactly one token.
     pub fn token(id: u32) -> Allowed {
-        Allowed::Only(vec![id..id + 1])
+        Allowed::Only(std::iter::once(id..id + 1).collect())
     }
 
     /// A set of single tokens, merged into ranges.

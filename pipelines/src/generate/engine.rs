@@ -54,6 +54,9 @@ pub struct GenerationRequest {
     /// Classifier-free guidance: a second, unconditional prompt run in the
     /// same steps; each step samples from `uncond + scale * (cond - uncond)`.
     pub guidance: Option<Guidance>,
+    /// Detokenize the output as it comes (events carry text). Media
+    /// outputs turn this off: their tokens are codes, not text.
+    pub text: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +72,7 @@ impl GenerationRequest {
             params,
             constraint: None,
             guidance: None,
+            text: true,
         }
     }
 
@@ -181,7 +185,8 @@ struct Active {
     pending: Option<u32>,
     generated: Vec<u32>,
     sampler: Sampler,
-    decoder: StreamDecoder,
+    /// The detokenizer, when the request wants text.
+    decoder: Option<StreamDecoder>,
     /// Text produced but held back while it could still begin a stop string.
     held: String,
     /// A stop string ended the text: nothing held is sent after it.
@@ -407,7 +412,7 @@ impl Scheduler {
                 pending: None,
                 generated: Vec::new(),
                 sampler,
-                decoder: StreamDecoder::default(),
+                decoder: request.text.then(StreamDecoder::default),
                 held: String::new(),
                 stopped_by_string: false,
                 events: s.events,
@@ -518,8 +523,10 @@ impl Scheduler {
                 // A stop string already cut the text; nothing after it is sent.
                 _ if seq.stopped_by_string => String::new(),
                 _ => {
-                    let tail = seq.decoder.finish(&self.tokenizer)?;
-                    seq.held.push_str(&tail);
+                    if let Some(decoder) = &mut seq.decoder {
+                        let tail = decoder.finish(&self.tokenizer)?;
+                        seq.held.push_str(&tail);
+                    }
                     std::mem::take(&mut seq.held)
                 }
             };
@@ -559,8 +566,10 @@ impl Scheduler {
             return Ok(Some(FinishReason::Stop));
         }
         seq.generated.push(sampled.token);
-        seq.held
-            .push_str(&seq.decoder.push(&self.tokenizer, sampled.token)?);
+        if let Some(decoder) = &mut seq.decoder {
+            seq.held
+                .push_str(&decoder.push(&self.tokenizer, sampled.token)?);
+        }
         let logprob = wants_logprobs.then(|| TokenLogprob {
             token: sampled.token,
             logprob: sampled.logprob,

@@ -313,7 +313,8 @@ impl Pack {
     fn check_tasks(&self) -> std::result::Result<(), String> {
         for &task in self.manifest.tasks.keys() {
             let needs: &[(&str, bool)] = match task {
-                TaskName::Chat | TaskName::Caption => &[],
+                TaskName::Chat => &[],
+                TaskName::Caption => &[("image", self.image.is_some())],
                 TaskName::Transcribe | TaskName::TextToSpeech => &[("audio", self.audio.is_some())],
                 TaskName::TextToImage | TaskName::ImageEdit => &[("image", self.image.is_some())],
                 TaskName::TextToVideo | TaskName::ImageToVideo => {
@@ -327,8 +328,7 @@ impl Pack {
                 ));
             }
             let has_template = self.has_template(task);
-            if !has_template
-                && !(task == TaskName::Chat && self.model.tokenizer.has_chat_template())
+            if !(has_template || task == TaskName::Chat && self.model.tokenizer.has_chat_template())
             {
                 return Err(format!("tasks.{task}: needs a template"));
             }

@@ -223,6 +223,17 @@ impl Runner {
         }
         let seed = options.seed.unwrap_or_else(rand_seed);
         let plan = plans::build(self, task, options, inputs)?;
+        let context = self.engine.config().max_context;
+        let longest = plan
+            .prompt
+            .len()
+            .max(plan.guidance.as_ref().map_or(0, |g| g.unconditional.len()));
+        if plan.structured && longest + plan.params.max_tokens > context {
+            return Err(PipelineError::Request(format!(
+                "{task}: a {}-token prompt and up to {} output tokens do not fit the context of {context}; ask for a smaller size or fewer seconds",
+                longest, plan.params.max_tokens
+            )));
+        }
         let handles = (0..options.n as u64)
             .map(|i| {
                 let mut params = plan.params.clone();
@@ -230,6 +241,7 @@ impl Runner {
                 let mut request = GenerationRequest::new(plan.prompt.clone(), params);
                 request.guidance = plan.guidance.clone();
                 request.constraint = plan.constraint.as_ref().map(|make| make());
+                request.text = !plan.structured;
                 self.engine.submit(request)
             })
             .collect::<Result<Vec<RequestHandle>>>()?;

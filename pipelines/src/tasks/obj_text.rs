@@ -5,6 +5,7 @@
 //! that decodes: the first three vertices span a triangle, and every face
 //! names three vertices that span one, so no face is degenerate.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::generate::{Allowed, TokenConstraint};
@@ -52,7 +53,11 @@ pub(crate) struct ObjText {
     max_faces: usize,
     mesh: Mesh,
     ended: bool,
+    memo: RefCell<Option<MemoEntry>>,
 }
+
+/// (line tag, numbers so far, vertex count) and the values allowed next.
+type MemoEntry = ((char, Vec<u32>, usize), Arc<Vec<u32>>);
 
 impl ObjText {
     pub(crate) fn new(tokens: ObjTokens, end: Vec<u32>, bins: u32, max_faces: usize) -> ObjText {
@@ -67,6 +72,7 @@ impl ObjText {
                 line: Line::Start,
             },
             ended: false,
+            memo: RefCell::new(None),
         }
     }
 
@@ -105,7 +111,7 @@ impl ObjText {
                 let allowed = self.values(&mesh, tag, &values);
                 if c.is_ascii_digit() {
                     digits.push(c);
-                    if !allowed.iter().any(|v| v.to_string().starts_with(&digits)) {
+                    if !allowed.iter().any(|&v| has_prefix(v, &digits)) {
                         return None;
                     }
                     Line::Numbers {
@@ -142,8 +148,21 @@ impl ObjText {
     }
 
     /// The values the next number of a `tag` line may take, given the
-    /// numbers before it on the line.
-    fn values(&self, mesh: &Mesh, tag: char, values: &[u32]) -> Vec<u32> {
+    /// numbers before it on the line. Every candidate token starts from the
+    /// same state, so the last answer is kept.
+    fn values(&self, mesh: &Mesh, tag: char, values: &[u32]) -> Arc<Vec<u32>> {
+        let key = (tag, values.to_vec(), mesh.vertices.len());
+        if let Some((k, v)) = &*self.memo.borrow() {
+            if *k == key {
+                return v.clone();
+            }
+        }
+        let v = Arc::new(self.compute_values(mesh, tag, values));
+        *self.memo.borrow_mut() = Some((key, v.clone()));
+        v
+    }
+
+    fn compute_values(&self, mesh: &Mesh, tag: char, values: &[u32]) -> Vec<u32> {
         let all = 0..self.bins;
         if tag == 'f' {
             // 1-based indices; distinct positions, and the third off the
@@ -175,6 +194,22 @@ impl ObjText {
             _ => all.collect(),
         }
     }
+}
+
+/// Whether `value` written in decimal starts with `digits` ("05" starts no
+/// value: numbers have no leading zeros).
+fn has_prefix(value: u32, digits: &str) -> bool {
+    let Ok(prefix) = digits.parse::<u64>() else {
+        return false;
+    };
+    let len = if value == 0 {
+        1
+    } else {
+        value.ilog10() as usize + 1
+    };
+    len >= digits.len()
+        && u64::from(value) / 10u64.pow((len - digits.len()) as u32) == prefix
+        && !(digits.len() > 1 && digits.starts_with('0'))
 }
 
 fn collinear(a: [u32; 3], b: [u32; 3], c: [u32; 3]) -> bool {
@@ -288,8 +323,8 @@ mod tests {
         // Smallest id, largest id, and a pseudo-random walk: each output
         // parses as a mesh with a non-degenerate face.
         let mut seed = 7u64;
-        let walks: Vec<Box<dyn Fn(&[u32]) -> u32>> =
-            vec![Box::new(|ids| ids[0]), Box::new(|ids| ids[ids.len() - 1])];
+        type Walk = Box<dyn Fn(&[u32]) -> u32>;
+        let walks: Vec<Walk> = vec![Box::new(|ids| ids[0]), Box::new(|ids| ids[ids.len() - 1])];
         for walk in walks {
             let text = run(walk);
             let q = encoders::mesh::from_obj_text(&text, 12).unwrap();

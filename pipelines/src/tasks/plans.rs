@@ -436,6 +436,7 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
         MeshLayout::Text { bins } => {
             let tokens = runner.obj_tokens();
             let end = pack.model.tokenizer.eos_ids().to_vec();
+            let tokenizer = pack.model.tokenizer.clone();
             if end.is_empty() {
                 return Err(PipelineError::Request(
                     "text-to-mesh: the text layout ends at end-of-sequence, and the tokenizer names none".into(),
@@ -447,13 +448,23 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
             let max_vertices = 3 * max_faces;
             let chars = max_vertices * (2 + 3 * (digits(bins as usize) + 1))
                 + max_faces * (2 + 3 * (digits(max_vertices) + 1));
+            // The bound is loose (real tokens hold several characters):
+            // capped at the context, a mesh that does not end in time is
+            // reported as incomplete.
+            let room = runner
+                .engine
+                .config()
+                .max_context
+                .saturating_sub(prompt.len() + 1);
             (
                 Box::new(move || {
                     Box::new(ObjText::new(tokens.clone(), end.clone(), bins, max_faces))
                 }),
-                chars + 1,
-                Box::new(move |_, text| {
-                    let mesh = encoders::mesh::from_obj_text(text, bins)?.to_mesh()?;
+                (chars + 1).min(room).max(1),
+                Box::new(move |tokens, _| {
+                    // Media requests skip streaming text; the tokens decode here.
+                    let text = tokenizer.decode(tokens, true)?;
+                    let mesh = encoders::mesh::from_obj_text(&text, bins)?.to_mesh()?;
                     Ok(TaskOutput::Media(Media::Mesh(mesh)))
                 }),
             )
