@@ -391,6 +391,22 @@ fn chat_caption_and_transcribe_read_media_and_answer_in_text() {
         chat.tokens[0]
     );
 
+    let with_image = TaskInputs {
+        image: Some(image.clone()),
+        ..TaskInputs::default()
+    };
+    let mut asked = options("What is this?", 1);
+    asked.max_tokens = Some(5);
+    let first = r.run(TaskName::Chat, &asked, &with_image).unwrap();
+    assert_eq!(
+        first.prompt_tokens, chat.prompt_tokens,
+        "--image joins the prompt's user turn"
+    );
+    assert_eq!(
+        r.run(TaskName::Chat, &asked, &with_image).unwrap().outputs,
+        first.outputs
+    );
+
     let caption = r
         .run(
             TaskName::Caption,

@@ -120,6 +120,8 @@ pub struct Defaults {
     pub video_fps: Fps,
     pub video_seconds: f64,
     pub max_speech_seconds: f64,
+    /// Speech is resampled to this rate (default: the codec's own).
+    pub audio_rate: Option<u32>,
     pub max_mesh_faces: usize,
     pub guidance_scale: f32,
     /// Longest text answer (chat, caption, transcribe).
@@ -133,6 +135,7 @@ impl Default for Defaults {
             video_fps: Fps::Number(8.0),
             video_seconds: 2.0,
             max_speech_seconds: 20.0,
+            audio_rate: None,
             max_mesh_faces: 400,
             guidance_scale: 5.0,
             max_text_tokens: 256,

@@ -111,10 +111,22 @@ fn chat(pack: &Pack, options: &TaskOptions, inputs: &TaskInputs) -> Result<Plan>
             content,
         });
     }
-    if !options.prompt.is_empty() {
+    // The prompt is a last user turn, with the request's media before it.
+    let mut turn = String::new();
+    if let Some(image) = &inputs.image {
+        turn.push_str(&blocks.add(pack, &Media::Image(image.clone()))?);
+    }
+    if let Some(video) = &inputs.video {
+        turn.push_str(&blocks.add(pack, &Media::Video(video.clone()))?);
+    }
+    if let Some(audio) = &inputs.audio {
+        turn.push_str(&blocks.add(pack, &Media::Audio(audio.clone()))?);
+    }
+    if !turn.is_empty() || !options.prompt.is_empty() {
+        turn.push_str(&options.prompt);
         messages.push(ChatMessage {
             role: "user".into(),
-            content: options.prompt.clone(),
+            content: turn,
         });
     }
     if messages.is_empty() {
@@ -320,12 +332,17 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         Box::new(move || Box::new(AudioFrames::new(begin, end, positions.clone(), max_frames)));
     let decoder = layout.clone();
     let speed = options.speed;
+    let rate = pack.defaults().audio_rate;
     let finish: Finish = Box::new(move |tokens, _| {
         let audio = decoder.decode(&decoder.codes(strip(tokens)?)?)?;
         let audio = if speed == 1.0 {
             audio
         } else {
             audio.time_stretched(f64::from(speed))?
+        };
+        let audio = match rate {
+            Some(rate) if rate != audio.sample_rate => audio.resample(rate)?,
+            _ => audio,
         };
         Ok(TaskOutput::Media(Media::Audio(audio)))
     });
