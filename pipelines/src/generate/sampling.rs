@@ -150,7 +150,7 @@ pub struct Sampler {
     counts: HashMap<u32, u32>,
 }
 
-fn entropy_seed() -> u64 {
+pub(crate) fn entropy_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -313,15 +313,7 @@ fn collect(handle: RequestHandle) -> Result<(Vec<u32>, String, FinishReason)> {
     ))
 }
 
+/// Seeds stay within JSON's exact integers (53 bits).
 fn rand_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    // Seeds stay within JSON's exact integers.
-    h.finish() >> 11
+    crate::generate::sampling::entropy_seed() >> 11
 }

@@ -89,6 +89,26 @@ fn text_plan(pack: &Pack, options: &TaskOptions, prompt: Vec<u32>) -> Plan {
     }
 }
 
+/// A plan whose output is a media structure that must be complete.
+fn media_plan(
+    pack: &Pack,
+    options: &TaskOptions,
+    prompt: Vec<u32>,
+    guidance: Option<Guidance>,
+    max_tokens: usize,
+    constraint: MakeConstraint,
+    finish: Finish,
+) -> Plan {
+    Plan {
+        prompt,
+        guidance,
+        params: sampling(pack, options, max_tokens),
+        constraint: Some(constraint),
+        structured: true,
+        finish,
+    }
+}
+
 fn need<'a, T>(value: &'a Option<T>, what: &str, task: TaskName) -> Result<&'a T> {
     value
         .as_ref()
@@ -267,14 +287,9 @@ fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         let codes = decoder.grid(strip(tokens)?, grid)?;
         Ok(TaskOutput::Media(Media::Image(decoder.decode(&codes)?)))
     });
-    Ok(Plan {
-        prompt,
-        guidance,
-        params: sampling(pack, options, max_tokens),
-        constraint: Some(constraint),
-        structured: true,
-        finish,
-    })
+    Ok(media_plan(
+        pack, options, prompt, guidance, max_tokens, constraint, finish,
+    ))
 }
 
 /// The tokens between a block's markers.
@@ -346,14 +361,10 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         };
         Ok(TaskOutput::Media(Media::Audio(audio)))
     });
-    Ok(Plan {
-        prompt,
-        guidance: None,
-        params: sampling(pack, options, 2 + max_frames * layout.frame_len()),
-        constraint: Some(constraint),
-        structured: true,
-        finish,
-    })
+    let max_tokens = 2 + max_frames * layout.frame_len();
+    Ok(media_plan(
+        pack, options, prompt, None, max_tokens, constraint, finish,
+    ))
 }
 
 /// `text-to-video` and `image-to-video`: frames one after another, each
@@ -411,14 +422,9 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
             fps, images, None,
         )?)))
     });
-    Ok(Plan {
-        prompt,
-        guidance: None,
-        params: sampling(pack, options, max_tokens),
-        constraint: Some(constraint),
-        structured: true,
-        finish,
-    })
+    Ok(media_plan(
+        pack, options, prompt, None, max_tokens, constraint, finish,
+    ))
 }
 
 fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
@@ -487,14 +493,9 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
             )
         }
     };
-    Ok(Plan {
-        prompt,
-        guidance: None,
-        params: sampling(pack, options, max_tokens),
-        constraint: Some(constraint),
-        structured: true,
-        finish,
-    })
+    Ok(media_plan(
+        pack, options, prompt, None, max_tokens, constraint, finish,
+    ))
 }
 
 #[cfg(test)]
