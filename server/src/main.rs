@@ -4,6 +4,7 @@ mod codec;
 mod generate;
 mod media;
 mod text;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,13 @@ enum Command {
     },
     /// Run a task of a model pack (text-to-image, text-to-speech, ...) and write its output.
     Generate(generate::GenerateArgs),
+    /// Run a workflow file (YAML) and write its outputs into a folder.
+    Run(workflow::RunArgs),
+    /// Check workflow files, print the format's schema, list the nodes.
+    Workflow {
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
+    },
     /// Complete a prompt with a text model (OpenAI completion JSON with --json).
     Complete(text::CompleteArgs),
     /// Chat with a text model on the terminal, streaming replies.
@@ -52,6 +60,8 @@ fn main() -> ExitCode {
         Command::Media { command } => media::run(command),
         Command::Codec { command } => codec::run(command),
         Command::Generate(args) => generate::run(args),
+        Command::Run(args) => workflow::run(args),
+        Command::Workflow { command } => workflow::command(command),
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),
     };
