@@ -501,7 +501,7 @@ outputs:
             ("13:20", "audio: takes audio, but inputs.picture is image"),
             ("16:20", "there is no step \"nowhere\""),
             ("19:20", "has no output \"pieces\""),
-            ("27:9", "mesh.normalize needs mesh (mesh)"),
+            ("26:9", "mesh.normalize needs mesh (mesh)"),
             ("30:15", "for_each: inputs.text is text, not a list"),
             ("33:18", "must be a plain file name"),
         ];
