@@ -68,9 +68,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line that names the file and the problem.
-            let message = format!("{e:#}").replace('\n', " ");
-            eprintln!("anyforge: {message}");
+            // Names the file and the problem; a list of problems (workflow
+            // validation) keeps one per line.
+            eprintln!("anyforge: {e:#}");
             ExitCode::FAILURE
         }
     }

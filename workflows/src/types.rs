@@ -175,7 +175,7 @@ impl Value {
                 .ok_or_else(|| format!("{n} is not an integer")),
             (Base::Boolean, J::Bool(b)) => Ok(Value::Boolean(*b)),
             (base, _) if PortType::one(base).is_media() => Err(format!(
-                "a {} comes from a workflow input or a step, not a literal",
+                "{} values come from a workflow input or a step, not a literal",
                 PortType::one(base)
             )),
             _ => Err(format!("expected {ty}, got {v}")),
