@@ -43,6 +43,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Run a workflow file (YAML) and write its outputs into a folder.
     Run(workflow::RunArgs),
+    /// Run a workflow once per row of a JSONL or CSV file; resumable.
+    Render(workflow::RenderArgs),
     /// Check workflow files, print the format's schema, list the nodes.
     Workflow {
         #[command(subcommand)]
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Codec { command } => codec::run(command),
         Command::Generate(args) => generate::run(args),
         Command::Run(args) => workflow::run(args),
+        Command::Render(args) => workflow::render(args),
         Command::Workflow { command } => workflow::command(command),
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),

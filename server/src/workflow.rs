@@ -2,17 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use modalities::{Kind, Sampling};
 use pipelines::generate::EngineConfig;
 use pipelines::pack::{self, Pack};
 use pipelines::tasks::Runner;
 use serde_json::json;
-use workflows::types::Base;
-use workflows::{Event, PortType, RunOptions, Value, Workflow, WorkflowLimits};
+use workflows::{Event, RunOptions, Workflow, WorkflowLimits};
 
 #[derive(Subcommand)]
 pub enum WorkflowCommand {
@@ -115,89 +114,12 @@ pub fn command(command: WorkflowCommand) -> Result<()> {
     }
 }
 
-/// A `--set` value as the input's type.
-fn parse_input(name: &str, raw: &str, ty: PortType) -> Result<Value> {
-    if ty.is_media() && !ty.list {
-        let media = modalities::read_media(
-            Path::new(raw),
-            Sampling::All,
-            &modalities::Limits::default(),
-        )
-        .with_context(|| format!("--set {name}: {raw}"))?;
-        return Ok(Value::Media(media));
-    }
-    let literal = match ty.base {
-        Base::Text if !ty.list => serde_json::Value::String(raw.into()),
-        _ => serde_json::from_str(raw)
-            .with_context(|| format!("--set {name}: {raw:?} is not {ty}"))?,
-    };
-    Value::from_literal(&literal, ty).map_err(|e| anyhow::anyhow!("--set {name}: {e}"))
-}
-
 fn default_cache() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("anyforge").join("steps")
-}
-
-fn extension(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Text => "txt",
-        Kind::Image => "png",
-        Kind::Audio => "wav",
-        Kind::Video => "mp4",
-        Kind::Mesh => "glb",
-    }
-}
-
-/// Writes one output value under `dir` (file names were checked at
-/// validation: no folders, no `..`).
-fn write_output(
-    dir: &Path,
-    file: &str,
-    value: &Value,
-    written: &mut Vec<serde_json::Value>,
-) -> Result<()> {
-    match value {
-        Value::List(items) => {
-            let (stem, ext) = file
-                .rsplit_once('.')
-                .map_or((file, None), |(s, e)| (s, Some(e)));
-            for (i, item) in items.iter().enumerate() {
-                let name = match ext {
-                    Some(e) => format!("{stem}-{i}.{e}"),
-                    None => format!("{stem}-{i}"),
-                };
-                write_output(dir, &name, item, written)?;
-            }
-            Ok(())
-        }
-        Value::Media(m) => {
-            let name = if Path::new(file).extension().is_some() {
-                file.to_string()
-            } else {
-                format!("{file}.{}", extension(m.kind()))
-            };
-            let path = dir.join(&name);
-            m.write(&path).with_context(|| path.display().to_string())?;
-            written.push(json!({"path": path, "sha256": pack::sha256_file(&path)?}));
-            Ok(())
-        }
-        other => {
-            let text = other.as_text().unwrap_or_default();
-            let name = if Path::new(file).extension().is_some() {
-                file.to_string()
-            } else {
-                format!("{file}.txt")
-            };
-            let path = dir.join(&name);
-            modalities::write_atomic(&path, text.as_bytes())?;
-            written.push(json!({"path": path, "sha256": pack::sha256_file(&path)?}));
-            Ok(())
-        }
-    }
 }
 
 fn print_event(event: &Event) {
@@ -209,6 +131,95 @@ fn print_event(event: &Event) {
         Event::Finished { step, seconds } => eprintln!("[{step}] done in {seconds:.2} s"),
         Event::Failed { step, reason } => eprintln!("[{step}] failed: {reason}"),
     }
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// Rows of inputs: JSONL (one object per line) or CSV (a header of
+    /// input names). Media paths are relative to this file's folder.
+    #[arg(long)]
+    batch: PathBuf,
+    /// Rows rendered at once.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+    /// Outputs go to DIR/rows/NNNNN/, the manifest to DIR/manifest.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    pack: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    #[arg(long)]
+    no_cache: bool,
+    #[arg(long)]
+    limits: Option<PathBuf>,
+}
+
+fn runner_for(wf: &Workflow, pack_dir: Option<&Path>) -> Result<Option<Runner>> {
+    if !wf.uses_pack() {
+        return Ok(None);
+    }
+    let dir = pack_dir.map_or_else(pack::default_dir, Path::to_path_buf);
+    let pack = Pack::load(&dir).with_context(|| format!("pack {}", dir.display()))?;
+    Ok(Some(Runner::new(Arc::new(pack), EngineConfig::default())))
+}
+
+pub fn render(args: RenderArgs) -> Result<()> {
+    let limits = limits(args.limits.as_deref())?;
+    let wf: Workflow = workflows::load(&args.workflow, &limits)
+        .with_context(|| args.workflow.display().to_string())?;
+    let rows = workflows::batch::read_rows(&args.batch, limits.max_batch_rows)?;
+    let runner = runner_for(&wf, args.pack.as_deref())?;
+    let options = RunOptions {
+        seed: args.seed,
+        cache_dir: (!args.no_cache).then(|| args.cache.clone().unwrap_or_else(default_cache)),
+        max_concurrent: limits.max_concurrent,
+        max_fan_out: limits.max_fan_out,
+    };
+    // The first Ctrl-C lets rows in flight finish; a second one exits.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping after the rows in flight (Ctrl-C again to quit now)");
+    });
+    let rows_dir = args.batch.parent().unwrap_or(Path::new("."));
+    let total = rows.len();
+    let report = workflows::batch::render(
+        &wf,
+        &rows,
+        rows_dir,
+        &args.out,
+        runner.as_ref(),
+        &options,
+        args.jobs,
+        &stop,
+        &|line| match &line.error {
+            None => eprintln!("row {} of {total}: ok in {:.2} s", line.row, line.seconds),
+            Some(e) => eprintln!("row {} of {total}: failed: {e}", line.row),
+        },
+    )?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.failed > 0 {
+        bail!(
+            "{} row(s) failed (see {})",
+            report.failed,
+            args.out.join(workflows::batch::MANIFEST).display()
+        );
+    }
+    if report.not_run > 0 {
+        bail!(
+            "stopped with {} row(s) left; run the same command to resume",
+            report.not_run
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -224,16 +235,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             let known: Vec<&String> = wf.inputs.keys().collect();
             bail!("--set {name}: the workflow has no such input (inputs: {known:?})");
         };
-        given.insert(name.to_string(), parse_input(name, raw, input.ty)?);
+        given.insert(
+            name.to_string(),
+            workflows::io::parse_input(name, raw, input.ty, Path::new("."))?,
+        );
     }
     let inputs = workflows::run::bind_inputs(&wf, given)?;
-    let runner = if wf.uses_pack() {
-        let dir = args.pack.clone().unwrap_or_else(pack::default_dir);
-        let pack = Pack::load(&dir).with_context(|| format!("pack {}", dir.display()))?;
-        Some(Runner::new(Arc::new(pack), EngineConfig::default()))
-    } else {
-        None
-    };
+    let runner = runner_for(&wf, args.pack.as_deref())?;
     let options = RunOptions {
         seed: args.seed,
         cache_dir: (!args.no_cache).then(|| args.cache.clone().unwrap_or_else(default_cache)),
@@ -242,11 +250,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let report = workflows::run::run(&wf, &inputs, runner.as_ref(), &options, &print_event)?;
-    std::fs::create_dir_all(&args.out).with_context(|| args.out.display().to_string())?;
-    let mut written = Vec::new();
-    for (file, value) in &report.outputs {
-        write_output(&args.out, file, value, &mut written)?;
-    }
+    let written = workflows::io::write_outputs(&args.out, &report.outputs)?;
     let summary = json!({
         "workflow": wf.name,
         "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,

@@ -133,3 +133,123 @@ fn run_writes_the_outputs_into_the_folder_and_reports_them() {
     ]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such input"));
 }
+
+#[test]
+fn a_batch_with_failing_rows_completes_the_rest_and_resumes_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = dir.path().join("short-speech.yaml");
+    std::fs::write(
+        &workflow,
+        r#"name: short-speech
+inputs:
+  text: { type: text }
+  speed: { type: number, default: 1.0 }
+steps:
+  - id: speech
+    uses: text-to-speech
+    with: { text: "${{ inputs.text }}", speed: "${{ inputs.speed }}", seconds: 0.2 }
+outputs:
+  speech.wav: "${{ steps.speech.outputs.audio }}"
+"#,
+    )
+    .unwrap();
+    let rows: String = (0..20)
+        .map(|i| match i {
+            // Two rows ask for an impossible speed.
+            5 | 12 => format!("{{\"text\": \"Row {i}.\", \"speed\": 3.0}}\n"),
+            _ => format!("{{\"text\": \"Row {i}.\"}}\n"),
+        })
+        .collect();
+    let batch = dir.path().join("rows.jsonl");
+    std::fs::write(&batch, rows).unwrap();
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+    let args: Vec<String> = [
+        "render",
+        workflow.to_str().unwrap(),
+        "--batch",
+        batch.to_str().unwrap(),
+        "--jobs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let manifest = out.join("manifest.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&manifest)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    // Killed mid-way: at least four rows recorded, not all twenty.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_anyforge"))
+        .args(&args)
+        .env_remove("ANYFORGE_PACK")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while lines() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = lines();
+    assert!(
+        (4..20).contains(&before),
+        "{before} rows recorded before the kill"
+    );
+
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let resumed = anyforge(&args);
+    assert!(!resumed.status.success(), "two rows fail");
+    let report: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(report["rows"], 20);
+    assert_eq!(report["failed"], 2);
+    let skipped = report["skipped"].as_u64().unwrap();
+    assert!(
+        skipped >= 3,
+        "rows finished before the kill are not rerun: {report}"
+    );
+    assert_eq!(skipped + report["done"].as_u64().unwrap(), 18);
+
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut seen: Vec<u64> = Vec::new();
+    for line in text.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        let row = line["row"].as_u64().unwrap();
+        assert!(!seen.contains(&row), "row {row} recorded twice");
+        seen.push(row);
+        if [5, 12].contains(&row) {
+            assert_eq!(line["status"], "failed");
+            assert!(line["error"].as_str().unwrap().contains("speed"), "{line}");
+        } else {
+            assert_eq!(line["status"], "ok");
+            let output = &line["outputs"][0];
+            let path = Path::new(output["path"].as_str().unwrap());
+            assert!(path.starts_with(&out), "written inside the output folder");
+            let audio = modalities::Audio::read(path, &modalities::Limits::default()).unwrap();
+            assert!(audio.duration_s() > 0.0);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..20).collect::<Vec<u64>>(),
+        "every row exactly once"
+    );
+
+    let third = anyforge(&args);
+    let report: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(
+        (report["skipped"].as_u64(), report["done"].as_u64()),
+        (Some(18), Some(0))
+    );
+}

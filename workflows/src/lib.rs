@@ -3,8 +3,10 @@
 //! ([`spec`]), checked as a whole ([`validate`]), and run with cached,
 //! concurrent steps ([`run`]).
 
+pub mod batch;
 mod error;
 pub mod expr;
+pub mod io;
 pub mod node;
 pub mod nodes;
 pub mod run;

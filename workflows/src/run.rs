@@ -104,8 +104,8 @@ pub fn bind_inputs(
                 })
             }
         };
-        if !input.ty.accepts(value.port_type())
-            && !(value == Value::List(Vec::new()) && input.ty.list)
+        if !(input.ty.accepts(value.port_type())
+            || value == Value::List(Vec::new()) && input.ty.list)
         {
             return Err(WorkflowError::Input {
                 name: name.clone(),

@@ -97,6 +97,8 @@ pub struct WorkflowLimits {
     pub max_fan_out: usize,
     /// Steps running at once.
     pub max_concurrent: usize,
+    /// Rows one batch file may hold.
+    pub max_batch_rows: usize,
 }
 
 impl Default for WorkflowLimits {
@@ -106,6 +108,7 @@ impl Default for WorkflowLimits {
             max_steps: 256,
             max_fan_out: 64,
             max_concurrent: 4,
+            max_batch_rows: 100_000,
         }
     }
 }
