@@ -179,7 +179,54 @@ pub fn as_audio<'a>(m: &'a Media, name: &str) -> Result<&'a Audio, String> {
     }
 }
 
+/// A node spec (most nodes take inputs and give outputs and need no pack).
+pub fn spec(
+    name: &'static str,
+    doc: &'static str,
+    inputs: Vec<Port>,
+    outputs: Vec<Port>,
+) -> NodeSpec {
+    NodeSpec {
+        name,
+        doc,
+        inputs,
+        outputs,
+        uses_pack: false,
+    }
+}
+
+/// An optional integer input.
+impl Inputs {
+    pub fn opt_integer(&self, name: &str) -> Result<Option<i64>, String> {
+        self.0.get(name).map(|_| self.integer(name)).transpose()
+    }
+}
+
+/// One media output.
+pub fn media_output(name: &str, media: Media) -> Outputs {
+    output(name, Value::Media(media))
+}
+
 /// One output.
 pub fn output(name: &str, value: Value) -> Outputs {
     BTreeMap::from([(name.to_string(), value)])
+}
+
+/// Runs a node on inputs, with its defaults filled in (for node tests).
+#[cfg(test)]
+pub fn run_node(node: &dyn Node, given: Vec<(&str, Value)>) -> Result<Outputs, String> {
+    let progress = |_, _| {};
+    let ctx = StepContext {
+        runner: None,
+        seed: 0,
+        progress: &progress,
+    };
+    let mut map: BTreeMap<String, Value> =
+        given.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for p in node.spec().inputs {
+        if let (false, Some(d)) = (map.contains_key(p.name), &p.default) {
+            map.insert(p.name.into(), Value::from_literal(d, p.ty)?);
+        }
+    }
+    node.run(&ctx, &Inputs(map))
 }

@@ -460,3 +460,81 @@ pub fn run(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{load_str, WorkflowLimits};
+
+    #[test]
+    fn a_failed_step_fails_only_what_depends_on_it() {
+        let wf = load_str(
+            r##"name: partial
+inputs:
+  text: { type: text, default: "One. Two." }
+steps:
+  - id: bad
+    uses: text.split
+    with: { text: "${{ inputs.text }}", by: word }
+  - id: after_bad
+    uses: text.join
+    with: { items: "${{ steps.bad.outputs.items }}" }
+  - id: good
+    uses: text.normalize
+    with: { text: "${{ inputs.text }}" }
+  - id: each
+    uses: text.normalize
+    for_each: "${{ steps.split.outputs.items }}"
+    with: { text: "#${{ index }} ${{ item }}" }
+  - id: split
+    uses: text.split
+    with: { text: "${{ inputs.text }}" }
+outputs:
+  good.txt: "${{ steps.good.outputs.text }}"
+  lost.txt: "${{ steps.after_bad.outputs.text }}"
+  each.txt: "${{ steps.each.outputs.text }}"
+"##,
+            &WorkflowLimits::default(),
+        )
+        .unwrap();
+        let inputs = bind_inputs(&wf, BTreeMap::new()).unwrap();
+        let events = std::sync::Mutex::new(Vec::new());
+        let report = run(&wf, &inputs, None, &RunOptions::default(), &|e| {
+            events.lock().unwrap().push(e.clone())
+        })
+        .unwrap();
+        let failed: Vec<&str> = report.failed.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(failed, vec!["bad", "after_bad"]);
+        assert!(report.failed[1].1.contains("\"bad\" failed"));
+        assert_eq!(
+            report.outputs.get("good.txt"),
+            Some(&Value::Text("One. Two.".into()))
+        );
+        assert!(!report.outputs.contains_key("lost.txt"));
+        assert_eq!(
+            report.outputs.get("each.txt"),
+            Some(&Value::List(vec![
+                Value::Text("#0 One.".into()),
+                Value::Text("#1 Two.".into())
+            ])),
+            "for_each over a later-defined step, with item and index"
+        );
+        let events = events.into_inner().unwrap();
+        assert!(events.contains(&Event::Progress {
+            step: "each".into(),
+            done: 2,
+            total: 2
+        }));
+
+        let tight = RunOptions {
+            max_fan_out: 1,
+            ..RunOptions::default()
+        };
+        let report = run(&wf, &inputs, None, &tight, &|_| {}).unwrap();
+        assert!(report
+            .failed
+            .iter()
+            .any(|(s, r)| s == "each" && r.contains("over the limit of 1")));
+    }
+}

@@ -1,8 +1,12 @@
-//! Every node, one line each. A new node is one file plus one line here.
+//! Every node, one line each. A new node is one file (or one struct in its
+//! modality's file) plus one line here.
 
-mod media_ops;
+mod audio_ops;
+mod image_ops;
+mod mesh_ops;
 mod task;
 mod text_ops;
+mod video_ops;
 
 use crate::node::Node;
 
@@ -19,12 +23,28 @@ pub const REGISTRY: &[fn() -> Box<dyn Node>] = &[
     text_ops::normalize,
     text_ops::split,
     text_ops::join,
-    media_ops::loudness,
-    media_ops::resize,
-    media_ops::mesh_normalize,
-    media_ops::concat,
-    media_ops::mux,
-    media_ops::from_frames,
+    text_ops::template,
+    image_ops::resize,
+    image_ops::crop,
+    image_ops::pad,
+    image_ops::composite,
+    image_ops::text,
+    audio_ops::loudness,
+    audio_ops::gain,
+    audio_ops::resample,
+    audio_ops::trim,
+    audio_ops::concat,
+    audio_ops::mix,
+    audio_ops::silence,
+    video_ops::from_frames,
+    video_ops::concat,
+    video_ops::mux,
+    video_ops::trim,
+    video_ops::set_fps,
+    video_ops::thumbnail,
+    mesh_ops::normalize_node,
+    mesh_ops::transform,
+    mesh_ops::merge,
 ];
 
 /// The node named `name`.

@@ -138,6 +138,51 @@ impl Node for Join {
     }
 }
 
+/// `text.template`: a `minijinja` template over `text` and `items`.
+pub struct Template;
+
+pub fn template() -> Box<dyn Node> {
+    Box::new(Template)
+}
+
+impl Node for Template {
+    fn spec(&self) -> NodeSpec {
+        NodeSpec {
+            name: "text.template",
+            doc: "renders a minijinja template with `text` and `items` (a list) in scope",
+            inputs: vec![
+                Port::required(
+                    "template",
+                    TEXT,
+                    "e.g. \"A photo of {{ text }}\" or \"{{ items | join(', ') }}\"",
+                ),
+                Port::with_default("text", TEXT, json!(""), "available as `text`"),
+                Port::with_default("items", TEXTS, json!([]), "available as `items`"),
+            ],
+            outputs: vec![Port::output("text", TEXT, "the rendered text")],
+            uses_pack: false,
+        }
+    }
+    fn run(&self, _: &StepContext, inputs: &Inputs) -> Result<Outputs, String> {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let template = inputs.text("template")?;
+        env.add_template("t", &template)
+            .map_err(|e| format!("template: {e}"))?;
+        let items: Vec<String> = inputs
+            .list("items")?
+            .iter()
+            .filter_map(Value::as_text)
+            .collect();
+        let value = inputs.text("text")?;
+        let text = env
+            .get_template("t")
+            .and_then(|t| t.render(minijinja::context! { text => value, items => items }))
+            .map_err(|e| format!("template: {e}"))?;
+        Ok(output("text", Value::Text(text)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
