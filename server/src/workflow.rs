@@ -1,9 +1,10 @@
 //! `anyforge run` and `anyforge workflow validate|schema|nodes`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -133,6 +134,63 @@ fn print_event(event: &Event) {
     }
 }
 
+/// A live bar per step on a terminal; plain lines otherwise (logs, pipes).
+struct Progress {
+    bars: Option<(
+        indicatif::MultiProgress,
+        Mutex<HashMap<String, indicatif::ProgressBar>>,
+    )>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| (indicatif::MultiProgress::new(), Mutex::new(HashMap::new())));
+        Progress { bars }
+    }
+
+    fn on(&self, event: &Event) {
+        let Some((multi, bars)) = &self.bars else {
+            return print_event(event);
+        };
+        let Ok(mut bars) = bars.lock() else { return };
+        let step = match event {
+            Event::Queued { step }
+            | Event::Started { step }
+            | Event::Progress { step, .. }
+            | Event::Cached { step }
+            | Event::Finished { step, .. }
+            | Event::Failed { step, .. } => step.clone(),
+        };
+        let bar = bars.entry(step.clone()).or_insert_with(|| {
+            let bar = multi.add(indicatif::ProgressBar::new(1));
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:24}] {pos}/{len} {msg}")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(step);
+            bar.set_message("queued");
+            bar
+        });
+        match event {
+            Event::Queued { .. } => {}
+            Event::Started { .. } => bar.set_message("running"),
+            Event::Progress { done, total, .. } => {
+                bar.set_length(*total);
+                bar.set_position(*done);
+            }
+            Event::Cached { .. } => bar.set_message("cached"),
+            Event::Finished { seconds, .. } => {
+                bar.set_position(bar.length().unwrap_or(1));
+                bar.finish_with_message(format!("done in {seconds:.2} s"));
+            }
+            Event::Failed { reason, .. } => bar.abandon_with_message(format!("failed: {reason}")),
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct RenderArgs {
     /// The workflow file.
@@ -249,7 +307,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         max_fan_out: limits.max_fan_out,
     };
     let started = std::time::Instant::now();
-    let report = workflows::run::run(&wf, &inputs, runner.as_ref(), &options, &print_event)?;
+    let progress = Progress::new();
+    let report = workflows::run::run(&wf, &inputs, runner.as_ref(), &options, &|e| progress.on(e))?;
     let written = workflows::io::write_outputs(&args.out, &report.outputs)?;
     let summary = json!({
         "workflow": wf.name,

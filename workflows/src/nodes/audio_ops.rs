@@ -284,10 +284,11 @@ impl Node for Silence {
             inputs.integer("rate")?,
             inputs.integer("channels")?,
         );
-        if !(seconds > 0.0 && seconds <= 3600.0)
-            || !(1000..=384_000).contains(&rate)
-            || !(1..=8).contains(&channels)
-        {
+        let valid = seconds > 0.0
+            && seconds <= 3600.0
+            && (1000..=384_000).contains(&rate)
+            && (1..=8).contains(&channels);
+        if !valid {
             return Err(format!(
                 "{seconds} s at {rate} Hz x {channels} is out of range"
             ));
