@@ -3,6 +3,7 @@
 mod codec;
 mod generate;
 mod media;
+mod serve;
 mod text;
 mod workflow;
 
@@ -39,6 +40,8 @@ enum Command {
         #[command(subcommand)]
         command: codec::CodecCommand,
     },
+    /// Serve the OpenAI-compatible HTTP API on a model pack.
+    Serve(serve::ServeArgs),
     /// Run a task of a model pack (text-to-image, text-to-speech, ...) and write its output.
     Generate(generate::GenerateArgs),
     /// Run a workflow file (YAML) and write its outputs into a folder.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Media { command } => media::run(command),
         Command::Codec { command } => codec::run(command),
+        Command::Serve(args) => serve::serve(args),
         Command::Generate(args) => generate::run(args),
         Command::Run(args) => workflow::run(args),
         Command::Render(args) => workflow::render(args),

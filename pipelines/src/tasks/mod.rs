@@ -270,12 +270,29 @@ impl Runner {
 
     /// Starts a chat reply and returns its event stream (text as it comes).
     pub fn chat_stream(&self, options: &TaskOptions, inputs: &TaskInputs) -> Result<RequestHandle> {
+        let (prompt, mut params) = self.chat_prompt(options, inputs)?;
+        params.seed = options.seed;
+        self.submit_text(prompt, params)
+    }
+
+    /// A chat's prompt (media blocks spliced in) and the pack's sampling
+    /// for it, for callers that set more of the sampling (the HTTP API).
+    pub fn chat_prompt(
+        &self,
+        options: &TaskOptions,
+        inputs: &TaskInputs,
+    ) -> Result<(Vec<u32>, SamplingParams)> {
         options.validate()?;
         let plan = plans::build(self, TaskName::Chat, options, inputs)?;
-        let mut params = plan.params;
-        params.seed = options.seed;
-        self.engine
-            .submit(GenerationRequest::new(plan.prompt, params))
+        Ok((plan.prompt, plan.params))
+    }
+
+    /// Generates text (never media codes) after `prompt`.
+    pub fn submit_text(&self, prompt: Vec<u32>, params: SamplingParams) -> Result<RequestHandle> {
+        let text = self.pack.text_ranges();
+        let mut request = GenerationRequest::new(prompt, params);
+        request.constraint = Some(Box::new(constrain::TextOnly(text)));
+        self.engine.submit(request)
     }
 
     /// The tokens that may appear in OBJ text, found once per runner.

@@ -1,0 +1,241 @@
+//! `/v1/images/generations`, `/v1/audio/speech` and `/v1/meshes`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use modalities::{Format, Media};
+use pipelines::tasks::{TaskInputs, TaskName, TaskOptions, TaskOutput};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, ApiResult, Shared};
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// Runs a task off the async threads.
+async fn run_task(state: &Shared, task: TaskName, options: TaskOptions) -> ApiResult<Vec<Media>> {
+    let state = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        state.runner.run(task, &options, &TaskInputs::default())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    result
+        .outputs
+        .into_iter()
+        .map(|o| match o {
+            TaskOutput::Media(m) => Ok(m),
+            TaskOutput::Text(_) => Err(ApiError::internal("the task returned text")),
+        })
+        .collect()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[derive(Deserialize)]
+pub struct ImageBody {
+    prompt: String,
+    n: Option<usize>,
+    size: Option<String>,
+    response_format: Option<String>,
+    output_format: Option<String>,
+    seed: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    model: Option<String>,
+}
+
+pub async fn image_generations(
+    State(state): State<Shared>,
+    body: Body<ImageBody>,
+) -> ApiResult<Json<Value>> {
+    let Json(body) = body?;
+    let n = body.n.unwrap_or(1);
+    if n == 0 || n > state.limits.max_n {
+        return Err(ApiError::invalid(
+            "n",
+            format!("{n} is not in 1..={}", state.limits.max_n),
+        ));
+    }
+    if let Some(f) = body.response_format.as_deref().filter(|f| *f != "b64_json") {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!("{f:?}: only b64_json is served (the server keeps no URLs)"),
+        ));
+    }
+    let format = match body.output_format.as_deref().unwrap_or("png") {
+        "png" => Format::Png,
+        "jpeg" | "jpg" => Format::Jpeg,
+        "webp" => Format::Webp,
+        other => {
+            return Err(ApiError::invalid(
+                "output_format",
+                format!("{other:?} is not png, jpeg or webp"),
+            ))
+        }
+    };
+    let layout = state
+        .runner
+        .pack()
+        .image
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("model", "the pack makes no images"))?;
+    let d = layout.downsample;
+    let size = match body.size.as_deref() {
+        None | Some("auto") => None,
+        Some(s) => {
+            let parsed = s
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)));
+            match parsed {
+                Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Some([h / d, w / d]),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "size",
+                        format!("{s:?} is not WIDTHxHEIGHT in multiples of {d}"),
+                    ))
+                }
+            }
+        }
+    };
+    let options = TaskOptions {
+        prompt: body.prompt,
+        n,
+        size,
+        seed: body.seed,
+        ..TaskOptions::default()
+    };
+    let images = run_task(&state, TaskName::TextToImage, options).await?;
+    let data = images
+        .iter()
+        .map(|m| match m {
+            Media::Image(i) => {
+                Ok(json!({"b64_json": b64(&i.encode(format, None).map_err(ApiError::internal)?)}))
+            }
+            _ => Err(ApiError::internal("not an image")),
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(
+        json!({"created": super::openai_created(), "data": data, "output_format": body.output_format.unwrap_or_else(|| "png".into())}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SpeechBody {
+    input: String,
+    voice: Option<String>,
+    response_format: Option<String>,
+    speed: Option<f32>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    model: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    instructions: Option<String>,
+}
+
+pub async fn speech(State(state): State<Shared>, body: Body<SpeechBody>) -> ApiResult<Response> {
+    let Json(body) = body?;
+    let (ext, mime) = match body.response_format.as_deref().unwrap_or("mp3") {
+        "mp3" => ("mp3", "audio/mpeg"),
+        "opus" => ("opus", "audio/ogg"),
+        "aac" => ("aac", "audio/aac"),
+        "flac" => ("flac", "audio/flac"),
+        "wav" => ("wav", "audio/wav"),
+        "pcm" => ("pcm", "audio/pcm"),
+        other => {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!("{other:?} is not mp3, opus, aac, flac, wav or pcm"),
+            ))
+        }
+    };
+    if let Some(v) = &body.voice {
+        state.runner.pack().voice(v).map_err(|_| {
+            let known: Vec<&String> = state.runner.pack().manifest.voices.keys().collect();
+            ApiError::invalid(
+                "voice",
+                format!("{v:?} is not a voice of this model (voices: {known:?})"),
+            )
+        })?;
+    }
+    let options = TaskOptions {
+        prompt: body.input,
+        voice: body.voice,
+        speed: body.speed.unwrap_or(1.0),
+        ..TaskOptions::default()
+    };
+    if !(0.5..=2.0).contains(&options.speed) {
+        return Err(ApiError::invalid(
+            "speed",
+            format!("{} is not in [0.5, 2]", options.speed),
+        ));
+    }
+    let mut outputs = run_task(&state, TaskName::TextToSpeech, options).await?;
+    let Some(Media::Audio(audio)) = outputs.pop() else {
+        return Err(ApiError::internal("the task returned no audio"));
+    };
+    let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
+        if ext == "pcm" {
+            // OpenAI's pcm: 16-bit little-endian, mono, 24 kHz.
+            let mono = audio
+                .with_channels(1)
+                .resample(24_000)
+                .map_err(ApiError::internal)?;
+            return Ok(mono
+                .samples
+                .iter()
+                .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
+                .collect());
+        }
+        let dir = tempfile::tempdir().map_err(ApiError::internal)?;
+        let path = dir.path().join(format!("speech.{ext}"));
+        audio.write(&path).map_err(ApiError::internal)?;
+        std::fs::read(&path).map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MeshBody {
+    prompt: String,
+    format: Option<String>,
+    seed: Option<u64>,
+}
+
+pub async fn meshes(State(state): State<Shared>, body: Body<MeshBody>) -> ApiResult<Json<Value>> {
+    let Json(body) = body?;
+    let name = body.format.unwrap_or_else(|| "glb".into());
+    let format = match name.as_str() {
+        "obj" => Format::Obj,
+        "glb" => Format::Glb,
+        "ply" => Format::Ply,
+        "stl" => Format::Stl,
+        other => {
+            return Err(ApiError::invalid(
+                "format",
+                format!("{other:?} is not obj, glb, ply or stl"),
+            ))
+        }
+    };
+    let options = TaskOptions {
+        prompt: body.prompt,
+        seed: body.seed,
+        ..TaskOptions::default()
+    };
+    let mut outputs = run_task(&state, TaskName::TextToMesh, options).await?;
+    let Some(Media::Mesh(mesh)) = outputs.pop() else {
+        return Err(ApiError::internal("the task returned no mesh"));
+    };
+    let bytes = mesh.encode(format).map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "created": super::openai_created(),
+        "data": [{"b64_json": b64(&bytes), "format": name, "vertices": mesh.positions.len(), "faces": mesh.triangles.len()}],
+    })))
+}
