@@ -6,6 +6,7 @@ mod media;
 mod openai;
 #[cfg(test)]
 mod tests;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,6 +102,8 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/images/generations", post(media::image_generations))
+        .route("/v1/images/edits", post(uploads::image_edits))
+        .route("/v1/audio/transcriptions", post(uploads::transcriptions))
         .route("/v1/audio/speech", post(media::speech))
         .route("/v1/meshes", post(media::meshes))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));

@@ -1,0 +1,233 @@
+//! Multipart endpoints: `/v1/images/edits` and `/v1/audio/transcriptions`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Multipart, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use modalities::{Audio, Format, Image, Media};
+use pipelines::tasks::{TaskInputs, TaskName, TaskOptions, TaskOutput};
+use serde_json::json;
+
+use super::{ApiError, ApiResult, Shared};
+
+/// A multipart form: file fields as bytes, the rest as text.
+#[derive(Default)]
+struct Form {
+    files: HashMap<String, Vec<u8>>,
+    fields: HashMap<String, String>,
+}
+
+async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
+    let mut form = Form::default();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::new(e.status(), format!("multipart: {}", e.body_text())))?
+    {
+        // The newer SDKs send `image[]` for lists of images.
+        let name = field
+            .name()
+            .unwrap_or_default()
+            .trim_end_matches("[]")
+            .to_string();
+        let is_file = field.file_name().is_some();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::new(e.status(), format!("{name}: {}", e.body_text())))?;
+        if is_file {
+            form.files.entry(name).or_insert_with(|| bytes.to_vec());
+        } else {
+            let text = String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::invalid(&name, "not UTF-8 text"))?;
+            form.fields.insert(name, text);
+        }
+    }
+    Ok(form)
+}
+
+impl Form {
+    fn number<T: std::str::FromStr>(&self, name: &str) -> ApiResult<Option<T>> {
+        self.fields
+            .get(name)
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| ApiError::invalid(name, format!("{v:?} is not a number")))
+            })
+            .transpose()
+    }
+
+    fn image(&self, name: &str) -> ApiResult<Option<Image>> {
+        self.files
+            .get(name)
+            .map(|b| {
+                Image::decode(b, &modalities::Limits::default())
+                    .map_err(|e| ApiError::invalid(name, e))
+            })
+            .transpose()
+    }
+}
+
+async fn run(
+    state: &Shared,
+    task: TaskName,
+    options: TaskOptions,
+    inputs: TaskInputs,
+) -> ApiResult<Vec<TaskOutput>> {
+    let state = state.clone();
+    let result = tokio::task::spawn_blocking(move || state.runner.run(task, &options, &inputs))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(result.outputs)
+}
+
+pub async fn image_edits(
+    State(state): State<Shared>,
+    multipart: Multipart,
+) -> ApiResult<Json<serde_json::Value>> {
+    let form = read_form(multipart).await?;
+    let image = form
+        .image("image")?
+        .ok_or_else(|| ApiError::invalid("image", "an image file is required"))?;
+    let mask = form.image("mask")?;
+    let prompt = form
+        .fields
+        .get("prompt")
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("prompt", "required"))?;
+    let n = form.number::<usize>("n")?.unwrap_or(1);
+    if n == 0 || n > state.limits.max_n {
+        return Err(ApiError::invalid(
+            "n",
+            format!("{n} is not in 1..={}", state.limits.max_n),
+        ));
+    }
+    if let Some(f) = form
+        .fields
+        .get("response_format")
+        .filter(|f| f.as_str() != "b64_json")
+    {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!("{f:?}: only b64_json is served"),
+        ));
+    }
+    let format = match form
+        .fields
+        .get("output_format")
+        .map_or("png", String::as_str)
+    {
+        "png" => Format::Png,
+        "jpeg" | "jpg" => Format::Jpeg,
+        "webp" => Format::Webp,
+        other => {
+            return Err(ApiError::invalid(
+                "output_format",
+                format!("{other:?} is not png, jpeg or webp"),
+            ))
+        }
+    };
+    let options = TaskOptions {
+        prompt,
+        n,
+        seed: form.number("seed")?,
+        ..TaskOptions::default()
+    };
+    let inputs = TaskInputs {
+        image: Some(image),
+        mask,
+        ..TaskInputs::default()
+    };
+    let outputs = run(&state, TaskName::ImageEdit, options, inputs).await?;
+    let data = outputs
+        .iter()
+        .map(|o| match o {
+            TaskOutput::Media(Media::Image(i)) => Ok(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(i.encode(format, None).map_err(ApiError::internal)?)})),
+            _ => Err(ApiError::internal("not an image")),
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(
+        json!({"created": super::openai_created(), "data": data}),
+    ))
+}
+
+/// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (VTT).
+fn timestamp(seconds: f64, sep: char) -> String {
+    let ms = (seconds * 1000.0).round() as u64;
+    format!(
+        "{:02}:{:02}:{:02}{sep}{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+pub async fn transcriptions(
+    State(state): State<Shared>,
+    multipart: Multipart,
+) -> ApiResult<Response> {
+    let form = read_form(multipart).await?;
+    let bytes = form
+        .files
+        .get("file")
+        .ok_or_else(|| ApiError::invalid("file", "an audio file is required"))?;
+    let audio = Audio::decode(bytes, &modalities::Limits::default())
+        .map_err(|e| ApiError::invalid("file", e))?;
+    let duration = audio.duration_s();
+    let format = form
+        .fields
+        .get("response_format")
+        .cloned()
+        .unwrap_or_else(|| "json".into());
+    if !["json", "text", "srt", "vtt", "verbose_json"].contains(&format.as_str()) {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!("{format:?} is not json, text, srt, vtt or verbose_json"),
+        ));
+    }
+    let options = TaskOptions {
+        temperature: form.number("temperature")?,
+        ..TaskOptions::default()
+    };
+    let inputs = TaskInputs {
+        audio: Some(audio),
+        ..TaskInputs::default()
+    };
+    let text = match run(&state, TaskName::Transcribe, options, inputs)
+        .await?
+        .pop()
+    {
+        Some(TaskOutput::Text(t)) => t.trim().to_string(),
+        _ => return Err(ApiError::internal("the task returned no text")),
+    };
+    // One segment: the model gives no timings of its own.
+    let plain = |body: String| {
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    };
+    Ok(match format.as_str() {
+        "text" => plain(text),
+        "srt" => plain(format!("1\n{} --> {}\n{text}\n", timestamp(0.0, ','), timestamp(duration, ','))),
+        "vtt" => plain(format!("WEBVTT\n\n{} --> {}\n{text}\n", timestamp(0.0, '.'), timestamp(duration, '.'))),
+        "verbose_json" => Json(json!({
+            "task": "transcribe", "language": form.fields.get("language").cloned().unwrap_or_else(|| "unknown".into()),
+            "duration": duration, "text": text,
+            "segments": [{"id": 0, "start": 0.0, "end": duration, "text": text}],
+        }))
+        .into_response(),
+        _ => Json(json!({"text": text})).into_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps() {
+        assert_eq!(super::timestamp(3725.5, ','), "01:02:05,500");
+        assert_eq!(super::timestamp(0.0, '.'), "00:00:00.000");
+    }
+}
