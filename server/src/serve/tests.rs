@@ -425,7 +425,8 @@ async fn image_edits_and_transcriptions_take_uploads() {
         );
     }
 
-    let bad: [(&str, Vec<(&str, Option<&str>, Vec<u8>)>, &str); 4] = [
+    type Fields<'a> = Vec<(&'a str, Option<&'a str>, Vec<u8>)>;
+    let bad: [(&str, Fields, &str); 4] = [
         (
             "/v1/audio/transcriptions",
             vec![(
