@@ -2,7 +2,8 @@
 # Installs the Debian packages anyforge needs to build and test, when missing:
 # FFmpeg's development libraries (ffmpeg-next links them), clang (bindgen),
 # pkg-config, and the independent tools the tests make fixtures with
-# (ffmpeg, sox, ImageMagick). Run as root, or with sudo available.
+# (ffmpeg, sox, ImageMagick), and Python with venv for the OpenAI SDK
+# compatibility test. Run as root, or with sudo available.
 set -euo pipefail
 need=()
 pkg-config --exists libavformat libavcodec libswscale libswresample libavutil 2>/dev/null \
@@ -12,6 +13,8 @@ command -v clang >/dev/null || need+=(clang)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v sox >/dev/null || need+=(sox)
+# The OpenAI SDK compatibility test runs the SDK in a Python venv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 [ -x /usr/bin/convert ] || need+=(imagemagick)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

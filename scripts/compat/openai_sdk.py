@@ -1,0 +1,62 @@
+"""The official OpenAI Python SDK against a running `anyforge serve`.
+
+    python scripts/compat/openai_sdk.py http://127.0.0.1:8080/v1
+
+Exits non-zero on the first mismatch. Run by server/tests/openai_sdk.rs
+when ANYFORGE_OPENAI_PYTHON names a Python with the `openai` package
+(.ci/run installs one).
+"""
+import base64
+import io
+import struct
+import sys
+import wave
+
+import openai
+from openai import OpenAI
+
+base = sys.argv[1]
+client = OpenAI(base_url=base, api_key="unused")
+model = client.models.list().data[0].id
+
+reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=4, seed=1)
+assert reply.choices[0].message.role == "assistant", reply
+assert reply.usage.completion_tokens <= 4, reply.usage
+again = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello"}], max_tokens=4, seed=1)
+assert again.choices[0].message.content == reply.choices[0].message.content, "same seed, same reply"
+
+chunks = list(client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True))
+assert chunks and chunks[-1].choices[0].finish_reason in ("stop", "length"), chunks[-1]
+
+png = io.BytesIO()
+image = client.images.generate(model=model, prompt="a red circle", size="128x128", n=2, response_format="b64_json", extra_body={"seed": 3})
+assert len(image.data) == 2
+first = base64.b64decode(image.data[0].b64_json)
+assert first[:8] == b"\x89PNG\r\n\x1a\n", first[:8]
+
+edit = client.images.edit(model=model, image=("in.png", first, "image/png"), prompt="make it green")
+assert base64.b64decode(edit.data[0].b64_json)[:4] == b"\x89PNG"
+
+magic = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3"), "wav": (b"RIFF",), "flac": (b"fLaC",), "opus": (b"OggS",), "aac": (b"\xff\xf1", b"\xff\xf9", b"ADIF")}
+for fmt, heads in magic.items():
+    audio = client.audio.speech.create(model=model, input="Hello there.", voice="default", response_format=fmt)
+    assert audio.content.startswith(heads), (fmt, audio.content[:8])
+pcm = client.audio.speech.create(model=model, input="Hello.", voice="default", response_format="pcm").content
+assert len(pcm) % 2 == 0 and len(pcm) > 0
+
+wav = io.BytesIO()
+with wave.open(wav, "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(16000)
+    w.writeframes(b"".join(struct.pack("<h", int(8000 * ((i // 40) % 2 * 2 - 1))) for i in range(8000)))
+text = client.audio.transcriptions.create(model=model, file=("a.wav", wav.getvalue(), "audio/wav"))
+assert isinstance(text.text, str)
+
+try:
+    client.audio.speech.create(model=model, input="Hi", voice="nobody")
+    raise AssertionError("an unknown voice was accepted")
+except openai.BadRequestError as e:
+    assert e.body["param"] == "voice", e.body
+
+print("openai", openai.__version__, "compatible")
