@@ -19,7 +19,9 @@ impl Drop for Server {
 }
 
 fn healthy(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
@@ -32,7 +34,11 @@ fn the_openai_python_sdk_talks_to_the_server() {
         eprintln!("skipped: set ANYFORGE_OPENAI_PYTHON to a Python with the openai package (.ci/run does)");
         return;
     };
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_anyforge"))
             .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
@@ -49,7 +55,11 @@ fn the_openai_python_sdk_talks_to_the_server() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/compat/openai_sdk.py");
-    let out = Command::new(python).arg(script).arg(format!("http://127.0.0.1:{port}/v1")).output().unwrap();
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/v1"))
+        .output()
+        .unwrap();
     drop(server);
     assert!(
         out.status.success(),

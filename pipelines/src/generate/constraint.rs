@@ -52,6 +52,11 @@ pub trait TokenConstraint: Send {
     fn allowed(&mut self) -> Allowed;
     /// Records the sampled token (one that `allowed` permitted).
     fn accept(&mut self, token: u32);
+    /// Whether the structure is complete. The default asks `allowed`;
+    /// constraints whose `allowed` is costly answer from their state.
+    fn finished(&mut self) -> bool {
+        self.allowed() == Allowed::Done
+    }
 }
 
 /// Sets every logit outside `ranges` to minus infinity.

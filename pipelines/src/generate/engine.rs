@@ -614,7 +614,7 @@ impl Scheduler {
             seq.cancel.store(true, Ordering::Relaxed);
         }
         if let Some(constraint) = &mut seq.constraint {
-            if constraint.allowed() == Allowed::Done {
+            if constraint.finished() {
                 return Ok(Some(FinishReason::Stop));
             }
         }

@@ -241,6 +241,10 @@ impl TokenConstraint for ObjText {
         Allowed::tokens(ids)
     }
 
+    fn finished(&mut self) -> bool {
+        self.ended
+    }
+
     fn accept(&mut self, token: u32) {
         if self.end.contains(&token) {
             self.ended = true;
