@@ -7,6 +7,7 @@ mod openai;
 #[cfg(test)]
 mod tests;
 mod uploads;
+mod workflows_api;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -106,6 +107,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/audio/transcriptions", post(uploads::transcriptions))
         .route("/v1/audio/speech", post(media::speech))
         .route("/v1/meshes", post(media::meshes))
+        .route("/v1/nodes", get(workflows_api::nodes))
+        .route("/v1/workflows", get(workflows_api::list))
+        .route("/v1/workflows/validate", post(workflows_api::validate))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route(

@@ -462,3 +462,52 @@ async fn image_edits_and_transcriptions_take_uploads() {
         assert_eq!(json_of(&bytes)["error"]["param"], param);
     }
 }
+
+#[tokio::test]
+async fn workflows_nodes_and_validation_over_http() {
+    let (status, bytes, _) = call(&STATE, "GET", "/v1/workflows", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let names: Vec<String> = json_of(&bytes)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["image-edit", "text-to-3d", "text-to-video", "tts"]);
+    let (_, bytes, _) = call(&STATE, "GET", "/v1/nodes", None, None).await;
+    let nodes = json_of(&bytes);
+    assert!(nodes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["name"] == "audio.loudness" && n["inputs"][1]["default"] == -16.0));
+    let yaml = "name: loop\nsteps:\n  - id: a\n    uses: text.normalize\n    with: { text: \"${{ steps.b.outputs.text }}\" }\n  - id: b\n    uses: text.normalize\n    with: { text: \"${{ steps.a.outputs.text }}\" }\n";
+    let (status, bytes, _) = call(
+        &STATE,
+        "POST",
+        "/v1/workflows/validate",
+        Some(json!({"yaml": yaml})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json_of(&bytes);
+    assert_eq!(v["valid"], false);
+    assert_eq!(
+        (
+            v["errors"][0]["line"].as_u64(),
+            v["errors"][0]["column"].as_u64()
+        ),
+        (Some(6), Some(9)),
+        "at a step on the cycle"
+    );
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cycle"));
+}
