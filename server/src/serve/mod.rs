@@ -2,11 +2,13 @@
 //! model pack, sharing one generation engine (continuous batching).
 
 mod error;
+mod jobs;
 mod media;
 mod openai;
 #[cfg(test)]
 mod tests;
 mod uploads;
+mod videos;
 mod workflows_api;
 
 use std::net::SocketAddr;
@@ -48,7 +50,9 @@ impl Default for ServeLimits {
 }
 
 pub struct AppState {
-    pub runner: Runner,
+    pub runner: Arc<Runner>,
+    /// The durable job store, when the server has a data folder.
+    pub jobs: Option<Arc<jobs::Jobs>>,
     pub api_key: Option<String>,
     pub limits: ServeLimits,
     /// The model id clients name (the pack's name).
@@ -74,10 +78,14 @@ pub struct ServeArgs {
     /// Limits as a JSON file (fields of `ServeLimits`).
     #[arg(long, env = "ANYFORGE_LIMITS")]
     limits: Option<PathBuf>,
+    /// Where jobs and their files are kept across restarts.
+    #[arg(long, env = "ANYFORGE_DATA_DIR", default_value = "anyforge-data")]
+    data_dir: PathBuf,
 }
 
 pub fn state(
     pack_dir: &std::path::Path,
+    data_dir: Option<&std::path::Path>,
     api_key: Option<String>,
     limits: ServeLimits,
 ) -> Result<Shared> {
@@ -87,8 +95,20 @@ pub fn state(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let runner = Arc::new(Runner::new(Arc::new(pack), EngineConfig::default()));
+    let jobs = match data_dir {
+        None => None,
+        Some(dir) => {
+            let store =
+                jobs::Jobs::open(dir).with_context(|| format!("job store in {}", dir.display()))?;
+            let worker_runner = runner.clone();
+            store.start_worker(move |store, job| videos::run_job(&worker_runner, store, job));
+            Some(store)
+        }
+    };
     Ok(Arc::new(AppState {
-        runner: Runner::new(Arc::new(pack), EngineConfig::default()),
+        runner,
+        jobs,
         api_key,
         limits,
         model,
@@ -107,6 +127,17 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/audio/transcriptions", post(uploads::transcriptions))
         .route("/v1/audio/speech", post(media::speech))
         .route("/v1/meshes", post(media::meshes))
+        .route("/v1/videos", post(videos::create).get(videos::list))
+        .route(
+            "/v1/videos/{id}",
+            get(videos::retrieve).delete(videos::delete),
+        )
+        .route("/v1/videos/{id}/content", get(videos::content))
+        .route("/v1/jobs/{id}", get(videos::job))
+        .route("/v1/jobs/{id}/cancel", post(videos::cancel))
+        .route("/v1/jobs/{id}/events", get(videos::events))
+        .route("/v1/workflows/runs", post(videos::run_workflow))
+        .route("/v1/files/{id}/content", get(videos::file))
         .route("/v1/nodes", get(workflows_api::nodes))
         .route("/v1/workflows", get(workflows_api::list))
         .route("/v1/workflows/validate", post(workflows_api::validate))
@@ -159,7 +190,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     let dir = args.pack.clone().unwrap_or_else(pack::default_dir);
-    let state = state(&dir, args.api_key.clone(), limits)?;
+    let state = state(&dir, Some(&args.data_dir), args.api_key.clone(), limits)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
