@@ -254,6 +254,11 @@ impl Engine {
         &self.config
     }
 
+    /// Requests waiting for a slot.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
     fn check_prompt(&self, field: &str, prompt: &[u32]) -> Result<()> {
         if prompt.is_empty() {
             return Err(PipelineError::Request(format!(

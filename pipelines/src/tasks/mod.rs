@@ -198,6 +198,11 @@ impl Runner {
         &self.pack
     }
 
+    /// Requests waiting for the engine.
+    pub fn queue_depth(&self) -> usize {
+        self.engine.queued()
+    }
+
     /// Runs `task` to completion.
     pub fn run(
         &self,

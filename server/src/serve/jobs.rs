@@ -271,6 +271,18 @@ impl Jobs {
         }
     }
 
+    /// How many jobs are in each state.
+    pub fn counts(&self) -> Result<Vec<(String, i64)>, ApiError> {
+        let db = self.db()?;
+        let mut stmt = db
+            .prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
+    }
+
     pub fn set_progress(&self, id: &str, progress: f64) {
         if let Ok(db) = self.db() {
             let _ = db.execute(

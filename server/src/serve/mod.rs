@@ -3,12 +3,13 @@
 
 mod error;
 mod jobs;
+mod jobs_api;
 mod media;
+mod metrics;
 mod openai;
 #[cfg(test)]
 mod tests;
 mod uploads;
-mod videos;
 mod workflows_api;
 
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ pub struct AppState {
     /// The model id clients name (the pack's name).
     pub model: String,
     pub created: u64,
+    pub metrics: metrics::Metrics,
 }
 
 pub type Shared = Arc<AppState>;
@@ -102,7 +104,7 @@ pub fn state(
             let store =
                 jobs::Jobs::open(dir).with_context(|| format!("job store in {}", dir.display()))?;
             let worker_runner = runner.clone();
-            store.start_worker(move |store, job| videos::run_job(&worker_runner, store, job));
+            store.start_worker(move |store, job| jobs_api::run_job(&worker_runner, store, job));
             Some(store)
         }
     };
@@ -113,6 +115,7 @@ pub fn state(
         limits,
         model,
         created,
+        metrics: metrics::Metrics::default(),
     }))
 }
 
@@ -127,17 +130,17 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/audio/transcriptions", post(uploads::transcriptions))
         .route("/v1/audio/speech", post(media::speech))
         .route("/v1/meshes", post(media::meshes))
-        .route("/v1/videos", post(videos::create).get(videos::list))
+        .route("/v1/videos", post(jobs_api::create).get(jobs_api::list))
         .route(
             "/v1/videos/{id}",
-            get(videos::retrieve).delete(videos::delete),
+            get(jobs_api::retrieve).delete(jobs_api::delete),
         )
-        .route("/v1/videos/{id}/content", get(videos::content))
-        .route("/v1/jobs/{id}", get(videos::job))
-        .route("/v1/jobs/{id}/cancel", post(videos::cancel))
-        .route("/v1/jobs/{id}/events", get(videos::events))
-        .route("/v1/workflows/runs", post(videos::run_workflow))
-        .route("/v1/files/{id}/content", get(videos::file))
+        .route("/v1/videos/{id}/content", get(jobs_api::content))
+        .route("/v1/jobs/{id}", get(jobs_api::job))
+        .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs_api::events))
+        .route("/v1/workflows/runs", post(jobs_api::run_workflow))
+        .route("/v1/files/{id}/content", get(jobs_api::file))
         .route("/v1/nodes", get(workflows_api::nodes))
         .route("/v1/workflows", get(workflows_api::list))
         .route("/v1/workflows/validate", post(workflows_api::validate))
@@ -147,9 +150,22 @@ pub fn router(state: Shared) -> Router {
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/metrics", get(metrics::render))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        // A handler that panics answers 500; the connection and the server live on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(ApiError::internal(
+                    "the handler failed unexpectedly",
+                ))
+            },
+        ))
         .with_state(state)
 }
 

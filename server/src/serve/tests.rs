@@ -667,3 +667,23 @@ async fn workflow_runs_are_jobs_with_events_and_files() {
         assert_eq!(json_of(&bytes)["error"]["param"], param);
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_report_queue_and_jobs() {
+    call(&STATE, "GET", "/v1/models", None, None).await;
+    call(&STATE, "GET", "/v1/videos/none", None, None).await;
+    let (status, bytes, content_type) = call(&STATE, "GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain"));
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.contains("anyforge_http_requests_total{route=\"/v1/models\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("anyforge_http_requests_total{route=\"/v1/videos/{id}\",status=\"404\"}"),
+        "ids are not labels: {text}"
+    );
+    assert!(text.contains("anyforge_queue_depth 0"));
+    assert!(text.contains("# TYPE anyforge_jobs gauge"));
+}

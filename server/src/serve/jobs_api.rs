@@ -1,5 +1,5 @@
-//! Asynchronous jobs: `/v1/videos` in the shape other servers use, and the
-//! generic `/v1/jobs` and `/v1/files` (workflow runs come next).
+//! Asynchronous jobs: `/v1/videos` in the shape other servers use, workflow
+//! runs, and the generic `/v1/jobs` and `/v1/files`.
 
 use std::path::PathBuf;
 
