@@ -53,6 +53,24 @@ with wave.open(wav, "wb") as w:
 text = client.audio.transcriptions.create(model=model, file=("a.wav", wav.getvalue(), "audio/wav"))
 assert isinstance(text.text, str)
 
+import time
+
+video = client.videos.create(model=model, prompt="a ball rolling", seconds="1", size="64x64")
+assert video.status in ("queued", "in_progress"), video
+for _ in range(600):
+    video = client.videos.retrieve(video.id)
+    if video.status not in ("queued", "in_progress"):
+        break
+    time.sleep(0.2)
+assert video.status == "completed", video
+mp4 = client.videos.download_content(video.id).content
+assert mp4[4:8] == b"ftyp", mp4[:12]
+assert any(v.id == video.id for v in client.videos.list())
+started = client.videos.create(model=model, prompt="from a picture", seconds="1", size="64x64",
+                               input_reference=("ref.png", first, "image/png"))
+assert started.id != video.id
+assert client.videos.delete(video.id).deleted
+
 try:
     client.audio.speech.create(model=model, input="Hi", voice="nobody")
     raise AssertionError("an unknown voice was accepted")

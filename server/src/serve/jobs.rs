@@ -81,6 +81,7 @@ impl Jobs {
     /// previous process are queued again.
     pub fn open(dir: &Path) -> anyhow::Result<Arc<Jobs>> {
         std::fs::create_dir_all(dir.join("files"))?;
+        std::fs::create_dir_all(dir.join("inputs"))?;
         let db = Connection::open(dir.join("jobs.sqlite"))?;
         db.execute_batch(
             "PRAGMA journal_mode = WAL;

@@ -48,12 +48,36 @@ pub struct VideoBody {
     seed: Option<u64>,
 }
 
+/// Creates a video job from JSON, or from a form (as the OpenAI SDK sends
+/// it) that may carry an `input_reference` image: then image-to-video.
 pub async fn create(
     State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Body<VideoBody>,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
+    use axum::extract::FromRequest;
+    let headers = request.headers().clone();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (body, reference) = if is_form {
+        let multipart = axum::extract::Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        let form = super::uploads::read_form(multipart).await?;
+        let field = |n: &str| form.fields.get(n).cloned();
+        let body = VideoBody {
+            prompt: field("prompt").ok_or_else(|| ApiError::invalid("prompt", "required"))?,
+            model: field("model"),
+            seconds: field("seconds").map(Seconds::Text),
+            size: field("size"),
+            seed: form.number("seed")?,
+        };
+        (body, form.image("input_reference")?)
+    } else {
+        let Json(body) = Json::<VideoBody>::from_request(request, &state).await?;
+        (body, None)
+    };
     let seconds = match &body.seconds {
         None => None,
         Some(Seconds::Number(n)) => Some(*n),
@@ -71,9 +95,22 @@ pub async fn create(
     }
     // Checked now, so a bad size is a 400 and not a failed job later.
     grid(&state.runner, body.size.as_deref())?;
-    let request = json!({"prompt": body.prompt, "model": body.model, "seconds": seconds, "size": body.size, "seed": body.seed});
+    let store = jobs(&state)?;
+    // The reference image is kept with the job, so a restart can still run it.
+    let reference = match reference {
+        None => None,
+        Some(image) => {
+            let path = store
+                .dir
+                .join("inputs")
+                .join(format!("{}.png", new_id("ref")));
+            image.write(&path, None).map_err(ApiError::internal)?;
+            Some(path.to_string_lossy().into_owned())
+        }
+    };
+    let request = json!({"prompt": body.prompt, "model": body.model, "seconds": seconds, "size": body.size, "seed": body.seed, "input_reference": reference});
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
-    let job = jobs(&state)?.submit("video", &request, key)?;
+    let job = store.submit("video", &request, key)?;
     Ok(Json(video_json(&job)))
 }
 
@@ -201,8 +238,25 @@ pub fn run_job(
                 ..TaskOptions::default()
             };
             store.set_progress(&job.id, 5.0);
+            let (task, inputs) = match r["input_reference"].as_str() {
+                None => (TaskName::TextToVideo, TaskInputs::default()),
+                Some(path) => {
+                    let image = modalities::Image::read(
+                        std::path::Path::new(path),
+                        &modalities::Limits::default(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    (
+                        TaskName::ImageToVideo,
+                        TaskInputs {
+                            image: Some(image),
+                            ..TaskInputs::default()
+                        },
+                    )
+                }
+            };
             let result = runner
-                .run(TaskName::TextToVideo, &options, &TaskInputs::default())
+                .run(task, &options, &inputs)
                 .map_err(|e| e.to_string())?;
             let Some(TaskOutput::Media(Media::Video(video))) = result.outputs.into_iter().next()
             else {

@@ -687,3 +687,34 @@ async fn metrics_count_requests_by_route_and_report_queue_and_jobs() {
     assert!(text.contains("anyforge_queue_depth 0"));
     assert!(text.contains("# TYPE anyforge_jobs gauge"));
 }
+
+#[tokio::test]
+async fn a_video_form_with_a_reference_image_starts_from_it() {
+    let png = modalities::Image::filled(64, 64, [0, 90, 200])
+        .encode(modalities::Format::Png, None)
+        .unwrap();
+    let (status, bytes, _) = post_form(
+        "/v1/videos",
+        &[
+            ("prompt", None, b"waves".to_vec()),
+            ("seconds", None, b"0.5".to_vec()),
+            ("size", None, b"64x64".to_vec()),
+            ("input_reference", Some("ref.png"), png),
+        ],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let id = json_of(&bytes)["id"].as_str().unwrap().to_string();
+    let done = wait_done(&format!("/v1/videos/{id}")).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let (status, bytes, _) = post_form("/v1/videos", &[("seconds", None, b"1".to_vec())]).await;
+    assert_eq!(
+        (status, json_of(&bytes)["error"]["param"].clone()),
+        (StatusCode::BAD_REQUEST, json!("prompt"))
+    );
+}

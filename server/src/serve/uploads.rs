@@ -15,12 +15,12 @@ use super::{ApiError, ApiResult, Shared};
 
 /// A multipart form: file fields as bytes, the rest as text.
 #[derive(Default)]
-struct Form {
-    files: HashMap<String, Vec<u8>>,
-    fields: HashMap<String, String>,
+pub(super) struct Form {
+    pub(super) files: HashMap<String, Vec<u8>>,
+    pub(super) fields: HashMap<String, String>,
 }
 
-async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
+pub(super) async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
     let mut form = Form::default();
     while let Some(field) = multipart
         .next_field()
@@ -50,7 +50,7 @@ async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
 }
 
 impl Form {
-    fn number<T: std::str::FromStr>(&self, name: &str) -> ApiResult<Option<T>> {
+    pub(super) fn number<T: std::str::FromStr>(&self, name: &str) -> ApiResult<Option<T>> {
         self.fields
             .get(name)
             .map(|v| {
@@ -61,7 +61,7 @@ impl Form {
             .transpose()
     }
 
-    fn image(&self, name: &str) -> ApiResult<Option<Image>> {
+    pub(super) fn image(&self, name: &str) -> ApiResult<Option<Image>> {
         self.files
             .get(name)
             .map(|b| {
