@@ -136,10 +136,24 @@ pub struct SpeechBody {
     #[serde(default)]
     #[allow(dead_code)]
     instructions: Option<String>,
+    /// `audio` (the default) or `sse`: `speech.audio.delta` events with
+    /// base64 chunks, then `speech.audio.done`.
+    stream_format: Option<String>,
 }
 
 pub async fn speech(State(state): State<Shared>, body: Body<SpeechBody>) -> ApiResult<Response> {
     let Json(body) = body?;
+    let sse = match body.stream_format.as_deref().unwrap_or("audio") {
+        "audio" => false,
+        "sse" => true,
+        other => {
+            return Err(ApiError::invalid(
+                "stream_format",
+                format!("{other:?} is not audio or sse"),
+            ))
+        }
+    };
+    let input_chars = body.input.chars().count();
     let (ext, mime) = match body.response_format.as_deref().unwrap_or("mp3") {
         "mp3" => ("mp3", "audio/mpeg"),
         "opus" => ("opus", "audio/ogg"),
@@ -199,6 +213,23 @@ pub async fn speech(State(state): State<Shared>, body: Body<SpeechBody>) -> ApiR
     })
     .await
     .map_err(ApiError::internal)??;
+    if sse {
+        // The audio is decoded whole and then sent in chunks: SNAC has no
+        // incremental decoder here yet, so the first delta comes at the end.
+        use axum::response::sse::{Event, Sse};
+        let mut events: Vec<Result<Event, std::convert::Infallible>> = bytes
+            .chunks(16 << 10)
+            .map(|c| {
+                Ok(Event::default()
+                    .data(json!({"type": "speech.audio.delta", "audio": b64(c)}).to_string()))
+            })
+            .collect();
+        let usage = json!({"input_tokens": input_chars, "output_tokens": bytes.len(), "total_tokens": input_chars + bytes.len()});
+        events.push(Ok(Event::default().data(
+            json!({"type": "speech.audio.done", "usage": usage}).to_string(),
+        )));
+        return Ok(Sse::new(tokio_stream::iter(events)).into_response());
+    }
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 

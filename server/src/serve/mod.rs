@@ -38,6 +38,8 @@ pub struct ServeLimits {
     pub max_body_bytes: usize,
     pub max_n: usize,
     pub max_tokens: usize,
+    /// Batch size, step budget, queue bound and context of the engine.
+    pub engine: EngineConfig,
 }
 
 impl Default for ServeLimits {
@@ -46,6 +48,7 @@ impl Default for ServeLimits {
             max_body_bytes: 32 << 20,
             max_n: 8,
             max_tokens: 4096,
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -97,7 +100,7 @@ pub fn state(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let runner = Arc::new(Runner::new(Arc::new(pack), EngineConfig::default()));
+    let runner = Arc::new(Runner::new(Arc::new(pack), limits.engine.clone()));
     let jobs = match data_dir {
         None => None,
         Some(dir) => {

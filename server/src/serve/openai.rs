@@ -437,12 +437,6 @@ pub async fn completions(
 ) -> ApiResult<Response> {
     let Json(body) = body?;
     let n = body.sampling.n(&state)?;
-    if body.sampling.stream {
-        return Err(ApiError::invalid(
-            "stream",
-            "streaming completions are not served yet; use /v1/chat/completions",
-        ));
-    }
     let tokenizer = &state.runner.pack().model.tokenizer;
     let prompt = tokenizer.encode(&body.prompt, true)?;
     let mut params = state.runner.pack().model.default_params();
@@ -456,7 +450,22 @@ pub async fn completions(
             state.runner.submit_text(prompt.clone(), p)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let choices = collect(&state, pump(handles), n).await?;
+    let rx = pump(handles);
+    if body.sampling.stream {
+        let (id, model, created) = (request_id("cmpl"), state.model.clone(), unix_now());
+        let events = UnboundedReceiverStream::new(rx).map(move |d| {
+            let choice = match d {
+                Delta::Token { choice, text, .. } => json!({"index": choice, "text": text, "finish_reason": null}),
+                Delta::Done { choice, reason, text, .. } => json!({"index": choice, "text": text, "finish_reason": finish_reason(reason)}),
+                Delta::Failed(e) => return Ok(SseEvent::default().data(json!({"error": {"message": e, "type": "server_error"}}).to_string())),
+            };
+            let chunk = json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [choice]});
+            Ok::<_, Infallible>(SseEvent::default().data(chunk.to_string()))
+        });
+        let done = tokio_stream::once(Ok(SseEvent::default().data("[DONE]")));
+        return Ok(Sse::new(events.chain(done)).into_response());
+    }
+    let choices = collect(&state, rx, n).await?;
     let completion_tokens: usize = choices.iter().map(|c| c.completion_tokens).sum();
     let choices: Vec<Value> = choices
         .into_iter()

@@ -718,3 +718,88 @@ async fn a_video_form_with_a_reference_image_starts_from_it() {
         (StatusCode::BAD_REQUEST, json!("prompt"))
     );
 }
+
+#[tokio::test]
+async fn a_full_queue_is_answered_429_with_retry_after() {
+    let limits = ServeLimits {
+        engine: pipelines::generate::EngineConfig {
+            max_queue: 0,
+            ..Default::default()
+        },
+        ..ServeLimits::default()
+    };
+    let full = state(&pipelines::pack::default_dir(), None, None, limits).unwrap();
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = router(full.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "1");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(json_of(&bytes)["error"]["type"], "rate_limit_error");
+    let (status, _, _) = call(&full, "GET", "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn completions_and_speech_stream_as_server_sent_events() {
+    let (status, bytes, content_type) = call(
+        &STATE,
+        "POST",
+        "/v1/completions",
+        Some(json!({"prompt": "Once", "max_tokens": 3, "stream": true, "seed": 1})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/event-stream"));
+    let text = String::from_utf8(bytes).unwrap();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    assert!(events[..events.len() - 1]
+        .iter()
+        .all(|e| e.contains("\"text_completion\"")));
+
+    let body = json!({"input": "Hello.", "voice": "default", "response_format": "wav", "stream_format": "sse"});
+    let (status, bytes, content_type) =
+        call(&STATE, "POST", "/v1/audio/speech", Some(body), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/event-stream"));
+    let text = String::from_utf8(bytes).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(events.last().unwrap()["type"], "speech.audio.done");
+    let audio: Vec<u8> = events[..events.len() - 1]
+        .iter()
+        .flat_map(|e| b64(&e["audio"]))
+        .collect();
+    let decoded = modalities::Audio::decode(&audio, &modalities::Limits::default()).unwrap();
+    assert!(
+        decoded.duration_s() > 0.0,
+        "the deltas join into the whole file"
+    );
+    let (status, bytes, _) = call(
+        &STATE,
+        "POST",
+        "/v1/audio/speech",
+        Some(json!({"input": "x", "stream_format": "ws"})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, json_of(&bytes)["error"]["param"].clone()),
+        (StatusCode::BAD_REQUEST, json!("stream_format"))
+    );
+}
