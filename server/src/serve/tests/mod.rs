@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use super::{router, state, ServeLimits, Shared};
 
 static DATA: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().unwrap());
-static STATE: LazyLock<Shared> = LazyLock::new(|| {
+pub(super) static STATE: LazyLock<Shared> = LazyLock::new(|| {
     state(
         &pipelines::pack::default_dir(),
         Some(DATA.path()),
@@ -22,7 +22,7 @@ static STATE: LazyLock<Shared> = LazyLock::new(|| {
     .unwrap()
 });
 
-async fn call(
+pub(super) async fn call(
     state: &Shared,
     method: &str,
     uri: &str,
@@ -54,11 +54,11 @@ async fn call(
     (status, bytes, content_type)
 }
 
-fn json_of(bytes: &[u8]) -> Value {
+pub(super) fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap()
 }
 
-fn b64(s: &Value) -> Vec<u8> {
+pub(super) fn b64(s: &Value) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(s.as_str().unwrap())
         .unwrap()
@@ -298,174 +298,6 @@ async fn an_api_key_guards_v1_but_not_health() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// A multipart/form-data body: (name, file name, bytes) per field.
-fn form(fields: &[(&str, Option<&str>, Vec<u8>)]) -> (String, Vec<u8>) {
-    let boundary = "anyforgeboundary7";
-    let mut body = Vec::new();
-    for (name, file, bytes) in fields {
-        body.extend(format!("--{boundary}\r\n").as_bytes());
-        match file {
-            Some(f) => body.extend(format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes()),
-            None => body.extend(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
-        }
-        body.extend(bytes);
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-async fn post_form(
-    uri: &str,
-    fields: &[(&str, Option<&str>, Vec<u8>)],
-) -> (StatusCode, Vec<u8>, String) {
-    let (content_type, body) = form(fields);
-    let request = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", content_type)
-        .body(Body::from(body))
-        .unwrap();
-    let response = router(STATE.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let ct = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (
-        status,
-        axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-        ct,
-    )
-}
-
-/// A PNG whose header claims `w` x `h` pixels (a decompression bomb's shape).
-fn png_claiming(w: u32, h: u32) -> Vec<u8> {
-    let mut png = modalities::Image::filled(2, 2, [0, 0, 0])
-        .encode(modalities::Format::Png, None)
-        .unwrap();
-    png[16..20].copy_from_slice(&w.to_be_bytes());
-    png[20..24].copy_from_slice(&h.to_be_bytes());
-    let crc = png[12..29].iter().fold(!0u32, |mut c, &b| {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 == 1 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
-        }
-        c
-    });
-    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
-    png
-}
-
-#[tokio::test]
-async fn image_edits_and_transcriptions_take_uploads() {
-    let png = modalities::Image::filled(48, 32, [10, 200, 10])
-        .encode(modalities::Format::Png, None)
-        .unwrap();
-    let (status, bytes, _) = post_form(
-        "/v1/images/edits",
-        &[
-            ("image", Some("in.png"), png.clone()),
-            ("mask", Some("mask.png"), png.clone()),
-            ("prompt", None, b"make it red".to_vec()),
-            ("seed", None, b"3".to_vec()),
-        ],
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    let v = json_of(&bytes);
-    let image = modalities::Image::decode(
-        &b64(&v["data"][0]["b64_json"]),
-        &modalities::Limits::default(),
-    )
-    .unwrap();
-    let layout = STATE.runner.pack().image.as_ref().unwrap();
-    assert_eq!(
-        image.width as usize,
-        STATE.runner.pack().defaults().image_grid[1] * layout.downsample
-    );
-
-    let voice = std::fs::read(pipelines::pack::default_dir().join("voices/default.wav")).unwrap();
-    for (format, check) in [
-        ("json", "\"text\""),
-        ("text", ""),
-        ("srt", "00:00:00,000 --> 00:00:00,500"),
-        ("vtt", "WEBVTT"),
-        ("verbose_json", "\"segments\""),
-    ] {
-        let (status, bytes, _) = post_form(
-            "/v1/audio/transcriptions",
-            &[
-                ("file", Some("voice.wav"), voice.clone()),
-                ("model", None, b"anyforge-default".to_vec()),
-                ("response_format", None, format.as_bytes().to_vec()),
-            ],
-        )
-        .await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{format}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        assert!(
-            String::from_utf8_lossy(&bytes).contains(check),
-            "{format}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-    }
-
-    type Fields<'a> = Vec<(&'a str, Option<&'a str>, Vec<u8>)>;
-    let bad: [(&str, Fields, &str); 4] = [
-        (
-            "/v1/audio/transcriptions",
-            vec![(
-                "file",
-                Some("x.wav"),
-                b"RIFF\x10\0\0\0WAVEjunkjunk".to_vec(),
-            )],
-            "file",
-        ),
-        ("/v1/audio/transcriptions", vec![], "file"),
-        (
-            "/v1/images/edits",
-            vec![
-                ("image", Some("bomb.png"), png_claiming(100_000, 100_000)),
-                ("prompt", None, b"x".to_vec()),
-            ],
-            "image",
-        ),
-        (
-            "/v1/images/edits",
-            vec![("image", Some("in.png"), png)],
-            "prompt",
-        ),
-    ];
-    for (uri, fields, param) in bad {
-        let (status, bytes, _) = post_form(uri, &fields).await;
-        assert_eq!(
-            status,
-            StatusCode::BAD_REQUEST,
-            "{uri} {param}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        assert_eq!(json_of(&bytes)["error"]["param"], param);
-    }
-}
-
 #[tokio::test]
 async fn workflows_nodes_and_validation_over_http() {
     let (status, bytes, _) = call(&STATE, "GET", "/v1/workflows", None, None).await;
@@ -515,159 +347,6 @@ async fn workflows_nodes_and_validation_over_http() {
         .contains("cycle"));
 }
 
-async fn wait_done(uri: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    loop {
-        let (status, bytes, _) = call(&STATE, "GET", uri, None, None).await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&bytes)
-        );
-        let v = json_of(&bytes);
-        if !matches!(v["status"].as_str(), Some("queued" | "in_progress")) {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{uri} never finished");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-async fn post_with_key(uri: &str, body: Value, key: &str) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = router(STATE.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    (
-        status,
-        json_of(
-            &axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap(),
-        ),
-    )
-}
-
-#[tokio::test]
-async fn videos_are_jobs_that_finish_list_download_and_delete() {
-    let body = json!({"prompt": "a ball", "seconds": "0.5", "size": "64x64", "seed": 1});
-    let (status, created) = post_with_key("/v1/videos", body.clone(), "video-key-1").await;
-    assert_eq!(status, StatusCode::OK, "{created}");
-    assert_eq!(created["object"], "video");
-    let id = created["id"].as_str().unwrap().to_string();
-    let (_, again) = post_with_key("/v1/videos", body, "video-key-1").await;
-    assert_eq!(
-        again["id"], id,
-        "the same key and body return the original job"
-    );
-    let (status, conflict) =
-        post_with_key("/v1/videos", json!({"prompt": "other"}), "video-key-1").await;
-    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
-
-    let done = wait_done(&format!("/v1/videos/{id}")).await;
-    assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(done["progress"], 100);
-    let (status, bytes, content_type) = call(
-        &STATE,
-        "GET",
-        &format!("/v1/videos/{id}/content"),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, content_type.as_str()),
-        (StatusCode::OK, "video/mp4")
-    );
-    assert_eq!(&bytes[4..8], b"ftyp");
-    let (_, bytes, _) = call(&STATE, "GET", "/v1/videos", None, None).await;
-    assert!(json_of(&bytes)["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|v| v["id"] == id));
-    let (status, _, _) = call(&STATE, "DELETE", &format!("/v1/videos/{id}"), None, None).await;
-    assert_eq!(status, StatusCode::OK);
-    let (status, bytes, _) = call(&STATE, "GET", &format!("/v1/videos/{id}"), None, None).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(json_of(&bytes)["error"]["type"], "not_found_error");
-    let (status, bytes, _) = call(
-        &STATE,
-        "POST",
-        "/v1/videos",
-        Some(json!({"prompt": "x", "size": "100x100"})),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, json_of(&bytes)["error"]["param"].clone()),
-        (StatusCode::BAD_REQUEST, json!("size"))
-    );
-}
-
-#[tokio::test]
-async fn workflow_runs_are_jobs_with_events_and_files() {
-    let (status, bytes, _) = call(
-        &STATE,
-        "POST",
-        "/v1/workflows/runs",
-        Some(json!({"workflow": "text-to-3d", "inputs": {"prompt": "a cube"}})),
-        None,
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    let id = json_of(&bytes)["id"].as_str().unwrap().to_string();
-    let done = wait_done(&format!("/v1/jobs/{id}")).await;
-    assert_eq!(done["status"], "completed", "{done}");
-    let file = &done["files"][0];
-    assert_eq!(file["name"], "model.glb");
-    let (status, bytes, _) = call(
-        &STATE,
-        "GET",
-        &format!("/v1/files/{}/content", file["id"].as_str().unwrap()),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(&bytes[..4], b"glTF");
-    let (_, bytes, content_type) =
-        call(&STATE, "GET", &format!("/v1/jobs/{id}/events"), None, None).await;
-    assert!(content_type.starts_with("text/event-stream"));
-    let text = String::from_utf8(bytes).unwrap();
-    assert!(
-        text.contains("\"event\":\"finished\"") && text.contains("\"status\":\"completed\""),
-        "{text}"
-    );
-
-    let cycle = "name: loop\nsteps:\n  - id: a\n    uses: text.normalize\n    with: { text: \"${{ steps.a.outputs.text }}\" }\n";
-    for (body, param) in [
-        (json!({"yaml": cycle}), "yaml"),
-        (json!({"workflow": "../secrets"}), "workflow"),
-        (json!({"workflow": "tts", "inputs": {"nope": 1}}), "inputs"),
-    ] {
-        let (status, bytes, _) = call(&STATE, "POST", "/v1/workflows/runs", Some(body), None).await;
-        assert_eq!(
-            status,
-            StatusCode::BAD_REQUEST,
-            "{}",
-            String::from_utf8_lossy(&bytes)
-        );
-        assert_eq!(json_of(&bytes)["error"]["param"], param);
-    }
-}
-
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_report_queue_and_jobs() {
     call(&STATE, "GET", "/v1/models", None, None).await;
@@ -686,37 +365,6 @@ async fn metrics_count_requests_by_route_and_report_queue_and_jobs() {
     );
     assert!(text.contains("anyforge_queue_depth 0"));
     assert!(text.contains("# TYPE anyforge_jobs gauge"));
-}
-
-#[tokio::test]
-async fn a_video_form_with_a_reference_image_starts_from_it() {
-    let png = modalities::Image::filled(64, 64, [0, 90, 200])
-        .encode(modalities::Format::Png, None)
-        .unwrap();
-    let (status, bytes, _) = post_form(
-        "/v1/videos",
-        &[
-            ("prompt", None, b"waves".to_vec()),
-            ("seconds", None, b"0.5".to_vec()),
-            ("size", None, b"64x64".to_vec()),
-            ("input_reference", Some("ref.png"), png),
-        ],
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "{}",
-        String::from_utf8_lossy(&bytes)
-    );
-    let id = json_of(&bytes)["id"].as_str().unwrap().to_string();
-    let done = wait_done(&format!("/v1/videos/{id}")).await;
-    assert_eq!(done["status"], "completed", "{done}");
-    let (status, bytes, _) = post_form("/v1/videos", &[("seconds", None, b"1".to_vec())]).await;
-    assert_eq!(
-        (status, json_of(&bytes)["error"]["param"].clone()),
-        (StatusCode::BAD_REQUEST, json!("prompt"))
-    );
 }
 
 #[tokio::test]
@@ -803,3 +451,6 @@ async fn completions_and_speech_stream_as_server_sent_events() {
         (StatusCode::BAD_REQUEST, json!("stream_format"))
     );
 }
+
+mod jobs;
+mod uploads;
