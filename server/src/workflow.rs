@@ -37,6 +37,13 @@ pub struct RunArgs {
     /// Where outputs are written (and nowhere else).
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    exec: ExecFlags,
+}
+
+/// How a workflow runs: shared by `run` and `render`.
+#[derive(Args)]
+pub struct ExecFlags {
     /// A model pack folder (default: $ANYFORGE_PACK, else the default pack).
     #[arg(long)]
     pack: Option<PathBuf>,
@@ -52,6 +59,32 @@ pub struct RunArgs {
     /// Limits as a JSON file (see `workflows::WorkflowLimits`).
     #[arg(long)]
     limits: Option<PathBuf>,
+}
+
+impl ExecFlags {
+    /// The limits and the checked workflow.
+    fn load(&self, workflow: &Path) -> Result<(WorkflowLimits, Workflow)> {
+        let limits = limits(self.limits.as_deref())?;
+        let wf =
+            workflows::load(workflow, &limits).with_context(|| workflow.display().to_string())?;
+        Ok((limits, wf))
+    }
+
+    /// The run options and, when a step needs one, the pack's runner.
+    fn start(
+        &self,
+        wf: &Workflow,
+        limits: &WorkflowLimits,
+    ) -> Result<(RunOptions, Option<Runner>)> {
+        let runner = runner_for(wf, self.pack.as_deref())?;
+        let options = RunOptions {
+            seed: self.seed,
+            cache_dir: (!self.no_cache).then(|| self.cache.clone().unwrap_or_else(default_cache)),
+            max_concurrent: limits.max_concurrent,
+            max_fan_out: limits.max_fan_out,
+        };
+        Ok((options, runner))
+    }
 }
 
 fn limits(path: Option<&Path>) -> Result<WorkflowLimits> {
@@ -205,16 +238,8 @@ pub struct RenderArgs {
     /// Outputs go to DIR/rows/NNNNN/, the manifest to DIR/manifest.jsonl.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    pack: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long)]
-    cache: Option<PathBuf>,
-    #[arg(long)]
-    no_cache: bool,
-    #[arg(long)]
-    limits: Option<PathBuf>,
+    #[command(flatten)]
+    exec: ExecFlags,
 }
 
 fn runner_for(wf: &Workflow, pack_dir: Option<&Path>) -> Result<Option<Runner>> {
@@ -227,17 +252,9 @@ fn runner_for(wf: &Workflow, pack_dir: Option<&Path>) -> Result<Option<Runner>> 
 }
 
 pub fn render(args: RenderArgs) -> Result<()> {
-    let limits = limits(args.limits.as_deref())?;
-    let wf: Workflow = workflows::load(&args.workflow, &limits)
-        .with_context(|| args.workflow.display().to_string())?;
+    let (limits, wf) = args.exec.load(&args.workflow)?;
     let rows = workflows::batch::read_rows(&args.batch, limits.max_batch_rows)?;
-    let runner = runner_for(&wf, args.pack.as_deref())?;
-    let options = RunOptions {
-        seed: args.seed,
-        cache_dir: (!args.no_cache).then(|| args.cache.clone().unwrap_or_else(default_cache)),
-        max_concurrent: limits.max_concurrent,
-        max_fan_out: limits.max_fan_out,
-    };
+    let (options, runner) = args.exec.start(&wf, &limits)?;
     // The first Ctrl-C lets rows in flight finish; a second one exits.
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -281,9 +298,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let limits = limits(args.limits.as_deref())?;
-    let wf: Workflow = workflows::load(&args.workflow, &limits)
-        .with_context(|| args.workflow.display().to_string())?;
+    let (limits, wf) = args.exec.load(&args.workflow)?;
     let mut given = BTreeMap::new();
     for set in &args.set {
         let (name, raw) = set
@@ -299,13 +314,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
     }
     let inputs = workflows::run::bind_inputs(&wf, given)?;
-    let runner = runner_for(&wf, args.pack.as_deref())?;
-    let options = RunOptions {
-        seed: args.seed,
-        cache_dir: (!args.no_cache).then(|| args.cache.clone().unwrap_or_else(default_cache)),
-        max_concurrent: limits.max_concurrent,
-        max_fan_out: limits.max_fan_out,
-    };
+    let (options, runner) = args.exec.start(&wf, &limits)?;
     let started = std::time::Instant::now();
     let progress = Progress::new();
     let report = workflows::run::run(&wf, &inputs, runner.as_ref(), &options, &|e| progress.on(e))?;

@@ -3,30 +3,10 @@
 //! Runs when `ANYFORGE_OPENAI_PYTHON` names a Python with the `openai`
 //! package: `.ci/run` installs one; elsewhere the test says it was skipped.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn healthy(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200")
-}
+use std::process::Command;
 
 #[test]
 fn the_openai_python_sdk_talks_to_the_server() {
@@ -34,30 +14,12 @@ fn the_openai_python_sdk_talks_to_the_server() {
         eprintln!("skipped: set ANYFORGE_OPENAI_PYTHON to a Python with the openai package (.ci/run does)");
         return;
     };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_anyforge"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-            .env_remove("ANYFORGE_PACK")
-            .env_remove("ANYFORGE_API_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !healthy(port) {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(common::free_port(), data.path());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/compat/openai_sdk.py");
     let out = Command::new(python)
         .arg(script)
-        .arg(format!("http://127.0.0.1:{port}/v1"))
+        .arg(format!("http://127.0.0.1:{}/v1", server.port))
         .output()
         .unwrap();
     drop(server);

@@ -3,62 +3,11 @@
 //! once, started again on the same data folder; the job completes and its
 //! file is served.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(port: u16, data: &Path) -> Server {
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_anyforge"))
-            .args([
-                "serve",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-                data.to_str().unwrap(),
-            ])
-            .env_remove("ANYFORGE_PACK")
-            .env_remove("ANYFORGE_API_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while request(port, "GET", "/health", None).map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-/// One HTTP/1.1 exchange: status and body.
-fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    let body = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body.as_bytes()).ok()?;
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).ok()?;
-    let split = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let status = std::str::from_utf8(&reply[9..12]).ok()?.parse().ok()?;
-    Some((status, reply[split + 4..].to_vec()))
-}
+use common::{free_port, request, serve};
 
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
@@ -67,12 +16,8 @@ fn json(bytes: &[u8]) -> serde_json::Value {
 #[test]
 fn a_job_submitted_before_a_kill_completes_after_the_restart() {
     let data = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut first = start(port, data.path());
+    let port = free_port();
+    let mut first = serve(port, data.path());
     let (status, body) = request(
         port,
         "POST",
@@ -83,10 +28,10 @@ fn a_job_submitted_before_a_kill_completes_after_the_restart() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let id = json(&body)["id"].as_str().unwrap().to_string();
     // Killed outright: no chance to finish or to tidy up.
-    first.0.kill().unwrap();
-    first.0.wait().unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
 
-    let _second = start(port, data.path());
+    let _second = serve(port, data.path());
     let deadline = Instant::now() + Duration::from_secs(300);
     let video = loop {
         let (status, body) = request(port, "GET", &format!("/v1/videos/{id}"), None).unwrap();

@@ -150,7 +150,9 @@ pub struct Sampler {
     counts: HashMap<u32, u32>,
 }
 
-pub(crate) fn entropy_seed() -> u64 {
+/// A seed no two calls share (the clock mixed with the process's random
+/// hasher keys), for requests without one and for ids.
+pub fn entropy_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

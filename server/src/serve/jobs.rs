@@ -49,15 +49,21 @@ fn db_error(e: rusqlite::Error) -> ApiError {
 }
 
 pub fn new_id(prefix: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    format!("{prefix}_{:016x}", h.finish())
+    format!(
+        "{prefix}_{:016x}",
+        pipelines::generate::sampling::entropy_seed()
+    )
+}
+
+fn row_to_file(r: &rusqlite::Row) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        path: PathBuf::from(r.get::<_, String>(2)?),
+        mime: r.get(3)?,
+        bytes: r.get(4)?,
+        sha256: r.get(5)?,
+    })
 }
 
 fn row_to_job(r: &rusqlite::Row) -> rusqlite::Result<Job> {
@@ -189,16 +195,7 @@ impl Jobs {
             .prepare("SELECT id, name, path, mime, bytes, sha256 FROM files WHERE job_id = ?1 ORDER BY name")
             .map_err(db_error)?;
         let rows = stmt
-            .query_map(params![job_id], |r| {
-                Ok(FileRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    path: PathBuf::from(r.get::<_, String>(2)?),
-                    mime: r.get(3)?,
-                    bytes: r.get(4)?,
-                    sha256: r.get(5)?,
-                })
-            })
+            .query_map(params![job_id], row_to_file)
             .map_err(db_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_error)
     }
@@ -208,16 +205,7 @@ impl Jobs {
             .query_row(
                 "SELECT id, name, path, mime, bytes, sha256 FROM files WHERE id = ?1",
                 params![id],
-                |r| {
-                    Ok(FileRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        path: PathBuf::from(r.get::<_, String>(2)?),
-                        mime: r.get(3)?,
-                        bytes: r.get(4)?,
-                        sha256: r.get(5)?,
-                    })
-                },
+                row_to_file,
             )
             .optional()
             .map_err(db_error)

@@ -114,25 +114,8 @@ pub async fn create(
     Ok(Json(video_json(&job)))
 }
 
-/// A `WIDTHxHEIGHT` size as an image grid of the pack's codec.
 fn grid(runner: &Runner, size: Option<&str>) -> ApiResult<Option<[usize; 2]>> {
-    let layout = runner
-        .pack()
-        .image
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid("model", "the pack makes no video"))?;
-    let d = layout.downsample;
-    let Some(s) = size else { return Ok(None) };
-    match s
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
-    {
-        Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Ok(Some([h / d, w / d])),
-        _ => Err(ApiError::invalid(
-            "size",
-            format!("{s:?} is not WIDTHxHEIGHT in multiples of {d}"),
-        )),
-    }
+    super::media::size_grid(runner, size)
 }
 
 fn video_job(state: &Shared, id: &str) -> ApiResult<Job> {

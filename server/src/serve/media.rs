@@ -36,6 +36,64 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The `response_format` (only `b64_json`) and `output_format` of an image request.
+pub(super) fn image_format(response: Option<&str>, output: Option<&str>) -> ApiResult<Format> {
+    if let Some(f) = response.filter(|f| *f != "b64_json") {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!("{f:?}: only b64_json is served (the server keeps no URLs)"),
+        ));
+    }
+    match output.unwrap_or("png") {
+        "png" => Ok(Format::Png),
+        "jpeg" | "jpg" => Ok(Format::Jpeg),
+        "webp" => Ok(Format::Webp),
+        other => Err(ApiError::invalid(
+            "output_format",
+            format!("{other:?} is not png, jpeg or webp"),
+        )),
+    }
+}
+
+/// A `WIDTHxHEIGHT` size (or `auto`) as an image grid of the pack's codec.
+pub(super) fn size_grid(
+    runner: &pipelines::tasks::Runner,
+    size: Option<&str>,
+) -> ApiResult<Option<[usize; 2]>> {
+    let layout = runner
+        .pack()
+        .image
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("model", "the pack makes no images"))?;
+    let d = layout.downsample;
+    let Some(s) = size.filter(|s| *s != "auto") else {
+        return Ok(None);
+    };
+    match s
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
+    {
+        Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Ok(Some([h / d, w / d])),
+        _ => Err(ApiError::invalid(
+            "size",
+            format!("{s:?} is not WIDTHxHEIGHT in multiples of {d}"),
+        )),
+    }
+}
+
+/// Images as OpenAI's `data` list of `b64_json` entries.
+pub(super) fn image_data(images: &[Media], format: Format) -> ApiResult<Vec<Value>> {
+    images
+        .iter()
+        .map(|m| match m {
+            Media::Image(i) => {
+                Ok(json!({"b64_json": b64(&i.encode(format, None).map_err(ApiError::internal)?)}))
+            }
+            _ => Err(ApiError::internal("not an image")),
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 pub struct ImageBody {
     prompt: String,
@@ -61,47 +119,11 @@ pub async fn image_generations(
             format!("{n} is not in 1..={}", state.limits.max_n),
         ));
     }
-    if let Some(f) = body.response_format.as_deref().filter(|f| *f != "b64_json") {
-        return Err(ApiError::invalid(
-            "response_format",
-            format!("{f:?}: only b64_json is served (the server keeps no URLs)"),
-        ));
-    }
-    let format = match body.output_format.as_deref().unwrap_or("png") {
-        "png" => Format::Png,
-        "jpeg" | "jpg" => Format::Jpeg,
-        "webp" => Format::Webp,
-        other => {
-            return Err(ApiError::invalid(
-                "output_format",
-                format!("{other:?} is not png, jpeg or webp"),
-            ))
-        }
-    };
-    let layout = state
-        .runner
-        .pack()
-        .image
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid("model", "the pack makes no images"))?;
-    let d = layout.downsample;
-    let size = match body.size.as_deref() {
-        None | Some("auto") => None,
-        Some(s) => {
-            let parsed = s
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)));
-            match parsed {
-                Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Some([h / d, w / d]),
-                _ => {
-                    return Err(ApiError::invalid(
-                        "size",
-                        format!("{s:?} is not WIDTHxHEIGHT in multiples of {d}"),
-                    ))
-                }
-            }
-        }
-    };
+    let format = image_format(
+        body.response_format.as_deref(),
+        body.output_format.as_deref(),
+    )?;
+    let size = size_grid(&state.runner, body.size.as_deref())?;
     let options = TaskOptions {
         prompt: body.prompt,
         n,
@@ -110,15 +132,7 @@ pub async fn image_generations(
         ..TaskOptions::default()
     };
     let images = run_task(&state, TaskName::TextToImage, options).await?;
-    let data = images
-        .iter()
-        .map(|m| match m {
-            Media::Image(i) => {
-                Ok(json!({"b64_json": b64(&i.encode(format, None).map_err(ApiError::internal)?)}))
-            }
-            _ => Err(ApiError::internal("not an image")),
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+    let data = image_data(&images, format)?;
     Ok(Json(
         json!({"created": super::openai_created(), "data": data, "output_format": body.output_format.unwrap_or_else(|| "png".into())}),
     ))

@@ -209,6 +209,24 @@ fn finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
+/// `n` generations of one prompt, choice `i` seeded `seed + i`, batched by
+/// the engine.
+fn submit_n(
+    state: &Shared,
+    prompt: &[u32],
+    params: &SamplingParams,
+    seed: Option<u64>,
+    n: usize,
+) -> ApiResult<Vec<RequestHandle>> {
+    (0..n as u64)
+        .map(|i| {
+            let mut p = params.clone();
+            p.seed = seed.map(|s| s.wrapping_add(i));
+            Ok(state.runner.submit_text(prompt.to_vec(), p)?)
+        })
+        .collect()
+}
+
 /// What one choice's stream delivers to the handler.
 enum Delta {
     Token {
@@ -269,19 +287,10 @@ fn unix_now() -> u64 {
 }
 
 fn request_id(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
+    format!(
+        "{prefix}-{:016x}",
+        pipelines::generate::sampling::entropy_seed()
+    )
 }
 
 fn logprob_json(state: &Shared, lp: &pipelines::generate::TokenLogprob) -> Value {
@@ -374,14 +383,7 @@ pub async fn chat_completions(
     body.sampling.apply(&mut params);
     params.logprobs = body.logprobs.then(|| body.top_logprobs.unwrap_or(0));
     let prompt_tokens = prompt.len();
-    let handles = (0..n as u64)
-        .map(|i| {
-            let mut p = params.clone();
-            p.seed = body.sampling.seed.map(|s| s.wrapping_add(i));
-            state.runner.submit_text(prompt.clone(), p)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let rx = pump(handles);
+    let rx = pump(submit_n(&state, &prompt, &params, body.sampling.seed, n)?);
     let id = request_id("chatcmpl");
     let created = unix_now();
     if body.sampling.stream {
@@ -443,14 +445,7 @@ pub async fn completions(
     params.max_tokens = body.sampling.max_tokens(&state)?.unwrap_or(16);
     body.sampling.apply(&mut params);
     params.logprobs = body.logprobs;
-    let handles = (0..n as u64)
-        .map(|i| {
-            let mut p = params.clone();
-            p.seed = body.sampling.seed.map(|s| s.wrapping_add(i));
-            state.runner.submit_text(prompt.clone(), p)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let rx = pump(handles);
+    let rx = pump(submit_n(&state, &prompt, &params, body.sampling.seed, n)?);
     if body.sampling.stream {
         let (id, model, created) = (request_id("cmpl"), state.model.clone(), unix_now());
         let events = UnboundedReceiverStream::new(rx).map(move |d| {

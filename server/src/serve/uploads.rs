@@ -6,8 +6,7 @@ use axum::extract::{Multipart, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine as _;
-use modalities::{Audio, Format, Image, Media};
+use modalities::{Audio, Image, Media};
 use pipelines::tasks::{TaskInputs, TaskName, TaskOptions, TaskOutput};
 use serde_json::json;
 
@@ -106,31 +105,10 @@ pub async fn image_edits(
             format!("{n} is not in 1..={}", state.limits.max_n),
         ));
     }
-    if let Some(f) = form
-        .fields
-        .get("response_format")
-        .filter(|f| f.as_str() != "b64_json")
-    {
-        return Err(ApiError::invalid(
-            "response_format",
-            format!("{f:?}: only b64_json is served"),
-        ));
-    }
-    let format = match form
-        .fields
-        .get("output_format")
-        .map_or("png", String::as_str)
-    {
-        "png" => Format::Png,
-        "jpeg" | "jpg" => Format::Jpeg,
-        "webp" => Format::Webp,
-        other => {
-            return Err(ApiError::invalid(
-                "output_format",
-                format!("{other:?} is not png, jpeg or webp"),
-            ))
-        }
-    };
+    let format = super::media::image_format(
+        form.fields.get("response_format").map(String::as_str),
+        form.fields.get("output_format").map(String::as_str),
+    )?;
     let options = TaskOptions {
         prompt,
         n,
@@ -143,13 +121,14 @@ pub async fn image_edits(
         ..TaskInputs::default()
     };
     let outputs = run(&state, TaskName::ImageEdit, options, inputs).await?;
-    let data = outputs
-        .iter()
-        .map(|o| match o {
-            TaskOutput::Media(Media::Image(i)) => Ok(json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(i.encode(format, None).map_err(ApiError::internal)?)})),
-            _ => Err(ApiError::internal("not an image")),
+    let images: Vec<Media> = outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            TaskOutput::Media(m) => Some(m),
+            TaskOutput::Text(_) => None,
         })
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect();
+    let data = super::media::image_data(&images, format)?;
     Ok(Json(
         json!({"created": super::openai_created(), "data": data}),
     ))
