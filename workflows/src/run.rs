@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use pipelines::tasks::Runner;
@@ -119,7 +119,8 @@ pub fn bind_inputs(
 
 struct Scope<'a> {
     inputs: &'a BTreeMap<String, Value>,
-    results: &'a BTreeMap<String, Outputs>,
+    /// Finished steps' outputs, shared (media are not copied per reader).
+    results: &'a BTreeMap<String, Arc<Outputs>>,
     item: Option<(&'a Value, usize)>,
 }
 
@@ -258,7 +259,7 @@ impl Shared<'_> {
         &self,
         step: &Step,
         inputs: &BTreeMap<String, Value>,
-        results: &BTreeMap<String, Outputs>,
+        results: &BTreeMap<String, Arc<Outputs>>,
     ) -> std::result::Result<(Outputs, bool), String> {
         let scope = Scope {
             inputs,
@@ -362,7 +363,7 @@ pub fn run(
         on_event,
     };
     let mut report = RunReport::default();
-    let mut results: BTreeMap<String, Outputs> = BTreeMap::new();
+    let mut results: BTreeMap<String, Arc<Outputs>> = BTreeMap::new();
     // Per step: not started, running, or done (ok or failed).
     let n = wf.steps.len();
     let mut started = vec![false; n];
@@ -398,12 +399,12 @@ pub fn run(
                     step: step.id.clone(),
                 });
                 let tx = tx.clone();
-                let snapshot: BTreeMap<String, Outputs> = step
+                let snapshot: BTreeMap<String, Arc<Outputs>> = step
                     .deps
                     .iter()
                     .filter_map(|&d| {
                         let id = &wf.steps[d].id;
-                        results.get(id).map(|o| (id.clone(), o.clone()))
+                        results.get(id).map(|o| (id.clone(), Arc::clone(o)))
                     })
                     .collect();
                 let shared = &shared;
@@ -434,7 +435,7 @@ pub fn run(
                         step: id.clone(),
                         seconds,
                     });
-                    results.insert(id, outputs);
+                    results.insert(id, Arc::new(outputs));
                     done[i] = Some(true);
                 }
                 Err(reason) => {

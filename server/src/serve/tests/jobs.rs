@@ -4,11 +4,9 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use super::uploads::post_form;
-use super::{call, json_of, STATE};
-use crate::serve::router;
+use super::{call, json_of, send, STATE};
 
 async fn wait_done(uri: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
@@ -37,16 +35,8 @@ async fn post_with_key(uri: &str, body: Value, key: &str) -> (StatusCode, Value)
         .header("idempotency-key", key)
         .body(Body::from(body.to_string()))
         .unwrap();
-    let response = router(STATE.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    (
-        status,
-        json_of(
-            &axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap(),
-        ),
-    )
+    let reply = send(&STATE, request).await;
+    (reply.status, json_of(&reply.bytes))
 }
 
 #[tokio::test]

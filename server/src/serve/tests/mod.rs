@@ -40,10 +40,24 @@ pub(super) async fn call(
         None => request.body(Body::empty()),
     }
     .unwrap();
+    let reply = send(state, request).await;
+    (reply.status, reply.bytes, reply.content_type)
+}
+
+/// A response, read whole.
+pub(super) struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Sends a request through the router in-process.
+pub(super) async fn send(state: &Shared, request: Request<Body>) -> Reply {
     let response = router(state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
-    let content_type = response
-        .headers()
+    let headers = response.headers().clone();
+    let content_type = headers
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
@@ -51,7 +65,12 @@ pub(super) async fn call(
         .await
         .unwrap()
         .to_vec();
-    (status, bytes, content_type)
+    Reply {
+        status,
+        headers,
+        content_type,
+        bytes,
+    }
 }
 
 pub(super) fn json_of(bytes: &[u8]) -> Value {
@@ -384,12 +403,10 @@ async fn a_full_queue_is_answered_429_with_retry_after() {
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
-    let response = router(full.clone()).oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(response.headers().get("retry-after").unwrap(), "1");
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let reply = send(&full, request).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reply.headers.get("retry-after").unwrap(), "1");
+    let bytes = reply.bytes;
     assert_eq!(json_of(&bytes)["error"]["type"], "rate_limit_error");
     let (status, _, _) = call(&full, "GET", "/health", None, None).await;
     assert_eq!(status, StatusCode::OK);

@@ -3,10 +3,8 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use tower::ServiceExt;
 
-use super::{b64, json_of, STATE};
-use crate::serve::router;
+use super::{b64, json_of, send, STATE};
 
 /// A multipart/form-data body: (name, file name, bytes) per field.
 pub(super) fn form(fields: &[(&str, Option<&str>, Vec<u8>)]) -> (String, Vec<u8>) {
@@ -36,21 +34,8 @@ pub(super) async fn post_form(
         .header("content-type", content_type)
         .body(Body::from(body))
         .unwrap();
-    let response = router(STATE.clone()).oneshot(request).await.unwrap();
-    let status = response.status();
-    let ct = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (
-        status,
-        axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-        ct,
-    )
+    let reply = send(&STATE, request).await;
+    (reply.status, reply.bytes, reply.content_type)
 }
 
 /// A PNG whose header claims `w` x `h` pixels (a decompression bomb's shape).
