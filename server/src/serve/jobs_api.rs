@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::jobs::{new_id, video_json, Job, Jobs};
+use super::media::size_grid;
 use super::{ApiError, ApiResult, Shared};
 
 type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -94,7 +95,7 @@ pub async fn create(
         ));
     }
     // Checked now, so a bad size is a 400 and not a failed job later.
-    grid(&state.runner, body.size.as_deref())?;
+    size_grid(&state.runner, body.size.as_deref())?;
     let store = jobs(&state)?;
     // The reference image is kept with the job, so a restart can still run it.
     let reference = match reference {
@@ -112,10 +113,6 @@ pub async fn create(
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let job = store.submit("video", &request, key)?;
     Ok(Json(video_json(&job)))
-}
-
-fn grid(runner: &Runner, size: Option<&str>) -> ApiResult<Option<[usize; 2]>> {
-    super::media::size_grid(runner, size)
 }
 
 fn video_job(state: &Shared, id: &str) -> ApiResult<Job> {
@@ -216,7 +213,7 @@ pub fn run_job(
             let options = TaskOptions {
                 prompt: r["prompt"].as_str().unwrap_or_default().to_string(),
                 seconds: r["seconds"].as_f64(),
-                size: grid(runner, r["size"].as_str()).map_err(|e| e.message)?,
+                size: size_grid(runner, r["size"].as_str()).map_err(|e| e.message)?,
                 seed: r["seed"].as_u64(),
                 ..TaskOptions::default()
             };
