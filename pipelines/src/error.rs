@@ -27,6 +27,8 @@ pub enum PipelineError {
     Template(String),
     #[error("invalid request: {0}")]
     Request(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error("the queue is full ({0} requests waiting); retry later")]
     Busy(usize),
     #[error("tensor computation: {0}")]

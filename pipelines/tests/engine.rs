@@ -11,7 +11,7 @@ use candle_core::Device;
 use common::fixture;
 use pipelines::backbone::Backbone;
 use pipelines::generate::{
-    Allowed, Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance,
+    Allowed, CancelToken, Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance,
     SamplingParams, TokenConstraint,
 };
 use pipelines::tokenizer::{ChatMessage, TextTokenizer};
@@ -208,6 +208,41 @@ fn cancelling_frees_the_slot_and_a_full_queue_refuses() {
         ids, s.greedy[1],
         "the waiting request ran once the cancelled one left"
     );
+}
+
+#[test]
+fn a_linked_token_cancels_running_and_waiting_requests() {
+    let s = setup(EngineConfig {
+        max_batch: 1,
+        ..EngineConfig::default()
+    });
+    let token = CancelToken::new();
+    let linked = |prompt: &Vec<u32>| {
+        let mut r = GenerationRequest::new(prompt.clone(), greedy_params(100_000));
+        r.cancel = Some(token.clone());
+        s.engine.submit(r).unwrap()
+    };
+    let running = linked(&s.prompts[0]);
+    let waiting = linked(&s.prompts[1]);
+    assert!(matches!(running.recv(), Some(Event::Token { .. })));
+    assert_eq!(s.engine.running(), 1);
+    token.cancel();
+    let (_, _, reason) = collect(running);
+    assert_eq!(reason, FinishReason::Cancelled);
+    // The waiting one never starts; its stream ends without a token.
+    assert!(waiting
+        .into_iter()
+        .all(|e| !matches!(e, Event::Token { .. })));
+    let (ids, _, _) = collect(
+        s.engine
+            .submit(GenerationRequest::new(
+                s.prompts[2].clone(),
+                greedy_params(8),
+            ))
+            .unwrap(),
+    );
+    assert_eq!(ids, s.greedy[2][..8], "the engine serves the next request");
+    assert_eq!(s.engine.running(), 0);
 }
 
 #[test]

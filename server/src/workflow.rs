@@ -82,6 +82,7 @@ impl ExecFlags {
             cache_dir: (!self.no_cache).then(|| self.cache.clone().unwrap_or_else(default_cache)),
             max_concurrent: limits.max_concurrent,
             max_fan_out: limits.max_fan_out,
+            cancel: pipelines::generate::CancelToken::new(),
         };
         Ok((options, runner))
     }

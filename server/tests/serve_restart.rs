@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! Jobs survive a restart: a video job submitted, the server killed at
-//! once, started again on the same data folder; the job completes and its
-//! file is served.
+//! once (or stopped by SIGTERM, which drains), started again on the same
+//! data folder; the job completes and its file is served.
 
 mod common;
 
@@ -11,6 +11,59 @@ use common::{free_port, request, serve};
 
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
+}
+
+/// Polls a video job until it leaves queued / in_progress.
+fn wait_for(port: u16, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, body) = request(port, "GET", &format!("/v1/videos/{id}"), None).unwrap();
+        assert_eq!(status, 200, "the job is still known after the restart");
+        let v = json(&body);
+        if !matches!(v["status"].as_str(), Some("queued" | "in_progress")) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the job never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn sigterm_drains_and_keeps_the_unfinished_job_for_the_next_start() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut first = serve(port, data.path());
+    let (status, body) = request(
+        port,
+        "POST",
+        "/v1/videos",
+        Some(r#"{"prompt": "a ball", "seconds": "2", "size": "128x128"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let id = json(&body)["id"].as_str().unwrap().to_string();
+    let pid = first.child.id().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(status) = first.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "a drained server exits cleanly: {exit}");
+
+    let _second = serve(port, data.path());
+    let video = wait_for(port, &id);
+    assert_eq!(video["status"], "completed", "{video}");
 }
 
 #[test]
@@ -32,17 +85,7 @@ fn a_job_submitted_before_a_kill_completes_after_the_restart() {
     first.child.wait().unwrap();
 
     let _second = serve(port, data.path());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let video = loop {
-        let (status, body) = request(port, "GET", &format!("/v1/videos/{id}"), None).unwrap();
-        assert_eq!(status, 200, "the job is still known after the restart");
-        let v = json(&body);
-        if !matches!(v["status"].as_str(), Some("queued" | "in_progress")) {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "the job never finished");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let video = wait_for(port, &id);
     assert_eq!(video["status"], "completed", "{video}");
     let (status, mp4) = request(port, "GET", &format!("/v1/videos/{id}/content"), None).unwrap();
     assert_eq!(status, 200);

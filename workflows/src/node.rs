@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use modalities::{Audio, Image, Media, Mesh, Video};
+use pipelines::generate::CancelToken;
 use pipelines::tasks::Runner;
 
 use crate::types::{PortType, Value};
@@ -75,6 +76,8 @@ pub struct StepContext<'a> {
     pub seed: u64,
     /// Reports progress: `k` of `n` done.
     pub progress: &'a (dyn Fn(u64, u64) + Sync),
+    /// Set when the run is cancelled; long steps stop early.
+    pub cancel: &'a CancelToken,
 }
 
 /// A node: one file implements it, one line in `nodes::REGISTRY` lists it.
@@ -220,6 +223,7 @@ pub fn run_node(node: &dyn Node, given: Vec<(&str, Value)>) -> Result<Outputs, S
         runner: None,
         seed: 0,
         progress: &progress,
+        cancel: &CancelToken::new(),
     };
     let mut map: BTreeMap<String, Value> =
         given.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
+use pipelines::generate::CancelToken;
 use pipelines::tasks::Runner;
 use sha2::{Digest, Sha256};
 
@@ -55,6 +56,9 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     pub max_concurrent: usize,
     pub max_fan_out: usize,
+    /// Stops the run: running tasks leave the engine at their next step,
+    /// steps not yet started fail as cancelled.
+    pub cancel: CancelToken,
 }
 
 impl Default for RunOptions {
@@ -65,6 +69,7 @@ impl Default for RunOptions {
             cache_dir: None,
             max_concurrent: limits.max_concurrent,
             max_fan_out: limits.max_fan_out,
+            cancel: CancelToken::new(),
         }
     }
 }
@@ -78,6 +83,8 @@ pub struct RunReport {
     pub cached: Vec<String>,
     /// Failed steps and why (a step whose input failed names it).
     pub failed: Vec<(String, String)>,
+    /// The run was cancelled before every step finished.
+    pub cancelled: bool,
 }
 
 /// Checks the caller's inputs against the declared ones, filling defaults.
@@ -241,6 +248,7 @@ impl Shared<'_> {
             runner: self.runner,
             seed,
             progress: &progress,
+            cancel: &self.options.cancel,
         };
         let outputs = step.node.run(&ctx, inputs)?;
         if let Some(path) = &path {
@@ -304,6 +312,9 @@ impl Shared<'_> {
             .collect();
         let mut all_cached = true;
         for (i, item) in items.iter().enumerate() {
+            if self.options.cancel.is_cancelled() {
+                return Err("cancelled".into());
+            }
             let scope = Scope {
                 inputs,
                 results,
@@ -385,8 +396,13 @@ pub fn run(
                     continue;
                 }
                 started[i] = true;
-                if let Some(&d) = step.deps.iter().find(|&&d| done[d] == Some(false)) {
-                    let reason = format!("its input step {:?} failed", wf.steps[d].id);
+                let failed_input = step.deps.iter().find(|&&d| done[d] == Some(false));
+                if options.cancel.is_cancelled() || failed_input.is_some() {
+                    let reason = match failed_input {
+                        _ if options.cancel.is_cancelled() => "cancelled".to_string(),
+                        Some(&d) => format!("its input step {:?} failed", wf.steps[d].id),
+                        None => unreachable!("checked above"),
+                    };
                     on_event(&Event::Failed {
                         step: step.id.clone(),
                         reason: reason.clone(),
@@ -459,6 +475,7 @@ pub fn run(
             report.outputs.insert(out.file.clone(), value);
         }
     }
+    report.cancelled = options.cancel.is_cancelled() && !report.failed.is_empty();
     Ok(report)
 }
 
@@ -537,5 +554,13 @@ outputs:
             .failed
             .iter()
             .any(|(s, r)| s == "each" && r.contains("over the limit of 1")));
+
+        let cancelled = RunOptions::default();
+        cancelled.cancel.cancel();
+        let report = run(&wf, &inputs, None, &cancelled, &|_| {}).unwrap();
+        assert!(report.cancelled);
+        assert!(report.outputs.is_empty());
+        assert_eq!(report.failed.len(), wf.steps.len());
+        assert!(report.failed.iter().all(|(_, r)| r == "cancelled"));
     }
 }

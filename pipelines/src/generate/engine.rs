@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::cancel::CancelToken;
 use super::constraint::{mask_logits, Allowed, TokenConstraint};
 use super::sampling::{Sampler, SamplingParams};
 use crate::backbone::{Backbone, LogitsFor, SequenceCache, SequenceStep};
@@ -57,6 +58,8 @@ pub struct GenerationRequest {
     /// Detokenize the output as it comes (events carry text). Media
     /// outputs turn this off: their tokens are codes, not text.
     pub text: bool,
+    /// Cancels the request from outside (besides dropping its handle).
+    pub cancel: Option<CancelToken>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +76,7 @@ impl GenerationRequest {
             constraint: None,
             guidance: None,
             text: true,
+            cancel: None,
         }
     }
 
@@ -165,6 +169,11 @@ struct Submission {
     cancel: Arc<AtomicBool>,
 }
 
+/// The handle's own flag or the request's linked token.
+fn cancelled(own: &AtomicBool, linked: Option<&CancelToken>) -> bool {
+    own.load(Ordering::Relaxed) || linked.is_some_and(CancelToken::is_cancelled)
+}
+
 /// One prompt of a sequence and its cache: a plain request has one lane, a
 /// guided request a second for the unconditional prompt.
 struct Lane {
@@ -193,6 +202,7 @@ struct Active {
     stopped_by_string: bool,
     events: Sender<Event>,
     cancel: Arc<AtomicBool>,
+    linked: Option<CancelToken>,
 }
 
 impl Active {
@@ -207,6 +217,7 @@ impl Active {
 pub struct Engine {
     submit: Option<Sender<Submission>>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
     worker: Option<JoinHandle<()>>,
     config: EngineConfig,
     vocab_size: usize,
@@ -220,6 +231,7 @@ impl Engine {
     ) -> Engine {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let vocab_size = model.config().vocab_size;
         let eos = tokenizer
             .eos_ids()
@@ -234,6 +246,7 @@ impl Engine {
             config: config.clone(),
             incoming: rx,
             queued: queued.clone(),
+            running: running.clone(),
             waiting: VecDeque::new(),
             active: Vec::new(),
         };
@@ -244,6 +257,7 @@ impl Engine {
         Engine {
             submit: Some(tx),
             queued,
+            running,
             worker,
             config,
             vocab_size,
@@ -257,6 +271,11 @@ impl Engine {
     /// Requests waiting for a slot.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Sequences being generated (as of the last step).
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
     }
 
     fn check_prompt(&self, field: &str, prompt: &[u32]) -> Result<()> {
@@ -334,6 +353,7 @@ struct Scheduler {
     config: EngineConfig,
     incoming: Receiver<Submission>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
     waiting: VecDeque<Submission>,
     active: Vec<Active>,
     /// End-of-sequence ids from the tokenizer and the model config, gathered once.
@@ -347,6 +367,7 @@ impl Scheduler {
                 return;
             }
             self.admit();
+            self.running.store(self.active.len(), Ordering::Relaxed);
             if self.active.is_empty() {
                 continue;
             }
@@ -356,6 +377,7 @@ impl Scheduler {
                     let _ = seq.events.send(Event::Error(e.to_string()));
                 }
             }
+            self.running.store(self.active.len(), Ordering::Relaxed);
         }
     }
 
@@ -399,7 +421,7 @@ impl Scheduler {
                 break;
             };
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            if s.cancel.load(Ordering::Relaxed) {
+            if cancelled(&s.cancel, s.request.cancel.as_ref()) {
                 continue;
             }
             let request = s.request;
@@ -422,6 +444,7 @@ impl Scheduler {
                 stopped_by_string: false,
                 events: s.events,
                 cancel: s.cancel,
+                linked: request.cancel,
             });
         }
     }
@@ -437,7 +460,7 @@ impl Scheduler {
 
     fn step(&mut self) -> Result<()> {
         self.active.retain(|seq| {
-            let cancelled = seq.cancel.load(Ordering::Relaxed);
+            let cancelled = cancelled(&seq.cancel, seq.linked.as_ref());
             if cancelled {
                 let _ = seq.events.send(Event::Finished {
                     reason: FinishReason::Cancelled,

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
 use crate::generate::{
-    Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance, RequestHandle,
-    SamplingParams, TokenConstraint,
+    CancelToken, Engine, EngineConfig, Event, FinishReason, GenerationRequest, Guidance,
+    RequestHandle, SamplingParams, TokenConstraint,
 };
 use crate::pack::Pack;
 pub use crate::pack::TaskName;
@@ -203,12 +203,30 @@ impl Runner {
         self.engine.queued()
     }
 
+    /// Sequences being generated.
+    pub fn running(&self) -> usize {
+        self.engine.running()
+    }
+
     /// Runs `task` to completion.
     pub fn run(
         &self,
         task: TaskName,
         options: &TaskOptions,
         inputs: &TaskInputs,
+    ) -> Result<TaskResult> {
+        self.run_until(task, options, inputs, &CancelToken::new())
+    }
+
+    /// Runs `task` until it completes or `cancel` is set; a cancelled task
+    /// leaves the engine at its next step and returns
+    /// [`PipelineError::Cancelled`].
+    pub fn run_until(
+        &self,
+        task: TaskName,
+        options: &TaskOptions,
+        inputs: &TaskInputs,
+        cancel: &CancelToken,
     ) -> Result<TaskResult> {
         let started = Instant::now();
         options.validate()?;
@@ -247,6 +265,7 @@ impl Runner {
                 request.guidance = plan.guidance.clone();
                 request.constraint = plan.constraint.as_ref().map(|make| make());
                 request.text = !plan.structured;
+                request.cancel = Some(cancel.clone());
                 self.engine.submit(request)
             })
             .collect::<Result<Vec<RequestHandle>>>()?;
@@ -254,6 +273,9 @@ impl Runner {
         let mut tokens = Vec::new();
         for handle in handles {
             let (ids, text, reason) = collect(handle)?;
+            if reason == FinishReason::Cancelled {
+                return Err(PipelineError::Cancelled);
+            }
             if plan.structured && reason != FinishReason::Stop {
                 return Err(PipelineError::Request(format!(
                     "{task}: the output did not complete within {} tokens or the context",

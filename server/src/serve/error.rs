@@ -4,7 +4,8 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pipelines::PipelineError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -49,16 +50,36 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer, as OpenAI's API writes it.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, naming the field, line or file.
+    message: String,
+    /// invalid_request_error, authentication_error, not_found_error,
+    /// rate_limit_error or server_error.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The request field at fault, when one is.
+    param: Option<String>,
+    /// A machine-readable reason (e.g. `queue_full`).
+    code: Option<&'static str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind(),
-                "param": self.param,
-                "code": self.code,
-            }
-        });
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                kind: self.kind(),
+                message: self.message,
+                param: self.param,
+                code: self.code,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             if let Ok(v) = seconds.to_string().parse() {
@@ -90,6 +111,11 @@ impl From<PipelineError> for ApiError {
                     format!("the queue is full ({n} requests waiting); retry later"),
                 )
             },
+            // Only a draining server cancels work whose client is still there.
+            PipelineError::Cancelled => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request was cancelled (the server is shutting down)",
+            ),
             PipelineError::Request(m) => ApiError {
                 param: param_of(&m),
                 ..ApiError::new(StatusCode::BAD_REQUEST, m)

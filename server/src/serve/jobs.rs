@@ -3,8 +3,11 @@
 //! and their files are still served and unfinished ones run again.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use pipelines::generate::CancelToken;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
@@ -15,6 +18,11 @@ pub struct Jobs {
     db: Mutex<Connection>,
     pub dir: PathBuf,
     wake: (Mutex<bool>, Condvar),
+    /// The job the worker runs now, and its cancel token.
+    running: Mutex<Option<(String, CancelToken)>>,
+    /// Set by a draining server: no new job starts, the running one is
+    /// stopped and queued again for the next start.
+    stopping: AtomicBool,
 }
 
 /// What a job row holds.
@@ -108,6 +116,8 @@ impl Jobs {
             db: Mutex::new(db),
             dir: dir.to_path_buf(),
             wake: (Mutex::new(false), Condvar::new()),
+            running: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         }))
     }
 
@@ -227,12 +237,36 @@ impl Jobs {
             > 0)
     }
 
-    /// Cancels a queued job (a running one finishes first, then is marked).
+    /// Cancels a job: a queued one never starts, a running one stops at
+    /// its next generation step.
     pub fn cancel(&self, id: &str) -> Result<(), ApiError> {
         self.db()?
             .execute("UPDATE jobs SET status = 'cancelled', completed_at = ?2 WHERE id = ?1 AND status IN ('queued', 'in_progress')", params![id, now()])
             .map_err(db_error)?;
+        if let Ok(running) = self.running.lock() {
+            if let Some((_, token)) = running.as_ref().filter(|(r, _)| r == id) {
+                token.cancel();
+            }
+        }
         Ok(())
+    }
+
+    /// Drains for shutdown: no job starts after this; the running one is
+    /// cancelled and queued again, so it runs at the next start. Waits up
+    /// to `wait` for the worker to let go of it.
+    pub fn stop(&self, wait: Duration) {
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Ok(running) = self.running.lock() {
+            if let Some((_, token)) = running.as_ref() {
+                token.cancel();
+            }
+        }
+        self.notify();
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline && self.running.lock().map(|r| r.is_some()).unwrap_or(false)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn events(&self, id: &str, after: i64) -> Result<Vec<(i64, Value)>, ApiError> {
@@ -283,6 +317,9 @@ impl Jobs {
 
     /// Takes the oldest queued job, marking it in progress.
     fn claim(&self) -> Result<Option<Job>, ApiError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         let db = self.db()?;
         let id: Option<String> = db
             .query_row(
@@ -322,11 +359,20 @@ impl Jobs {
             })
             .optional()
             .map_err(db_error)?;
-        if status.as_deref() != Some("in_progress") {
+        // Stopped by a drain: queued again, for the next start.
+        let requeue = self.stopping.load(Ordering::SeqCst);
+        if status.as_deref() != Some("in_progress") || requeue {
             if let Ok(files) = &result {
                 for (_, path, _) in files {
                     let _ = std::fs::remove_file(path);
                 }
+            }
+            if requeue && status.as_deref() == Some("in_progress") {
+                tx.execute(
+                    "UPDATE jobs SET status = 'queued', progress = 0 WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(db_error)?;
             }
             return tx.commit().map_err(db_error);
         }
@@ -355,7 +401,9 @@ impl Jobs {
     /// Runs jobs one after another, for as long as the process lives.
     pub fn start_worker(
         self: &Arc<Jobs>,
-        run: impl Fn(&Jobs, &Job) -> Result<Vec<(String, PathBuf, String)>, String> + Send + 'static,
+        run: impl Fn(&Jobs, &Job, &CancelToken) -> Result<Vec<(String, PathBuf, String)>, String>
+            + Send
+            + 'static,
     ) {
         let jobs = self.clone();
         std::thread::Builder::new()
@@ -363,8 +411,22 @@ impl Jobs {
             .spawn(move || loop {
                 match jobs.claim() {
                     Ok(Some(job)) => {
-                        let result = run(&jobs, &job);
+                        let token = CancelToken::new();
+                        if let Ok(mut running) = jobs.running.lock() {
+                            *running = Some((job.id.clone(), token.clone()));
+                        }
+                        // A drain or cancel that came between claim and here.
+                        let status = jobs.get(&job.id).ok().flatten().map(|j| j.status);
+                        if jobs.stopping.load(Ordering::SeqCst)
+                            || status.as_deref() != Some("in_progress")
+                        {
+                            token.cancel();
+                        }
+                        let result = run(&jobs, &job, &token);
                         let _ = jobs.finish(&job.id, result);
+                        if let Ok(mut running) = jobs.running.lock() {
+                            *running = None;
+                        }
                     }
                     _ => {
                         // Sleep until a submission (or a second, for safety).

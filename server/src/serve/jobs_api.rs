@@ -8,15 +8,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use modalities::Media;
+use pipelines::generate::CancelToken;
 use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::jobs::{new_id, video_json, Job, Jobs};
 use super::media::size_grid;
-use super::{ApiError, ApiResult, Shared};
-
-type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+use super::{ApiError, ApiJson, ApiResult, Shared};
 
 fn jobs(state: &Shared) -> ApiResult<&std::sync::Arc<Jobs>> {
     state.jobs.as_ref().ok_or_else(|| {
@@ -32,14 +32,14 @@ fn not_found(what: &str, id: &str) -> ApiError {
 }
 
 /// Seconds as OpenAI sends them (a string such as "4") or a number.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Seconds {
     Text(String),
     Number(f64),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct VideoBody {
     prompt: String,
     #[serde(default)]
@@ -49,8 +49,23 @@ pub struct VideoBody {
     seed: Option<u64>,
 }
 
+/// The form `/v1/videos` also reads (as the OpenAI SDK sends it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VideoForm {
+    prompt: String,
+    /// A first frame: the video starts from this image.
+    #[schema(value_type = Option<String>, format = Binary)]
+    input_reference: Option<Vec<u8>>,
+    seconds: Option<String>,
+    size: Option<String>,
+    seed: Option<u64>,
+    model: Option<String>,
+}
+
 /// Creates a video job from JSON, or from a form (as the OpenAI SDK sends
 /// it) that may carry an `input_reference` image: then image-to-video.
+#[utoipa::path(post, path = "/v1/videos", tag = "openai", request_body(content((VideoBody = "application/json"), (VideoForm = "multipart/form-data"))), responses((status = 200, description = "A `video` object, status `queued`")))]
 pub async fn create(
     State(state): State<Shared>,
     request: axum::extract::Request,
@@ -65,7 +80,7 @@ pub async fn create(
         let multipart = axum::extract::Multipart::from_request(request, &state)
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        let form = super::uploads::read_form(multipart).await?;
+        let form = super::uploads::read_form(&state, multipart).await?;
         let field = |n: &str| form.fields.get(n).cloned();
         let body = VideoBody {
             prompt: field("prompt").ok_or_else(|| ApiError::invalid("prompt", "required"))?,
@@ -76,7 +91,7 @@ pub async fn create(
         };
         (body, form.image("input_reference")?)
     } else {
-        let Json(body) = Json::<VideoBody>::from_request(request, &state).await?;
+        let ApiJson(body) = ApiJson::<VideoBody>::from_request(request, &state).await?;
         (body, None)
     };
     let seconds = match &body.seconds {
@@ -88,14 +103,19 @@ pub async fn create(
                 .map_err(|_| ApiError::invalid("seconds", format!("{t:?} is not a number")))?,
         ),
     };
-    if let Some(s) = seconds.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= 60.0)) {
+    let longest = state.limits.max_video_seconds;
+    if let Some(s) = seconds.filter(|s| !(s.is_finite() && *s > 0.0 && *s <= longest)) {
         return Err(ApiError::invalid(
             "seconds",
-            format!("{s} is not in (0, 60]"),
+            format!("{s} is not in (0, {longest}] (this server's limit)"),
         ));
     }
     // Checked now, so a bad size is a 400 and not a failed job later.
-    size_grid(&state.runner, body.size.as_deref())?;
+    size_grid(
+        &state.runner,
+        body.size.as_deref(),
+        state.limits.max_image_side,
+    )?;
     let store = jobs(&state)?;
     // The reference image is kept with the job, so a restart can still run it.
     let reference = match reference {
@@ -122,6 +142,7 @@ fn video_job(state: &Shared, id: &str) -> ApiResult<Job> {
         .ok_or_else(|| not_found("video", id))
 }
 
+#[utoipa::path(get, path = "/v1/videos/{id}", tag = "openai", params(("id" = String, Path, description = "A video job id")), responses((status = 200, description = "A `video` object: status queued, in_progress, completed, failed or cancelled, and progress")))]
 pub async fn retrieve(
     State(state): State<Shared>,
     Path(id): Path<String>,
@@ -129,6 +150,7 @@ pub async fn retrieve(
     Ok(Json(video_json(&video_job(&state, &id)?)))
 }
 
+#[utoipa::path(get, path = "/v1/videos", tag = "openai", responses((status = 200, description = "`{object: list, data: [video]}`, newest first")))]
 pub async fn list(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     let data: Vec<Value> = jobs(&state)?
         .list("video")?
@@ -138,6 +160,7 @@ pub async fn list(State(state): State<Shared>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
+#[utoipa::path(delete, path = "/v1/videos/{id}", tag = "openai", params(("id" = String, Path, description = "A video job id")), responses((status = 200, description = "The deleted `video` object")))]
 pub async fn delete(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let job = video_job(&state, &id)?;
     if job.status == "in_progress" {
@@ -157,6 +180,7 @@ async fn file_response(path: PathBuf, mime: String) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/videos/{id}/content", tag = "openai", params(("id" = String, Path, description = "A video job id")), responses((status = 200, description = "The MP4 file", content_type = "video/mp4")))]
 pub async fn content(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let job = video_job(&state, &id)?;
     if job.status != "completed" {
@@ -173,6 +197,7 @@ pub async fn content(State(state): State<Shared>, Path(id): Path<String>) -> Api
     file_response(file.path, file.mime).await
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "A job id")), responses((status = 200, description = "A job: status, progress, per-step states and output files")))]
 pub async fn job(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let store = jobs(&state)?;
     let job = store.get(&id)?.ok_or_else(|| not_found("job", &id))?;
@@ -187,6 +212,7 @@ pub async fn job(State(state): State<Shared>, Path(id): Path<String>) -> ApiResu
     })))
 }
 
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "A job id")), responses((status = 200, description = "The job, cancelled")))]
 pub async fn cancel(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let store = jobs(&state)?;
     store.get(&id)?.ok_or_else(|| not_found("job", &id))?;
@@ -194,6 +220,7 @@ pub async fn cancel(State(state): State<Shared>, Path(id): Path<String>) -> ApiR
     job(State(state.clone()), Path(id)).await
 }
 
+#[utoipa::path(get, path = "/v1/files/{id}/content", tag = "jobs", params(("id" = String, Path, description = "A file id from a job's outputs")), responses((status = 200, description = "The file's bytes, with its media type", content_type = "application/octet-stream")))]
 pub async fn file(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let file = jobs(&state)?
         .file(&id)?
@@ -206,6 +233,7 @@ pub fn run_job(
     runner: &Runner,
     store: &Jobs,
     job: &Job,
+    cancel: &CancelToken,
 ) -> Result<Vec<(String, PathBuf, String)>, String> {
     match job.kind.as_str() {
         "video" => {
@@ -213,7 +241,8 @@ pub fn run_job(
             let options = TaskOptions {
                 prompt: r["prompt"].as_str().unwrap_or_default().to_string(),
                 seconds: r["seconds"].as_f64(),
-                size: size_grid(runner, r["size"].as_str()).map_err(|e| e.message)?,
+                // Checked against the limits when the job was submitted.
+                size: size_grid(runner, r["size"].as_str(), u32::MAX).map_err(|e| e.message)?,
                 seed: r["seed"].as_u64(),
                 ..TaskOptions::default()
             };
@@ -236,7 +265,7 @@ pub fn run_job(
                 }
             };
             let result = runner
-                .run(task, &options, &inputs)
+                .run_until(task, &options, &inputs, cancel)
                 .map_err(|e| e.to_string())?;
             let Some(TaskOutput::Media(Media::Video(video))) = result.outputs.into_iter().next()
             else {
@@ -249,7 +278,7 @@ pub fn run_job(
             video.write(&path).map_err(|e| e.to_string())?;
             Ok(vec![("video.mp4".into(), path, "video/mp4".into())])
         }
-        "workflow" => run_workflow_job(runner, store, job),
+        "workflow" => run_workflow_job(runner, store, job, cancel),
         other => Err(format!("unknown job kind {other:?}")),
     }
 }
@@ -316,22 +345,24 @@ fn load_workflow(request: &Value) -> Result<workflows::Workflow, String> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RunBody {
     workflow: Option<String>,
     yaml: Option<String>,
+    /// The workflow's inputs by name; media as `data:` URLs.
     #[serde(default)]
+    #[schema(value_type = Object)]
     inputs: serde_json::Map<String, Value>,
     #[serde(default)]
     seed: u64,
 }
 
+#[utoipa::path(post, path = "/v1/workflows/runs", tag = "workflows", request_body = RunBody, params(("Idempotency-Key" = Option<String>, Header, description = "The same key and body return the original job; a different body is 409")), responses((status = 200, description = "The job running the workflow")))]
 pub async fn run_workflow(
     State(state): State<Shared>,
     headers: HeaderMap,
-    body: Body<RunBody>,
+    ApiJson(body): ApiJson<RunBody>,
 ) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
     let request = json!({"workflow": body.workflow, "yaml": body.yaml, "inputs": body.inputs, "seed": body.seed});
     // Checked before the job is recorded: a bad workflow is a 400 with its errors.
     let wf = load_workflow(&request).map_err(|e| {
@@ -357,6 +388,7 @@ pub async fn run_workflow(
     self::job(State(state.clone()), Path(job.id)).await
 }
 
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "A job id")), responses((status = 200, description = "Server-sent workflow progress events (queued, started, progress, cached, finished, failed), then the job's end", content_type = "text/event-stream")))]
 pub async fn events(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     use axum::response::sse::{Event as SseEvent, Sse};
     let store = jobs(&state)?.clone();
@@ -404,6 +436,7 @@ fn run_workflow_job(
     runner: &Runner,
     store: &Jobs,
     job: &Job,
+    cancel: &CancelToken,
 ) -> Result<Vec<(String, PathBuf, String)>, String> {
     let wf = load_workflow(&job.request)?;
     let dir = store.dir.join("jobs").join(&job.id);
@@ -426,6 +459,7 @@ fn run_workflow_job(
     let options = workflows::RunOptions {
         seed: job.request["seed"].as_u64().unwrap_or(0),
         cache_dir: Some(store.dir.join("step-cache")),
+        cancel: cancel.clone(),
         ..workflows::RunOptions::default()
     };
     let total = wf.steps.len().max(1) as f64;

@@ -9,21 +9,14 @@ use modalities::{Format, Media};
 use pipelines::tasks::{TaskInputs, TaskName, TaskOptions, TaskOutput};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::{ApiError, ApiResult, Shared};
+use super::{ApiError, ApiJson, ApiResult, Shared};
 
-type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-/// Runs a task off the async threads.
+/// A media task's outputs.
 async fn run_task(state: &Shared, task: TaskName, options: TaskOptions) -> ApiResult<Vec<Media>> {
-    let state = state.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        state.runner.run(task, &options, &TaskInputs::default())
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    result
-        .outputs
+    super::drain::run_task(state, task, options, TaskInputs::default())
+        .await?
         .into_iter()
         .map(|o| match o {
             TaskOutput::Media(m) => Ok(m),
@@ -59,6 +52,7 @@ pub(super) fn image_format(response: Option<&str>, output: Option<&str>) -> ApiR
 pub(super) fn size_grid(
     runner: &pipelines::tasks::Runner,
     size: Option<&str>,
+    max_side: u32,
 ) -> ApiResult<Option<[usize; 2]>> {
     let layout = runner
         .pack()
@@ -73,6 +67,10 @@ pub(super) fn size_grid(
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse::<usize>().ok()?, h.parse::<usize>().ok()?)))
     {
+        Some((w, h)) if w.max(h) > max_side as usize => Err(ApiError::invalid(
+            "size",
+            format!("{s:?} is larger than this server's limit of {max_side} pixels a side"),
+        )),
         Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Ok(Some([h / d, w / d])),
         _ => Err(ApiError::invalid(
             "size",
@@ -94,7 +92,7 @@ pub(super) fn image_data(images: &[Media], format: Format) -> ApiResult<Vec<Valu
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ImageBody {
     prompt: String,
     n: Option<usize>,
@@ -107,11 +105,11 @@ pub struct ImageBody {
     model: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImageBody, responses((status = 200, description = "`{created, data: [{b64_json}], output_format}`")))]
 pub async fn image_generations(
     State(state): State<Shared>,
-    body: Body<ImageBody>,
+    ApiJson(body): ApiJson<ImageBody>,
 ) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
     let n = body.n.unwrap_or(1);
     if n == 0 || n > state.limits.max_n {
         return Err(ApiError::invalid(
@@ -123,7 +121,11 @@ pub async fn image_generations(
         body.response_format.as_deref(),
         body.output_format.as_deref(),
     )?;
-    let size = size_grid(&state.runner, body.size.as_deref())?;
+    let size = size_grid(
+        &state.runner,
+        body.size.as_deref(),
+        state.limits.max_image_side,
+    )?;
     let options = TaskOptions {
         prompt: body.prompt,
         n,
@@ -138,7 +140,7 @@ pub async fn image_generations(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SpeechBody {
     input: String,
     voice: Option<String>,
@@ -155,8 +157,11 @@ pub struct SpeechBody {
     stream_format: Option<String>,
 }
 
-pub async fn speech(State(state): State<Shared>, body: Body<SpeechBody>) -> ApiResult<Response> {
-    let Json(body) = body?;
+#[utoipa::path(post, path = "/v1/audio/speech", tag = "openai", request_body = SpeechBody, responses((status = 200, description = "The audio file in `response_format`; (audio/mpeg, audio/ogg, audio/aac, audio/flac, audio/wav, audio/pcm); with `stream_format: sse`, `text/event-stream` of `speech.audio.delta` events then `speech.audio.done`", content_type = "application/octet-stream")))]
+pub async fn speech(
+    State(state): State<Shared>,
+    ApiJson(body): ApiJson<SpeechBody>,
+) -> ApiResult<Response> {
     let sse = match body.stream_format.as_deref().unwrap_or("audio") {
         "audio" => false,
         "sse" => true,
@@ -168,6 +173,15 @@ pub async fn speech(State(state): State<Shared>, body: Body<SpeechBody>) -> ApiR
         }
     };
     let input_chars = body.input.chars().count();
+    if input_chars > state.limits.max_speech_chars {
+        return Err(ApiError::invalid(
+            "input",
+            format!(
+                "{input_chars} characters is more than this server's limit of {}",
+                state.limits.max_speech_chars
+            ),
+        ));
+    }
     let (ext, mime) = match body.response_format.as_deref().unwrap_or("mp3") {
         "mp3" => ("mp3", "audio/mpeg"),
         "opus" => ("opus", "audio/ogg"),
@@ -233,15 +247,18 @@ pub async fn speech(State(state): State<Shared>, body: Body<SpeechBody>) -> ApiR
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct MeshBody {
     prompt: String,
     format: Option<String>,
     seed: Option<u64>,
 }
 
-pub async fn meshes(State(state): State<Shared>, body: Body<MeshBody>) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
+#[utoipa::path(post, path = "/v1/meshes", tag = "anyforge", request_body = MeshBody, responses((status = 200, description = "`{created, data: [{b64_json, format, vertices, faces}]}`")))]
+pub async fn meshes(
+    State(state): State<Shared>,
+    ApiJson(body): ApiJson<MeshBody>,
+) -> ApiResult<Json<Value>> {
     let name = body.format.unwrap_or_else(|| "glb".into());
     let format = match name.as_str() {
         "obj" => Format::Obj,

@@ -43,6 +43,7 @@ pub async fn track(State(state): State<Shared>, request: Request, next: Next) ->
     response
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text: requests, latency, queue depth, tokens/s, job states", content_type = "text/plain")))]
 pub async fn render(State(state): State<Shared>) -> Response {
     let mut out = String::new();
     let _ = writeln!(

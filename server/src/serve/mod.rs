@@ -1,57 +1,44 @@
 //! `anyforge serve`: the HTTP server. OpenAI-compatible endpoints over a
 //! model pack, sharing one generation engine (continuous batching).
 
+mod body;
+mod config;
+mod drain;
 mod error;
 mod jobs;
 mod jobs_api;
 mod media;
 mod metrics;
 mod openai;
+mod openapi;
 #[cfg(test)]
 mod tests;
 mod uploads;
 mod workflows_api;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::future::IntoFuture;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Args;
-use pipelines::generate::EngineConfig;
-use pipelines::pack::{self, Pack};
+use pipelines::pack::Pack;
 use pipelines::tasks::Runner;
-use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
 
+pub use body::ApiJson;
+pub use config::{ServeArgs, ServeLimits};
 pub use error::{ApiError, ApiResult};
-
-/// Request limits. Configuration, with defaults for a small server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServeLimits {
-    pub max_body_bytes: usize,
-    pub max_n: usize,
-    pub max_tokens: usize,
-    /// Batch size, step budget, queue bound and context of the engine.
-    pub engine: EngineConfig,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        ServeLimits {
-            max_body_bytes: 32 << 20,
-            max_n: 8,
-            max_tokens: 4096,
-            engine: EngineConfig::default(),
-        }
-    }
-}
 
 pub struct AppState {
     pub runner: Arc<Runner>,
@@ -63,30 +50,10 @@ pub struct AppState {
     pub model: String,
     pub created: u64,
     pub metrics: metrics::Metrics,
+    pub drain: drain::Drain,
 }
 
 pub type Shared = Arc<AppState>;
-
-#[derive(Args)]
-pub struct ServeArgs {
-    /// A model pack folder (default: $ANYFORGE_PACK, else the default pack).
-    #[arg(long, env = "ANYFORGE_PACK")]
-    pack: Option<PathBuf>,
-    #[arg(long, env = "ANYFORGE_ADDR", default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
-    /// Clients must send `Authorization: Bearer KEY`.
-    #[arg(long, env = "ANYFORGE_API_KEY")]
-    api_key: Option<String>,
-    /// Allow a non-loopback address without an API key.
-    #[arg(long)]
-    allow_unauthenticated: bool,
-    /// Limits as a JSON file (fields of `ServeLimits`).
-    #[arg(long, env = "ANYFORGE_LIMITS")]
-    limits: Option<PathBuf>,
-    /// Where jobs and their files are kept across restarts.
-    #[arg(long, env = "ANYFORGE_DATA_DIR", default_value = "anyforge-data")]
-    data_dir: PathBuf,
-}
 
 pub fn state(
     pack_dir: &std::path::Path,
@@ -107,7 +74,9 @@ pub fn state(
             let store =
                 jobs::Jobs::open(dir).with_context(|| format!("job store in {}", dir.display()))?;
             let worker_runner = runner.clone();
-            store.start_worker(move |store, job| jobs_api::run_job(&worker_runner, store, job));
+            store.start_worker(move |store, job, cancel| {
+                jobs_api::run_job(&worker_runner, store, job, cancel)
+            });
             Some(store)
         }
     };
@@ -119,7 +88,19 @@ pub fn state(
         model,
         created,
         metrics: metrics::Metrics::default(),
+        drain: drain::Drain::default(),
     }))
+}
+
+/// Request ids: 64 random bits, hex.
+#[derive(Clone, Copy)]
+struct RequestIds;
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = format!("req_{:016x}", pipelines::generate::sampling::entropy_seed());
+        id.parse().ok().map(RequestId::new)
+    }
 }
 
 /// Every route, with the auth check and the body limit.
@@ -149,11 +130,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/workflows/validate", post(workflows_api::validate))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
-        .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/health", get(openapi::health))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::document))
         .merge(v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
@@ -161,6 +140,23 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             metrics::track,
         ))
+        // One span per request, carrying its id; the id goes back to the
+        // client (`x-request-id`, the client's own when it sent one).
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(RequestIds))
         // A handler that panics answers 500; the connection and the server live on.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -172,11 +168,21 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// The API key check, and 503 for new work while draining.
 async fn authorize(
     State(state): State<Shared>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if state.drain.is_draining() {
+        return Err(ApiError {
+            retry_after: Some(state.limits.drain_seconds.max(1)),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down; retry on another instance or after the restart",
+            )
+        });
+    }
     if let Some(key) = &state.api_key {
         let given = request
             .headers()
@@ -193,38 +199,98 @@ async fn authorize(
     Ok(next.run(request).await)
 }
 
+/// `anyforge serve`: binds first and answers 503 while the pack loads, then
+/// serves until SIGTERM or Ctrl-C, and drains (see [`drain`]).
 pub fn serve(args: ServeArgs) -> Result<()> {
-    if !args.addr.ip().is_loopback() && args.api_key.is_none() && !args.allow_unauthenticated {
-        bail!(
-            "--addr {}: serving beyond this machine needs --api-key (or --allow-unauthenticated)",
-            args.addr
-        );
-    }
-    let limits = match &args.limits {
-        None => ServeLimits::default(),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: invalid limits", p.display()))?
-        }
-    };
-    let dir = args.pack.clone().unwrap_or_else(pack::default_dir);
-    let state = state(&dir, Some(&args.data_dir), args.api_key.clone(), limits)?;
+    init_logging(args.log_json);
+    let settings = args.resolve()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.addr)
+    let loaded: Arc<OnceLock<Loaded>> = Arc::new(OnceLock::new());
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
-            .with_context(|| format!("binding {}", args.addr))?;
-        eprintln!("anyforge: serving {} on http://{}", state.model, args.addr);
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown())
-            .await?;
-        Ok(())
-    })
+            .with_context(|| format!("binding {}", settings.addr))?;
+        let server = axum::serve(listener, starting_router(loaded.clone()))
+            .with_graceful_shutdown(drain_on_signal(loaded.clone()))
+            .into_future();
+        tracing::info!(addr = %settings.addr, pack = %settings.pack.display(), "loading the pack");
+        let (pack, data) = (settings.pack.clone(), settings.data_dir.clone());
+        let (key, limits) = (settings.api_key.clone(), settings.limits.clone());
+        let state =
+            tokio::task::spawn_blocking(move || state(&pack, Some(&data), key, limits)).await??;
+        tracing::info!(model = %state.model, "serving on http://{}", settings.addr);
+        let app = router(state.clone());
+        let _ = loaded.set(Loaded {
+            state: state.clone(),
+            app,
+        });
+        // The drain deadline bounds the wait for connections that stay open
+        // (a stream): past it, what is left is cancelled and closed.
+        tokio::select! {
+            served = server => served?,
+            () = async {
+                state.drain.expired().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            } => tracing::warn!("closing the connections left after the drain deadline"),
+        }
+        anyhow::Ok(())
+    });
+    if let Some(jobs) = loaded.get().and_then(|l| l.state.jobs.clone()) {
+        // Lets the worker put a stopped job back in the queue before exit.
+        jobs.stop(Duration::from_secs(10));
+    }
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
-/// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish.
-async fn shutdown() {
+/// Logs to stderr: text, or JSON lines; `ANYFORGE_LOG` filters
+/// (`info` by default, e.g. `anyforge=debug,tower_http=warn`).
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANYFORGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Until the pack is loaded every request is answered 503 (with
+/// `Retry-After`); then the full router serves.
+/// The served app once the pack is loaded.
+struct Loaded {
+    state: Shared,
+    app: Router,
+}
+
+fn starting_router(loaded: Arc<OnceLock<Loaded>>) -> Router {
+    let service = tower::service_fn(move |request: Request| {
+        let loaded = loaded.clone();
+        async move {
+            let response = match loaded.get() {
+                Some(l) => l.app.clone().oneshot(request).await?,
+                None => ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is starting (loading the model pack)",
+                    )
+                }
+                .into_response(),
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    Router::new().fallback_service(service)
+}
+
+/// Ctrl-C or SIGTERM: new requests get 503, the job worker stops (its
+/// running job goes back to the queue for the next start), requests in
+/// flight get `drain_seconds` to finish, then are cancelled.
+async fn drain_on_signal(loaded: Arc<OnceLock<Loaded>>) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -237,6 +303,21 @@ async fn shutdown() {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
     }
+    let Some(state) = loaded.get().map(|l| l.state.clone()) else {
+        return;
+    };
+    tracing::info!(
+        seconds = state.limits.drain_seconds,
+        "draining: finishing requests in flight"
+    );
+    state.drain.begin();
+    if let Some(jobs) = state.jobs.clone() {
+        jobs.stop(Duration::ZERO);
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(state.limits.drain_seconds)).await;
+        state.drain.expire();
+    });
 }
 
 /// Seconds since the epoch, as OpenAI's `created` fields are.

@@ -11,36 +11,58 @@ use base64::Engine as _;
 use modalities::{Audio, Image, Media};
 use pipelines::generate::{Event, FinishReason, RequestHandle, SamplingParams};
 use pipelines::tasks::{Message, Part, TaskInputs, TaskOptions};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
+use utoipa::ToSchema;
 
-use super::{ApiError, ApiResult, Shared};
+use super::{ApiError, ApiJson, ApiResult, Shared};
 
-pub async fn models(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.model, "object": "model", "created": state.created, "owned_by": "anyforge"}],
-    }))
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, description = "The served model (the pack)", body = ModelList)))]
+pub async fn models(State(state): State<Shared>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list",
+        data: vec![Model {
+            id: state.model.clone(),
+            object: "model",
+            created: state.created,
+            owned_by: "anyforge",
+        }],
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    object: &'static str,
+    data: Vec<Model>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Model {
+    /// The pack's name: what requests put in `model`.
+    id: String,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ContentPart {
     Text { text: String },
@@ -48,12 +70,12 @@ enum ContentPart {
     InputAudio { input_audio: InputAudio },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ImageUrl {
     url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct InputAudio {
     data: String,
     #[serde(default)]
@@ -61,7 +83,7 @@ struct InputAudio {
     format: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ChatMessage {
     role: String,
     #[serde(default)]
@@ -69,7 +91,7 @@ struct ChatMessage {
 }
 
 /// Sampling fields shared by chat and completions.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 pub struct Sampling {
     max_tokens: Option<usize>,
     max_completion_tokens: Option<usize>,
@@ -84,7 +106,7 @@ pub struct Sampling {
     frequency_penalty: Option<f32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChatBody {
     #[serde(default)]
     #[allow(dead_code)]
@@ -97,7 +119,7 @@ pub struct ChatBody {
     top_logprobs: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CompletionBody {
     #[serde(default)]
     #[allow(dead_code)]
@@ -115,7 +137,7 @@ fn decode_base64(field: &str, data: &str) -> ApiResult<Vec<u8>> {
 }
 
 /// `data:image/png;base64,...` as an image.
-fn data_url_image(url: &str) -> ApiResult<Image> {
+fn data_url_image(url: &str, limits: &modalities::Limits) -> ApiResult<Image> {
     let field = "messages.content.image_url";
     let data = url
         .strip_prefix("data:")
@@ -127,11 +149,10 @@ fn data_url_image(url: &str) -> ApiResult<Image> {
                 "only data: URLs (base64) are read; the server fetches nothing",
             )
         })?;
-    Image::decode(&decode_base64(field, data)?, &modalities::Limits::default())
-        .map_err(|e| ApiError::invalid(field, e))
+    Image::decode(&decode_base64(field, data)?, limits).map_err(|e| ApiError::invalid(field, e))
 }
 
-fn messages(body: Vec<ChatMessage>) -> ApiResult<Vec<Message>> {
+fn messages(body: Vec<ChatMessage>, limits: &modalities::Limits) -> ApiResult<Vec<Message>> {
     body.into_iter()
         .map(|m| {
             let parts = match m.content {
@@ -141,13 +162,13 @@ fn messages(body: Vec<ChatMessage>) -> ApiResult<Vec<Message>> {
                     .into_iter()
                     .map(|p| match p {
                         ContentPart::Text { text } => Ok(Part::Text(text)),
-                        ContentPart::ImageUrl { image_url } => {
-                            Ok(Part::Media(Media::Image(data_url_image(&image_url.url)?)))
-                        }
+                        ContentPart::ImageUrl { image_url } => Ok(Part::Media(Media::Image(
+                            data_url_image(&image_url.url, limits)?,
+                        ))),
                         ContentPart::InputAudio { input_audio } => {
                             let field = "messages.content.input_audio";
                             let bytes = decode_base64(field, &input_audio.data)?;
-                            let audio = Audio::decode(&bytes, &modalities::Limits::default())
+                            let audio = Audio::decode(&bytes, limits)
                                 .map_err(|e| ApiError::invalid(field, e))?;
                             Ok(Part::Media(Media::Audio(audio)))
                         }
@@ -353,11 +374,11 @@ async fn collect(
     Ok(out)
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatBody, responses((status = 200, description = "A `chat.completion` object; with `stream: true`, server-sent `chat.completion.chunk` events ending with `data: [DONE]`")))]
 pub async fn chat_completions(
     State(state): State<Shared>,
-    body: Result<Json<ChatBody>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<ChatBody>,
 ) -> ApiResult<Response> {
-    let Json(body) = body?;
     let n = body.sampling.n(&state)?;
     if body
         .top_logprobs
@@ -376,7 +397,7 @@ pub async fn chat_completions(
         ..TaskOptions::default()
     };
     let inputs = TaskInputs {
-        messages: messages(body.messages)?,
+        messages: messages(body.messages, &state.limits.media)?,
         ..TaskInputs::default()
     };
     let (prompt, mut params) = state.runner.chat_prompt(&options, &inputs)?;
@@ -433,11 +454,11 @@ pub async fn chat_completions(
     .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionBody, responses((status = 200, description = "A `text_completion` object; with `stream: true`, server-sent chunks ending with `data: [DONE]`")))]
 pub async fn completions(
     State(state): State<Shared>,
-    body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<CompletionBody>,
 ) -> ApiResult<Response> {
-    let Json(body) = body?;
     let n = body.sampling.n(&state)?;
     let tokenizer = &state.runner.pack().model.tokenizer;
     let prompt = tokenizer.encode(&body.prompt, true)?;

@@ -9,18 +9,58 @@ use axum::Json;
 use modalities::{Audio, Image, Media};
 use pipelines::tasks::{TaskInputs, TaskName, TaskOptions, TaskOutput};
 use serde_json::json;
+use utoipa::ToSchema;
 
+use super::drain::run_task;
 use super::{ApiError, ApiResult, Shared};
 
+/// The form `/v1/images/edits` reads (documents it in `/openapi.json`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EditForm {
+    /// The image to edit (PNG, JPEG or WebP).
+    #[schema(value_type = String, format = Binary)]
+    image: Vec<u8>,
+    /// White where the edit regenerates, black where it keeps the image.
+    #[schema(value_type = Option<String>, format = Binary)]
+    mask: Option<Vec<u8>>,
+    prompt: String,
+    n: Option<usize>,
+    /// Only `b64_json`.
+    response_format: Option<String>,
+    /// png (default), jpeg or webp.
+    output_format: Option<String>,
+    seed: Option<u64>,
+    model: Option<String>,
+}
+
+/// The form `/v1/audio/transcriptions` reads.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TranscriptionForm {
+    /// The audio (WAV, MP3, FLAC, OGG, M4A...).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// json (default), text, srt, vtt or verbose_json.
+    response_format: Option<String>,
+    model: Option<String>,
+    language: Option<String>,
+}
+
 /// A multipart form: file fields as bytes, the rest as text.
-#[derive(Default)]
 pub(super) struct Form {
     pub(super) files: HashMap<String, Vec<u8>>,
     pub(super) fields: HashMap<String, String>,
+    /// Decoding limits for the uploaded media (configuration).
+    limits: modalities::Limits,
 }
 
-pub(super) async fn read_form(mut multipart: Multipart) -> ApiResult<Form> {
-    let mut form = Form::default();
+pub(super) async fn read_form(state: &Shared, mut multipart: Multipart) -> ApiResult<Form> {
+    let mut form = Form {
+        files: HashMap::new(),
+        fields: HashMap::new(),
+        limits: state.limits.media.clone(),
+    };
     while let Some(field) = multipart
         .next_field()
         .await
@@ -63,32 +103,17 @@ impl Form {
     pub(super) fn image(&self, name: &str) -> ApiResult<Option<Image>> {
         self.files
             .get(name)
-            .map(|b| {
-                Image::decode(b, &modalities::Limits::default())
-                    .map_err(|e| ApiError::invalid(name, e))
-            })
+            .map(|b| Image::decode(b, &self.limits).map_err(|e| ApiError::invalid(name, e)))
             .transpose()
     }
 }
 
-async fn run(
-    state: &Shared,
-    task: TaskName,
-    options: TaskOptions,
-    inputs: TaskInputs,
-) -> ApiResult<Vec<TaskOutput>> {
-    let state = state.clone();
-    let result = tokio::task::spawn_blocking(move || state.runner.run(task, &options, &inputs))
-        .await
-        .map_err(ApiError::internal)??;
-    Ok(result.outputs)
-}
-
+#[utoipa::path(post, path = "/v1/images/edits", tag = "openai", request_body(content = EditForm, content_type = "multipart/form-data"), responses((status = 200, description = "`{created, data: [{b64_json}], output_format}`")))]
 pub async fn image_edits(
     State(state): State<Shared>,
     multipart: Multipart,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let form = read_form(multipart).await?;
+    let form = read_form(&state, multipart).await?;
     let image = form
         .image("image")?
         .ok_or_else(|| ApiError::invalid("image", "an image file is required"))?;
@@ -120,7 +145,7 @@ pub async fn image_edits(
         mask,
         ..TaskInputs::default()
     };
-    let outputs = run(&state, TaskName::ImageEdit, options, inputs).await?;
+    let outputs = run_task(&state, TaskName::ImageEdit, options, inputs).await?;
     let images: Vec<Media> = outputs
         .into_iter()
         .filter_map(|o| match o {
@@ -146,17 +171,18 @@ fn timestamp(seconds: f64, sep: char) -> String {
     )
 }
 
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai", request_body(content = TranscriptionForm, content_type = "multipart/form-data"), responses((status = 200, description = "`{text}` (json), plain text, SRT, VTT or verbose JSON with segments", content_type = "application/json")))]
 pub async fn transcriptions(
     State(state): State<Shared>,
     multipart: Multipart,
 ) -> ApiResult<Response> {
-    let form = read_form(multipart).await?;
+    let form = read_form(&state, multipart).await?;
     let bytes = form
         .files
         .get("file")
         .ok_or_else(|| ApiError::invalid("file", "an audio file is required"))?;
-    let audio = Audio::decode(bytes, &modalities::Limits::default())
-        .map_err(|e| ApiError::invalid("file", e))?;
+    let audio =
+        Audio::decode(bytes, &state.limits.media).map_err(|e| ApiError::invalid("file", e))?;
     let duration = audio.duration_s();
     let format = form
         .fields
@@ -177,7 +203,7 @@ pub async fn transcriptions(
         audio: Some(audio),
         ..TaskInputs::default()
     };
-    let text = match run(&state, TaskName::Transcribe, options, inputs)
+    let text = match run_task(&state, TaskName::Transcribe, options, inputs)
         .await?
         .pop()
     {

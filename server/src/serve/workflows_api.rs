@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use workflows::{WorkflowError, WorkflowLimits};
 
-use super::{ApiError, ApiResult};
-
-type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+use super::{ApiError, ApiJson, ApiResult, Shared};
 
 /// The built-in workflows' folder (`assets/workflows` in the source tree).
 pub fn builtin_dir() -> PathBuf {
@@ -23,6 +23,7 @@ fn ports(ports: &[workflows::node::Port]) -> Vec<Value> {
         .collect()
 }
 
+#[utoipa::path(get, path = "/v1/nodes", tag = "workflows", responses((status = 200, description = "The node catalog: each node's inputs, outputs and their types")))]
 pub async fn nodes() -> Json<Value> {
     let data: Vec<Value> = workflows::nodes::REGISTRY
         .iter()
@@ -34,6 +35,7 @@ pub async fn nodes() -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows", responses((status = 200, description = "The built-in workflows with their inputs and outputs")))]
 pub async fn list() -> ApiResult<Json<Value>> {
     let mut data = Vec::new();
     let entries = std::fs::read_dir(builtin_dir()).map_err(ApiError::internal)?;
@@ -60,15 +62,18 @@ pub async fn list() -> ApiResult<Json<Value>> {
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ValidateBody {
     yaml: String,
 }
 
-pub async fn validate(body: Body<ValidateBody>) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
+#[utoipa::path(post, path = "/v1/workflows/validate", tag = "workflows", request_body = ValidateBody, responses((status = 200, description = "`{valid, errors: [{line, column, message}]}`")))]
+pub async fn validate(
+    State(state): State<Shared>,
+    ApiJson(body): ApiJson<ValidateBody>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(
-        match workflows::load_str(&body.yaml, &WorkflowLimits::default()) {
+        match workflows::load_str(&body.yaml, &state.limits.workflow) {
             Ok(wf) => {
                 json!({"valid": true, "name": wf.name, "steps": wf.steps.len(), "errors": []})
             }

@@ -208,7 +208,7 @@ impl Node for TaskNode {
         };
         (ctx.progress)(0, 1);
         let result = runner
-            .run(self.0, &options, &task_inputs)
+            .run_until(self.0, &options, &task_inputs, ctx.cancel)
             .map_err(|e| e.to_string())?;
         (ctx.progress)(1, 1);
         let out = kind_port(self.0.output_kind());

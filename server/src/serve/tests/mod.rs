@@ -470,4 +470,5 @@ async fn completions_and_speech_stream_as_server_sent_events() {
 }
 
 mod jobs;
+mod serving;
 mod uploads;
