@@ -218,6 +218,7 @@ pub struct Engine {
     submit: Option<Sender<Submission>>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     running: Arc<std::sync::atomic::AtomicUsize>,
+    generated: Arc<std::sync::atomic::AtomicU64>,
     worker: Option<JoinHandle<()>>,
     config: EngineConfig,
     vocab_size: usize,
@@ -232,6 +233,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let generated = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let vocab_size = model.config().vocab_size;
         let eos = tokenizer
             .eos_ids()
@@ -247,6 +249,7 @@ impl Engine {
             incoming: rx,
             queued: queued.clone(),
             running: running.clone(),
+            generated: generated.clone(),
             waiting: VecDeque::new(),
             active: Vec::new(),
         };
@@ -258,6 +261,7 @@ impl Engine {
             submit: Some(tx),
             queued,
             running,
+            generated,
             worker,
             config,
             vocab_size,
@@ -276,6 +280,11 @@ impl Engine {
     /// Sequences being generated (as of the last step).
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// Tokens generated since the engine started (all requests).
+    pub fn generated_tokens(&self) -> u64 {
+        self.generated.load(Ordering::Relaxed)
     }
 
     fn check_prompt(&self, field: &str, prompt: &[u32]) -> Result<()> {
@@ -354,6 +363,7 @@ struct Scheduler {
     incoming: Receiver<Submission>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     running: Arc<std::sync::atomic::AtomicUsize>,
+    generated: Arc<std::sync::atomic::AtomicU64>,
     waiting: VecDeque<Submission>,
     active: Vec<Active>,
     /// End-of-sequence ids from the tokenizer and the model config, gathered once.
@@ -582,6 +592,7 @@ impl Scheduler {
         if let Some(constraint) = &mut seq.constraint {
             constraint.accept(sampled.token);
         }
+        self.generated.fetch_add(1, Ordering::Relaxed);
         let params = seq.sampler.params();
         let wants_logprobs = params.logprobs.is_some();
         // A constraint that ends by structure never permits these.

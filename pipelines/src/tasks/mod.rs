@@ -208,6 +208,11 @@ impl Runner {
         self.engine.running()
     }
 
+    /// Tokens generated since the runner started.
+    pub fn generated_tokens(&self) -> u64 {
+        self.engine.generated_tokens()
+    }
+
     /// Runs `task` to completion.
     pub fn run(
         &self,

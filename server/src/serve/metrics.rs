@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests and latency by route
-//! and status, the engine's queue depth, and jobs by state.
+//! and status, the engine's queue depth, running sequences and generated
+//! tokens, and jobs by state.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -82,6 +83,22 @@ pub async fn render(State(state): State<Shared>) -> Response {
     );
     let _ = writeln!(out, "# TYPE anyforge_queue_depth gauge");
     let _ = writeln!(out, "anyforge_queue_depth {}", state.runner.queue_depth());
+    let _ = writeln!(
+        out,
+        "# HELP anyforge_running_sequences Sequences the engine is generating."
+    );
+    let _ = writeln!(out, "# TYPE anyforge_running_sequences gauge");
+    let _ = writeln!(out, "anyforge_running_sequences {}", state.runner.running());
+    let _ = writeln!(
+        out,
+        "# HELP anyforge_generated_tokens_total Tokens generated (rate() gives tokens/s)."
+    );
+    let _ = writeln!(out, "# TYPE anyforge_generated_tokens_total counter");
+    let _ = writeln!(
+        out,
+        "anyforge_generated_tokens_total {}",
+        state.runner.generated_tokens()
+    );
     if let Some(jobs) = &state.jobs {
         let _ = writeln!(out, "# HELP anyforge_jobs Jobs by state.");
         let _ = writeln!(out, "# TYPE anyforge_jobs gauge");

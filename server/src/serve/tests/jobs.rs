@@ -183,3 +183,47 @@ async fn a_video_form_with_a_reference_image_starts_from_it() {
         (StatusCode::BAD_REQUEST, json!("prompt"))
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_running_job_stops_its_generation() {
+    // Its own server: the shared one's worker may be busy with other tests.
+    let data = tempfile::tempdir().unwrap();
+    let own = crate::serve::state(
+        &pipelines::pack::default_dir(),
+        Some(data.path()),
+        None,
+        crate::serve::ServeLimits::default(),
+    )
+    .unwrap();
+    let body = json!({"prompt": "a long video", "seconds": "2", "size": "128x128"});
+    let (status, bytes, _) = call(&own, "POST", "/v1/videos", Some(body), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = json_of(&bytes)["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while own.runner.running() == 0 {
+        let (_, bytes, _) = call(&own, "GET", &format!("/v1/videos/{id}"), None, None).await;
+        let job = json_of(&bytes);
+        assert!(
+            matches!(job["status"].as_str(), Some("queued" | "in_progress")),
+            "{job}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let uri = format!("/v1/jobs/{id}/cancel");
+    let (status, _, _) = call(&own, "POST", &uri, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while own.runner.running() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job's generation ran on after the cancel"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, bytes, _) = call(&own, "GET", &format!("/v1/videos/{id}"), None, None).await;
+    assert_eq!(json_of(&bytes)["status"], "cancelled");
+}

@@ -370,6 +370,10 @@ async fn workflows_nodes_and_validation_over_http() {
 async fn metrics_count_requests_by_route_and_report_queue_and_jobs() {
     call(&STATE, "GET", "/v1/models", None, None).await;
     call(&STATE, "GET", "/v1/videos/none", None, None).await;
+    let chat =
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stop": []});
+    let (status, _, _) = call(&STATE, "POST", "/v1/chat/completions", Some(chat), None).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, bytes, content_type) = call(&STATE, "GET", "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/plain"));
@@ -383,6 +387,14 @@ async fn metrics_count_requests_by_route_and_report_queue_and_jobs() {
         "ids are not labels: {text}"
     );
     assert!(text.contains("anyforge_queue_depth 0"));
+    assert!(text.contains("# TYPE anyforge_running_sequences gauge"));
+    let generated: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("anyforge_generated_tokens_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(generated >= 1, "{text}");
     assert!(text.contains("# TYPE anyforge_jobs gauge"));
 }
 
