@@ -13,6 +13,13 @@ fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()
 }
 
+/// Posts a video job; its id.
+fn submit_video(port: u16, body: &str) -> String {
+    let (status, reply) = request(port, "POST", "/v1/videos", Some(body)).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    json(&reply)["id"].as_str().unwrap().to_string()
+}
+
 /// Polls a video job until it leaves queued / in_progress.
 fn wait_for(port: u16, id: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -33,15 +40,10 @@ fn sigterm_drains_and_keeps_the_unfinished_job_for_the_next_start() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut first = serve(port, data.path());
-    let (status, body) = request(
+    let id = submit_video(
         port,
-        "POST",
-        "/v1/videos",
-        Some(r#"{"prompt": "a ball", "seconds": "2", "size": "128x128"}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let id = json(&body)["id"].as_str().unwrap().to_string();
+        r#"{"prompt": "a ball", "seconds": "2", "size": "128x128"}"#,
+    );
     let pid = first.child.id().to_string();
     let signalled = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -71,15 +73,10 @@ fn a_job_submitted_before_a_kill_completes_after_the_restart() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut first = serve(port, data.path());
-    let (status, body) = request(
+    let id = submit_video(
         port,
-        "POST",
-        "/v1/videos",
-        Some(r#"{"prompt": "a ball", "seconds": "1", "size": "64x64"}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let id = json(&body)["id"].as_str().unwrap().to_string();
+        r#"{"prompt": "a ball", "seconds": "1", "size": "64x64"}"#,
+    );
     // Killed outright: no chance to finish or to tidy up.
     first.child.kill().unwrap();
     first.child.wait().unwrap();

@@ -234,6 +234,12 @@ async fn every_response_carries_a_request_id_and_keeps_the_clients() {
     assert_eq!(reply.headers["x-request-id"], "client-42");
 }
 
+/// Four 512x512 images: seconds of generation on the default pack.
+fn long_image_request() -> Request<Body> {
+    let body = json!({"prompt": "a long job", "n": 4, "size": "512x512"}).to_string();
+    post_raw("/v1/images/generations", "application/json", body)
+}
+
 /// Regression for the open end of issue 7: a client that hangs up on a
 /// media request used to leave its generation running to the end.
 #[tokio::test]
@@ -245,8 +251,7 @@ async fn a_client_that_disconnects_cancels_its_generation() {
         ServeLimits::default(),
     )
     .unwrap();
-    let body = json!({"prompt": "a long job", "n": 4, "size": "512x512"}).to_string();
-    let request = post_raw("/v1/images/generations", "application/json", body);
+    let request = long_image_request();
     // The client gives up after a moment: the response future is dropped.
     let app = crate::serve::router(own.clone());
     let outcome = tokio::time::timeout(Duration::from_millis(500), app.oneshot(request)).await;
@@ -274,10 +279,8 @@ async fn a_draining_server_refuses_new_work_and_cancels_what_outlives_the_deadli
         ServeLimits::default(),
     )
     .unwrap();
-    let body = json!({"prompt": "a long job", "n": 4, "size": "512x512"}).to_string();
     let app = crate::serve::router(own.clone());
-    let in_flight =
-        tokio::spawn(app.oneshot(post_raw("/v1/images/generations", "application/json", body)));
+    let in_flight = tokio::spawn(app.oneshot(long_image_request()));
     while own.runner.running() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
