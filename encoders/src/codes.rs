@@ -23,6 +23,16 @@ pub struct ImageCodes {
 pub struct AudioCodes {
     pub sample_rate: u32,
     pub codes: Vec<Vec<u32>>,
+    /// Where these codes begin in a longer stream, in codes of the coarsest
+    /// level (0 for a whole utterance). A decoder whose output depends on
+    /// absolute time (SNAC's seeded noise) uses it, so a stream decoded in
+    /// chunks matches the whole.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Video codes: the frame rate and one image grid per frame.

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use modalities::{Audio, Image, Media};
-use pipelines::generate::EngineConfig;
+use pipelines::generate::{CancelToken, EngineConfig};
 use pipelines::pack::{self, Pack};
-use pipelines::tasks::{Message, Part, Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
+use pipelines::tasks::{
+    Message, Part, Runner, StreamWindow, TaskInputs, TaskName, TaskOptions, TaskOutput,
+};
 
 static RUNNER: LazyLock<Runner> = LazyLock::new(|| {
     let pack = Pack::load(&pack::default_dir()).unwrap();
@@ -128,6 +130,71 @@ fn image_edit_keeps_every_code_outside_the_mask() {
         panic!()
     };
     assert_eq!(image.width as usize, w * layout.downsample);
+}
+
+#[test]
+fn streamed_speech_comes_in_chunks_that_add_up_to_the_whole_utterance() {
+    let r = &*RUNNER;
+    let layout = r.pack().audio.as_ref().unwrap();
+    let mut o = options("Hello there, this is streamed.", 3);
+    o.seconds = Some(4.0);
+    let whole = r
+        .run(TaskName::TextToSpeech, &o, &TaskInputs::default())
+        .unwrap();
+    let frames = (whole.tokens[0].len() - 2) / layout.frame_len();
+    assert!(
+        frames >= 6,
+        "{frames} frames: pick a seed that speaks longer"
+    );
+    let Media::Audio(whole) = media(&whole.outputs[0]) else {
+        panic!()
+    };
+    let stream = |window| -> Vec<Audio> {
+        r.speech_stream(&o, window, &CancelToken::new())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    // One chunk holding every frame is exactly the whole decode.
+    let one = stream(StreamWindow {
+        chunk: frames + 1,
+        context: 0,
+    });
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].samples, whole.samples);
+    // Chunks of two frames, each decoded with two frames of context on
+    // either side: as many samples in total, close to the whole decode.
+    let chunks = stream(StreamWindow {
+        chunk: 2,
+        context: 2,
+    });
+    // Full chunks while later frames give context; what is left at the end
+    // comes as one.
+    let per_frame = whole.samples.len() / frames;
+    let (last, full) = chunks.split_last().unwrap();
+    assert!(full.iter().all(|c| c.samples.len() == 2 * per_frame));
+    assert!((1..=4).contains(&(last.samples.len() / per_frame)));
+    assert_eq!(full.len(), (frames - 2 - 1) / 2);
+    let joined: Vec<f32> = chunks.iter().flat_map(|c| c.samples.clone()).collect();
+    assert_eq!(joined.len(), whole.samples.len());
+    let power = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let error: Vec<f32> = joined
+        .iter()
+        .zip(&whole.samples)
+        .map(|(a, b)| a - b)
+        .collect();
+    let ratio = (power(&error) / power(&whole.samples)).sqrt();
+    assert!(
+        ratio < 1e-3,
+        "streamed audio is {ratio:.2e} (relative RMS) off the whole decode"
+    );
+    // Speed needs the whole utterance.
+    o.speed = 1.5;
+    let e = r
+        .speech_stream(&o, StreamWindow::default(), &CancelToken::new())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("speed"), "{e}");
 }
 
 #[test]

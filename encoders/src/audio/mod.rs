@@ -543,6 +543,12 @@ impl Snac {
     /// Mono samples at the codec's rate, before any clipping (the decoder
     /// ends in tanh).
     pub fn decode_samples(&self, levels: &[Vec<u32>]) -> Result<Vec<f32>> {
+        self.decode_samples_at(levels, 0)
+    }
+
+    /// Decodes codes that begin `start` coarsest-level codes into a longer
+    /// stream: the noise blocks draw the values of those absolute positions.
+    pub fn decode_samples_at(&self, levels: &[Vec<u32>], start: usize) -> Result<Vec<f32>> {
         let steps = self.check_codes(levels)?;
         let seconds =
             (steps * self.config.hop_length()) as f64 / f64::from(self.config.sampling_rate);
@@ -566,12 +572,14 @@ impl Snac {
         if let Some(attn) = &self.dec_attn {
             x = attn.forward(&x)?;
         }
-        let mut rng = self.noise_seed.map(rand_chacha::ChaCha8Rng::seed_from_u64);
-        for block in &self.dec_blocks {
+        // The first latent step's absolute position, scaled up block by block.
+        let mut offset = start * self.config.vq_strides[0];
+        for (b, block) in self.dec_blocks.iter().enumerate() {
             x = block.conv.forward(&block.snake.forward(&x)?)?;
-            if let (Some(noise), Some(rng)) = (&block.noise, rng.as_mut()) {
+            offset *= self.config.decoder_rates.get(b).copied().unwrap_or(1);
+            if let (Some(noise), Some(seed)) = (&block.noise, self.noise_seed) {
                 let t = x.dim(2)?;
-                let values: Vec<f32> = (0..t).map(|_| standard_normal(rng)).collect();
+                let values = noise_values(seed, b, offset, t);
                 x = noise.forward(&x, &Tensor::from_vec(values, (1, 1, t), &self.device)?)?;
             }
             for unit in &block.units {
@@ -583,7 +591,17 @@ impl Snac {
     }
 }
 
-/// One standard normal value (Box-Muller).
+/// Noise of block `block` at positions `from..from + len`: each position's
+/// value comes from its own place in the block's ChaCha stream (two words a
+/// value), so any window of a stream gets the values the whole stream does.
+fn noise_values(seed: u64, block: usize, from: usize, len: usize) -> Vec<f32> {
+    let stream = seed ^ (block as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(stream);
+    rng.set_word_pos(2 * from as u128);
+    (0..len).map(|_| standard_normal(&mut rng)).collect()
+}
+
+/// One standard normal value (Box-Muller), from exactly two words.
 fn standard_normal(rng: &mut impl RngCore) -> f32 {
     let uniform = |r: &mut dyn RngCore| ((r.next_u32() >> 8) as f32 + 0.5) / (1u32 << 24) as f32;
     let (u1, u2) = (uniform(rng), uniform(rng));
@@ -616,6 +634,7 @@ impl Codec for Snac {
         };
         let mono = audio.with_channels(1).resample(self.config.sampling_rate)?;
         Ok(Codes::Audio(AudioCodes {
+            start: 0,
             sample_rate: self.config.sampling_rate,
             codes: self.encode_samples(&mono.samples)?,
         }))
@@ -634,7 +653,7 @@ impl Codec for Snac {
                 a.sample_rate, self.config.sampling_rate
             )));
         }
-        let samples = self.decode_samples(&a.codes)?;
+        let samples = self.decode_samples_at(&a.codes, a.start)?;
         Ok(Media::Audio(Audio::new(
             self.config.sampling_rate,
             1,

@@ -239,6 +239,7 @@ impl AudioLayout {
         Ok(AudioCodes {
             sample_rate: self.sample_rate,
             codes: levels,
+            start: 0,
         })
     }
 }
@@ -321,6 +322,7 @@ mod tests {
         let codes = AudioCodes {
             sample_rate: 24000,
             codes: vec![vec![1, 2], vec![3, 4, 5, 6], vec![7, 8, 9, 0, 1, 2, 3, 4]],
+            start: 0,
         };
         for slots in [Slots::Level, Slots::Position] {
             let layout = snac_layout(slots);

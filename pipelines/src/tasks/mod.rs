@@ -7,6 +7,7 @@ mod constrain;
 mod obj_text;
 mod plans;
 mod prompt;
+mod speech_stream;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -21,6 +22,7 @@ use crate::generate::{
 };
 use crate::pack::Pack;
 pub use crate::pack::TaskName;
+pub use speech_stream::{SpeechStream, StreamWindow};
 
 /// Most outputs one request may ask for.
 pub const MAX_N: usize = 16;
@@ -234,6 +236,75 @@ impl Runner {
         cancel: &CancelToken,
     ) -> Result<TaskResult> {
         let started = Instant::now();
+        let (plan, seed) = self.plan(task, options, inputs)?;
+        let handles = (0..options.n as u64)
+            .map(|i| self.submit_plan(&plan, seed.wrapping_add(i), cancel))
+            .collect::<Result<Vec<RequestHandle>>>()?;
+        let mut outputs = Vec::new();
+        let mut tokens = Vec::new();
+        for handle in handles {
+            let (ids, text, reason) = collect(handle)?;
+            if reason == FinishReason::Cancelled {
+                return Err(PipelineError::Cancelled);
+            }
+            if plan.structured && reason != FinishReason::Stop {
+                return Err(PipelineError::Request(format!(
+                    "{task}: the output did not complete within {} tokens or the context",
+                    plan.params.max_tokens
+                )));
+            }
+            outputs.push((plan.finish)(&ids, &text)?);
+            tokens.push(ids);
+        }
+        Ok(TaskResult {
+            task,
+            seed,
+            outputs,
+            tokens,
+            prompt_tokens: plan.prompt.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Starts text-to-speech and returns its audio as it is decoded, chunk
+    /// by chunk, at the codec's rate and the voice's own speed (time
+    /// stretching needs the whole utterance).
+    pub fn speech_stream(
+        &self,
+        options: &TaskOptions,
+        window: StreamWindow,
+        cancel: &CancelToken,
+    ) -> Result<SpeechStream> {
+        if options.speed != 1.0 {
+            return Err(PipelineError::Request(format!(
+                "speed: streamed speech is spoken at speed 1, not {}; ask for the whole audio to change the speed",
+                options.speed
+            )));
+        }
+        if options.n != 1 {
+            return Err(PipelineError::Request(format!(
+                "n: speech streams one utterance, not {}",
+                options.n
+            )));
+        }
+        let task = TaskName::TextToSpeech;
+        let (plan, seed) = self.plan(task, options, &TaskInputs::default())?;
+        let layout = self
+            .pack
+            .audio
+            .clone()
+            .ok_or_else(|| PipelineError::Request("the pack has no audio modality".into()))?;
+        let handle = self.submit_plan(&plan, seed, cancel)?;
+        Ok(SpeechStream::new(handle, layout, window, seed))
+    }
+
+    /// A checked task's plan, and the seed its first output uses.
+    fn plan(
+        &self,
+        task: TaskName,
+        options: &TaskOptions,
+        inputs: &TaskInputs,
+    ) -> Result<(Plan, u64)> {
         options.validate()?;
         if !self.pack.supports(task) {
             let tasks: Vec<&str> = self
@@ -262,42 +333,19 @@ impl Runner {
                 longest, plan.params.max_tokens
             )));
         }
-        let handles = (0..options.n as u64)
-            .map(|i| {
-                let mut params = plan.params.clone();
-                params.seed = Some(seed.wrapping_add(i));
-                let mut request = GenerationRequest::new(plan.prompt.clone(), params);
-                request.guidance = plan.guidance.clone();
-                request.constraint = plan.constraint.as_ref().map(|make| make());
-                request.text = !plan.structured;
-                request.cancel = Some(cancel.clone());
-                self.engine.submit(request)
-            })
-            .collect::<Result<Vec<RequestHandle>>>()?;
-        let mut outputs = Vec::new();
-        let mut tokens = Vec::new();
-        for handle in handles {
-            let (ids, text, reason) = collect(handle)?;
-            if reason == FinishReason::Cancelled {
-                return Err(PipelineError::Cancelled);
-            }
-            if plan.structured && reason != FinishReason::Stop {
-                return Err(PipelineError::Request(format!(
-                    "{task}: the output did not complete within {} tokens or the context",
-                    plan.params.max_tokens
-                )));
-            }
-            outputs.push((plan.finish)(&ids, &text)?);
-            tokens.push(ids);
-        }
-        Ok(TaskResult {
-            task,
-            seed,
-            outputs,
-            tokens,
-            prompt_tokens: plan.prompt.len(),
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok((plan, seed))
+    }
+
+    /// Queues one output of a plan.
+    fn submit_plan(&self, plan: &Plan, seed: u64, cancel: &CancelToken) -> Result<RequestHandle> {
+        let mut params = plan.params.clone();
+        params.seed = Some(seed);
+        let mut request = GenerationRequest::new(plan.prompt.clone(), params);
+        request.guidance = plan.guidance.clone();
+        request.constraint = plan.constraint.as_ref().map(|make| make());
+        request.text = !plan.structured;
+        request.cancel = Some(cancel.clone());
+        self.engine.submit(request)
     }
 
     /// Starts a chat reply and returns its event stream (text as it comes).

@@ -1,8 +1,7 @@
-//! `/v1/images/generations`, `/v1/audio/speech` and `/v1/meshes`.
+//! `/v1/images/generations` and `/v1/meshes`.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+
 use axum::Json;
 use base64::Engine as _;
 use modalities::{Format, Media};
@@ -14,7 +13,11 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, ApiResult, Shared};
 
 /// A media task's outputs.
-async fn run_task(state: &Shared, task: TaskName, options: TaskOptions) -> ApiResult<Vec<Media>> {
+pub(super) async fn run_task(
+    state: &Shared,
+    task: TaskName,
+    options: TaskOptions,
+) -> ApiResult<Vec<Media>> {
     super::drain::run_task(state, task, options, TaskInputs::default())
         .await?
         .into_iter()
@@ -25,7 +28,7 @@ async fn run_task(state: &Shared, task: TaskName, options: TaskOptions) -> ApiRe
         .collect()
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(super) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
@@ -138,113 +141,6 @@ pub async fn image_generations(
     Ok(Json(
         json!({"created": super::openai_created(), "data": data, "output_format": body.output_format.unwrap_or_else(|| "png".into())}),
     ))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct SpeechBody {
-    input: String,
-    voice: Option<String>,
-    response_format: Option<String>,
-    speed: Option<f32>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    model: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    instructions: Option<String>,
-    /// `audio` (the default) or `sse`: `speech.audio.delta` events with
-    /// base64 chunks, then `speech.audio.done`.
-    stream_format: Option<String>,
-}
-
-#[utoipa::path(post, path = "/v1/audio/speech", tag = "openai", request_body = SpeechBody, responses((status = 200, description = "The audio file in `response_format`; (audio/mpeg, audio/ogg, audio/aac, audio/flac, audio/wav, audio/pcm); with `stream_format: sse`, `text/event-stream` of `speech.audio.delta` events then `speech.audio.done`", content_type = "application/octet-stream")))]
-pub async fn speech(
-    State(state): State<Shared>,
-    ApiJson(body): ApiJson<SpeechBody>,
-) -> ApiResult<Response> {
-    let sse = match body.stream_format.as_deref().unwrap_or("audio") {
-        "audio" => false,
-        "sse" => true,
-        other => {
-            return Err(ApiError::invalid(
-                "stream_format",
-                format!("{other:?} is not audio or sse"),
-            ))
-        }
-    };
-    let input_chars = body.input.chars().count();
-    if input_chars > state.limits.max_speech_chars {
-        return Err(ApiError::invalid(
-            "input",
-            format!(
-                "{input_chars} characters is more than this server's limit of {}",
-                state.limits.max_speech_chars
-            ),
-        ));
-    }
-    let (ext, mime) = match body.response_format.as_deref().unwrap_or("mp3") {
-        "mp3" => ("mp3", "audio/mpeg"),
-        "opus" => ("opus", "audio/ogg"),
-        "aac" => ("aac", "audio/aac"),
-        "flac" => ("flac", "audio/flac"),
-        "wav" => ("wav", "audio/wav"),
-        "pcm" => ("pcm", "audio/pcm"),
-        other => {
-            return Err(ApiError::invalid(
-                "response_format",
-                format!("{other:?} is not mp3, opus, aac, flac, wav or pcm"),
-            ))
-        }
-    };
-    let options = TaskOptions {
-        prompt: body.input,
-        voice: body.voice,
-        speed: body.speed.unwrap_or(1.0),
-        ..TaskOptions::default()
-    };
-    // The task checks `voice` and `speed`, naming them (the error's param).
-    let mut outputs = run_task(&state, TaskName::TextToSpeech, options).await?;
-    let Some(Media::Audio(audio)) = outputs.pop() else {
-        return Err(ApiError::internal("the task returned no audio"));
-    };
-    let bytes = tokio::task::spawn_blocking(move || -> ApiResult<Vec<u8>> {
-        if ext == "pcm" {
-            // OpenAI's pcm: 16-bit little-endian, mono, 24 kHz.
-            let mono = audio
-                .with_channels(1)
-                .resample(24_000)
-                .map_err(ApiError::internal)?;
-            return Ok(mono
-                .samples
-                .iter()
-                .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
-                .collect());
-        }
-        let dir = tempfile::tempdir().map_err(ApiError::internal)?;
-        let path = dir.path().join(format!("speech.{ext}"));
-        audio.write(&path).map_err(ApiError::internal)?;
-        std::fs::read(&path).map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)??;
-    if sse {
-        // The audio is decoded whole and then sent in chunks: SNAC has no
-        // incremental decoder here yet, so the first delta comes at the end.
-        use axum::response::sse::{Event, Sse};
-        let mut events: Vec<Result<Event, std::convert::Infallible>> = bytes
-            .chunks(16 << 10)
-            .map(|c| {
-                Ok(Event::default()
-                    .data(json!({"type": "speech.audio.delta", "audio": b64(c)}).to_string()))
-            })
-            .collect();
-        let usage = json!({"input_tokens": input_chars, "output_tokens": bytes.len(), "total_tokens": input_chars + bytes.len()});
-        events.push(Ok(Event::default().data(
-            json!({"type": "speech.audio.done", "usage": usage}).to_string(),
-        )));
-        return Ok(Sse::new(tokio_stream::iter(events)).into_response());
-    }
-    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

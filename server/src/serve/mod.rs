@@ -11,6 +11,7 @@ mod media;
 mod metrics;
 mod openai;
 mod openapi;
+mod speech;
 #[cfg(test)]
 mod tests;
 mod uploads;
@@ -112,7 +113,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/images/generations", post(media::image_generations))
         .route("/v1/images/edits", post(uploads::image_edits))
         .route("/v1/audio/transcriptions", post(uploads::transcriptions))
-        .route("/v1/audio/speech", post(media::speech))
+        .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/meshes", post(media::meshes))
         .route("/v1/videos", post(jobs_api::create).get(jobs_api::list))
         .route(

@@ -8,7 +8,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorEnvelope;
-use super::{jobs_api, media, metrics, openai, uploads, workflows_api};
+use super::{jobs_api, media, metrics, openai, speech, uploads, workflows_api};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,7 @@ use super::{jobs_api, media, metrics, openai, uploads, workflows_api};
         openai::completions,
         media::image_generations,
         uploads::image_edits,
-        media::speech,
+        speech::speech,
         uploads::transcriptions,
         media::meshes,
         jobs_api::create,
