@@ -8,6 +8,7 @@ when ANYFORGE_OPENAI_PYTHON names a Python with the `openai` package
 """
 import base64
 import io
+import json
 import struct
 import sys
 import wave
@@ -43,6 +44,19 @@ for fmt, heads in magic.items():
     assert audio.content.startswith(heads), (fmt, audio.content[:8])
 pcm = client.audio.speech.create(model=model, input="Hello.", voice="default", response_format="pcm").content
 assert len(pcm) % 2 == 0 and len(pcm) > 0
+
+# Streamed speech: SSE deltas of pcm as it is generated, then done.
+events = []
+with client.audio.speech.with_streaming_response.create(
+    model=model, input="Hello there, streamed.", voice="default", response_format="pcm", stream_format="sse"
+) as response:
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            events.append(json.loads(line[len("data: "):]))
+assert events[-1]["type"] == "speech.audio.done", events[-1]
+streamed = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+assert events[:-1] and all(e["type"] == "speech.audio.delta" for e in events[:-1])
+assert len(streamed) == events[-1]["usage"]["output_tokens"] and len(streamed) % 2 == 0
 
 wav = io.BytesIO()
 with wave.open(wav, "wb") as w:
