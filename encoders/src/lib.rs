@@ -11,6 +11,7 @@ pub mod codes;
 pub mod conv;
 mod error;
 pub mod image;
+pub mod kmeans;
 pub mod limits;
 pub mod mesh;
 pub mod ops;
@@ -66,6 +67,7 @@ pub const REGISTRY: &[(&str, Loader)] = &[
     ("janus_vqgan", image::load),
     ("janus", image::load),
     ("snac", audio::load),
+    ("patch_kmeans", image::patch::load),
 ];
 
 /// The codec type a config names: `codec_type` or `model_type`; a SNAC

@@ -10,6 +10,7 @@
 //! the entries up, L2-normalises them (as the reference does), runs
 //! `post_quant_conv` and the decoder, clamps to [-1, 1] and scales to 8 bit.
 
+pub mod patch;
 mod vq;
 
 use std::path::Path;

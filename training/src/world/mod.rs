@@ -1,0 +1,291 @@
+//! The starter world (`docs/world.md`): a seeded generator of scenes,
+//! edits, motion clips and solids, with their prompts. The same seed gives
+//! the same examples. Some attribute combinations are held out of training
+//! and only used to evaluate.
+
+mod motion;
+mod scene;
+mod solid;
+mod vocab;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+pub use motion::{Motion, FPS, FRAMES};
+pub use scene::{covers, Bounds, Object, Scene, CANVAS, PATCH};
+pub use solid::SolidSpec;
+pub use vocab::{Colour, Direction, Position, Proportion, Shape, Size, Solid};
+
+/// Which side of the held-out line an example falls on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    HeldOut,
+}
+
+/// Shape, colour and place combinations kept for evaluation: one in eight,
+/// spread so every shape, colour and place still appears in training.
+pub fn held_out_object(o: &Object) -> bool {
+    (o.shape.index() * 5 + o.colour.index() * 3 + o.position.index()) % 8 == 3
+}
+
+/// Shape, colour and direction combinations of clips kept for evaluation.
+pub fn held_out_motion(m: &Motion) -> bool {
+    (m.shape.index() * 5 + m.colour.index() * 3 + m.direction.index()) % 8 == 3
+}
+
+/// Solid and proportion pairs kept for evaluation (3 of 18).
+pub fn held_out_solid(s: &SolidSpec) -> bool {
+    (s.solid.index() + 2 * s.proportion.index()) % 6 == 1
+}
+
+impl Scene {
+    pub fn split(&self) -> Split {
+        if self.objects.iter().any(held_out_object) {
+            Split::HeldOut
+        } else {
+            Split::Train
+        }
+    }
+}
+
+/// An instruction that turns one scene into another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edit {
+    pub before: Scene,
+    pub instruction: String,
+    pub after: Scene,
+}
+
+impl Edit {
+    /// Held out when either side shows a held-out combination.
+    pub fn split(&self) -> Split {
+        if self.before.split() == Split::HeldOut || self.after.split() == Split::HeldOut {
+            Split::HeldOut
+        } else {
+            Split::Train
+        }
+    }
+}
+
+/// The generator. Draws are rejection-sampled until they fall in the asked
+/// split, so both splits come from the same distribution otherwise.
+pub struct World {
+    rng: ChaCha8Rng,
+}
+
+fn pick<T: Copy>(rng: &mut ChaCha8Rng, from: &[T]) -> T {
+    from[rng.random_range(0..from.len())]
+}
+
+impl World {
+    pub fn new(seed: u64) -> World {
+        World {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    fn any_object(&mut self) -> Object {
+        Object {
+            shape: pick(&mut self.rng, Shape::ALL),
+            colour: pick(&mut self.rng, Colour::ALL),
+            size: pick(&mut self.rng, Size::ALL),
+            position: pick(&mut self.rng, Position::ALL),
+        }
+    }
+
+    fn any_scene(&mut self) -> Scene {
+        loop {
+            let count = self.rng.random_range(1..=2);
+            let scene = Scene {
+                background: pick(&mut self.rng, Colour::ALL),
+                objects: (0..count).map(|_| self.any_object()).collect(),
+            };
+            if scene.is_valid() {
+                return scene;
+            }
+        }
+    }
+
+    /// A scene of one or two shapes in `split`.
+    pub fn scene(&mut self, split: Split) -> Scene {
+        loop {
+            let scene = self.any_scene();
+            if scene.split() == split {
+                return scene;
+            }
+        }
+    }
+
+    /// An edit in `split`: recolour, move or remove a shape, or change the
+    /// background.
+    pub fn edit(&mut self, split: Split) -> Edit {
+        loop {
+            let before = self.any_scene();
+            if let Some(edit) = self.try_edit(before) {
+                if edit.after.is_valid() && edit.split() == split {
+                    return edit;
+                }
+            }
+        }
+    }
+
+    fn try_edit(&mut self, before: Scene) -> Option<Edit> {
+        let target = pick(&mut self.rng, &before.objects);
+        let index = before.only(target.shape)?;
+        let mut after = before.clone();
+        let instruction = match self.rng.random_range(0..4) {
+            0 => {
+                let colour = pick(&mut self.rng, Colour::ALL);
+                if colour == target.colour {
+                    return None;
+                }
+                after.objects[index].colour = colour;
+                format!("make the {} {colour}", target.shape)
+            }
+            1 => {
+                let position = pick(&mut self.rng, Position::ALL);
+                if position == target.position {
+                    return None;
+                }
+                after.objects[index].position = position;
+                format!("move the {} to the {position}", target.shape)
+            }
+            2 => {
+                after.objects.remove(index);
+                format!("remove the {}", target.shape)
+            }
+            _ => {
+                let colour = pick(&mut self.rng, Colour::ALL);
+                if colour == before.background {
+                    return None;
+                }
+                after.background = colour;
+                format!("change the background to {colour}")
+            }
+        };
+        Some(Edit {
+            before,
+            instruction,
+            after,
+        })
+    }
+
+    /// A clip of a small shape moving in `split`.
+    pub fn motion(&mut self, split: Split) -> Motion {
+        loop {
+            let direction = pick(&mut self.rng, Direction::ALL);
+            let across = self
+                .rng
+                .random_range(0..=(CANVAS - Size::Small.side()) / PATCH)
+                * PATCH;
+            let m = Motion {
+                shape: pick(&mut self.rng, Shape::ALL),
+                colour: pick(&mut self.rng, Colour::ALL),
+                background: pick(&mut self.rng, Colour::ALL),
+                direction,
+                start: Motion::starts(direction, across),
+            };
+            let split_of = if held_out_motion(&m) {
+                Split::HeldOut
+            } else {
+                Split::Train
+            };
+            if m.colour != m.background && split_of == split {
+                return m;
+            }
+        }
+    }
+
+    /// A solid in `split`.
+    pub fn solid(&mut self, split: Split) -> SolidSpec {
+        loop {
+            let s = SolidSpec {
+                solid: pick(&mut self.rng, Solid::ALL),
+                proportion: pick(&mut self.rng, Proportion::ALL),
+            };
+            if held_out_solid(&s) == (split == Split::HeldOut) {
+                return s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_world() {
+        let draw = |seed| {
+            let mut w = World::new(seed);
+            (
+                (0..20).map(|_| w.scene(Split::Train)).collect::<Vec<_>>(),
+                (0..20).map(|_| w.edit(Split::Train)).collect::<Vec<_>>(),
+                (0..5).map(|_| w.motion(Split::HeldOut)).collect::<Vec<_>>(),
+                w.solid(Split::Train),
+            )
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7).0, draw(8).0);
+    }
+
+    #[test]
+    fn held_out_combinations_never_reach_training_and_every_word_does() {
+        let mut w = World::new(1);
+        let train: Vec<Scene> = (0..2000).map(|_| w.scene(Split::Train)).collect();
+        assert!(train
+            .iter()
+            .all(|s| s.objects.iter().all(|o| !held_out_object(o))));
+        let seen = |f: &dyn Fn(&Object) -> usize| -> HashSet<usize> {
+            train.iter().flat_map(|s| s.objects.iter().map(f)).collect()
+        };
+        assert_eq!(seen(&|o| o.shape.index()).len(), Shape::ALL.len());
+        assert_eq!(seen(&|o| o.colour.index()).len(), Colour::ALL.len());
+        assert_eq!(seen(&|o| o.position.index()).len(), Position::ALL.len());
+        assert_eq!(seen(&|o| o.size.index()).len(), Size::ALL.len());
+        let held: Vec<Scene> = (0..200).map(|_| w.scene(Split::HeldOut)).collect();
+        assert!(held.iter().all(|s| s.objects.iter().any(held_out_object)));
+        let solids: HashSet<SolidSpec> = (0..500).map(|_| w.solid(Split::Train)).collect();
+        assert_eq!(solids.len(), 15, "18 pairs, 3 held out");
+        let solid_words: HashSet<Solid> = solids.iter().map(|s| s.solid).collect();
+        assert_eq!(solid_words.len(), Solid::ALL.len());
+    }
+
+    #[test]
+    fn edits_say_what_changed_and_keep_the_rest() {
+        let mut w = World::new(3);
+        let mut kinds = HashSet::new();
+        for _ in 0..400 {
+            let e = w.edit(Split::Train);
+            assert!(e.before.is_valid() && e.after.is_valid(), "{e:?}");
+            let verb = e.instruction.split(' ').next().unwrap().to_string();
+            match verb.as_str() {
+                "make" | "move" => {
+                    assert_eq!(e.before.objects.len(), e.after.objects.len());
+                    assert_eq!(e.before.background, e.after.background);
+                    let changed = e
+                        .before
+                        .objects
+                        .iter()
+                        .zip(&e.after.objects)
+                        .filter(|(a, b)| a != b)
+                        .count();
+                    assert_eq!(changed, 1, "{e:?}");
+                }
+                "remove" => assert_eq!(e.before.objects.len(), e.after.objects.len() + 1),
+                "change" => {
+                    assert_ne!(e.before.background, e.after.background);
+                    assert_eq!(e.before.objects, e.after.objects);
+                }
+                other => panic!("unknown edit {other}"),
+            }
+            kinds.insert(verb);
+        }
+        assert_eq!(kinds.len(), 4);
+    }
+}
