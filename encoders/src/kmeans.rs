@@ -63,6 +63,20 @@ pub fn fit(data: &[f32], dim: usize, k: usize, iterations: usize, seed: u64) -> 
     })
 }
 
+/// The nearest of `centroids` (rows of `dim`) to each row of `data`,
+/// lowest index on ties.
+pub fn nearest(data: &[f32], dim: usize, centroids: &[f32]) -> Result<Vec<u32>> {
+    if dim == 0 || !data.len().is_multiple_of(dim) || !centroids.len().is_multiple_of(dim) {
+        return Err(CodecError::Input(format!("rows of {dim} values expected")));
+    }
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    let x = Tensor::from_slice(data, (data.len() / dim, dim), &Device::Cpu)?;
+    let c = Tensor::from_slice(centroids, (centroids.len() / dim, dim), &Device::Cpu)?;
+    Ok(assign(&x, &x.sqr()?.sum_keepdim(1)?, &c)?.0)
+}
+
 /// The nearest centroid of every row, and the squared distance to it.
 fn assign(x: &Tensor, x_sq: &Tensor, c: &Tensor) -> Result<(Vec<u32>, Vec<f32>)> {
     let c_sq = c.sqr()?.sum_keepdim(1)?.t()?; // [1, k]

@@ -13,6 +13,7 @@ mod error;
 pub mod image;
 pub mod kmeans;
 pub mod limits;
+pub mod mel;
 pub mod mesh;
 pub mod ops;
 pub mod text;
@@ -68,6 +69,7 @@ pub const REGISTRY: &[(&str, Loader)] = &[
     ("janus", image::load),
     ("snac", audio::load),
     ("patch_kmeans", image::patch::load),
+    ("mel_kmeans", mel::load),
 ];
 
 /// The codec type a config names: `codec_type` or `model_type`; a SNAC

@@ -150,19 +150,6 @@ impl PatchCodec {
         Ok(())
     }
 
-    /// The nearest codebook row to a patch (lowest index on ties).
-    fn nearest(&self, patch: &[f32]) -> u32 {
-        let dim = self.config.dim();
-        let mut best = (0usize, f32::INFINITY);
-        for (i, row) in self.codebook.chunks_exact(dim).enumerate() {
-            let d: f32 = row.iter().zip(patch).map(|(a, b)| (a - b) * (a - b)).sum();
-            if d < best.1 {
-                best = (i, d);
-            }
-        }
-        best.0 as u32
-    }
-
     pub fn encode_image(&self, image: &Image) -> Result<ImageCodes> {
         let p = self.config.patch;
         check(
@@ -172,7 +159,8 @@ impl PatchCodec {
         )?;
         let rows = patches(image, p)?;
         let width = image.width as usize / p;
-        let codes: Vec<u32> = rows.iter().map(|patch| self.nearest(patch)).collect();
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
+        let codes = crate::kmeans::nearest(&flat, self.config.dim(), &self.codebook)?;
         Ok(ImageCodes {
             height: image.height as usize / p,
             width,

@@ -259,7 +259,10 @@ async fn a_client_that_disconnects_cancels_its_generation() {
         outcome.is_err(),
         "the request finished before the client left"
     );
-    assert!(own.runner.running() > 0, "the generation was running");
+    assert!(
+        own.runner.running() > 0 || own.runner.queue_depth() > 0,
+        "the generation was in the engine"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while own.runner.running() > 0 || own.runner.queue_depth() > 0 {
         assert!(
