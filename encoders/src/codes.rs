@@ -99,6 +99,28 @@ pub enum Codes {
 }
 
 impl Codes {
+    /// The image grid, for an image codec; an error naming the kind otherwise.
+    pub fn image(&self) -> Result<&ImageCodes> {
+        match self {
+            Codes::Image(grid) => Ok(grid),
+            other => Err(CodecError::Codes(format!(
+                "an image codec decodes image codes, not {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// The audio levels, for an audio codec; an error naming the kind otherwise.
+    pub fn audio(&self) -> Result<&AudioCodes> {
+        match self {
+            Codes::Audio(levels) => Ok(levels),
+            other => Err(CodecError::Codes(format!(
+                "an audio codec decodes audio codes, not {}",
+                other.kind()
+            ))),
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Codes::Text(_) => Kind::Text,

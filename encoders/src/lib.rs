@@ -40,6 +40,28 @@ pub trait Codec: Send + Sync {
     fn decode(&self, codes: &Codes) -> Result<Media>;
 }
 
+/// The image an image codec was given, or an error naming what came instead.
+pub(crate) fn image_input(media: &Media) -> Result<&modalities::Image> {
+    match media {
+        Media::Image(image) => Ok(image),
+        other => Err(CodecError::Input(format!(
+            "an image codec encodes images, not {}",
+            other.kind()
+        ))),
+    }
+}
+
+/// The audio an audio codec was given, or an error naming what came instead.
+pub(crate) fn audio_input(media: &Media) -> Result<&modalities::Audio> {
+    match media {
+        Media::Audio(audio) => Ok(audio),
+        other => Err(CodecError::Input(format!(
+            "an audio codec encodes audio, not {}",
+            other.kind()
+        ))),
+    }
+}
+
 /// The shape of a codec's codes beyond their range.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Structure {

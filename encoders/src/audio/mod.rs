@@ -626,12 +626,7 @@ impl Codec for Snac {
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {
-        let Media::Audio(audio) = media else {
-            return Err(CodecError::Input(format!(
-                "an audio codec encodes audio, not {}",
-                media.kind()
-            )));
-        };
+        let audio = crate::audio_input(media)?;
         let mono = audio.with_channels(1).resample(self.config.sampling_rate)?;
         Ok(Codes::Audio(AudioCodes {
             start: 0,
@@ -641,12 +636,7 @@ impl Codec for Snac {
     }
 
     fn decode(&self, codes: &Codes) -> Result<Media> {
-        let Codes::Audio(a) = codes else {
-            return Err(CodecError::Codes(format!(
-                "an audio codec decodes audio codes, not {}",
-                codes.kind()
-            )));
-        };
+        let a = codes.audio()?;
         if a.sample_rate != self.config.sampling_rate {
             return Err(CodecError::Codes(format!(
                 "the codes are for {} Hz; this codec runs at {} Hz",

@@ -248,23 +248,11 @@ impl Codec for PatchCodec {
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {
-        match media {
-            Media::Image(image) => Ok(Codes::Image(self.encode_image(image)?)),
-            other => Err(CodecError::Input(format!(
-                "an image codec encodes images, not {}",
-                other.kind()
-            ))),
-        }
+        Ok(Codes::Image(self.encode_image(crate::image_input(media)?)?))
     }
 
     fn decode(&self, codes: &Codes) -> Result<Media> {
-        match codes {
-            Codes::Image(grid) => Ok(Media::Image(self.decode_image(grid)?)),
-            other => Err(CodecError::Codes(format!(
-                "an image codec decodes image codes, not {}",
-                other.kind()
-            ))),
-        }
+        Ok(Media::Image(self.decode_image(codes.image()?)?))
     }
 }
 

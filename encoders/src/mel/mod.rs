@@ -290,23 +290,11 @@ impl Codec for MelCodec {
     }
 
     fn encode(&self, media: &Media) -> Result<Codes> {
-        match media {
-            Media::Audio(audio) => Ok(Codes::Audio(self.encode_audio(audio)?)),
-            other => Err(CodecError::Input(format!(
-                "an audio codec encodes audio, not {}",
-                other.kind()
-            ))),
-        }
+        Ok(Codes::Audio(self.encode_audio(crate::audio_input(media)?)?))
     }
 
     fn decode(&self, codes: &Codes) -> Result<Media> {
-        match codes {
-            Codes::Audio(a) => Ok(Media::Audio(self.decode_audio(a)?)),
-            other => Err(CodecError::Codes(format!(
-                "an audio codec decodes audio codes, not {}",
-                other.kind()
-            ))),
-        }
+        Ok(Media::Audio(self.decode_audio(codes.audio()?)?))
     }
 }
 
