@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use modalities::{Format, Media, Sampling};
 use pipelines::generate::EngineConfig;
-use pipelines::pack::{self, Pack};
+use pipelines::pack::Pack;
 use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
 use serde_json::{json, Value};
 
@@ -92,7 +92,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             args.out.display()
         ),
     }
-    let dir = args.pack.clone().unwrap_or_else(pack::default_dir);
+    let dir = match args.pack.clone() {
+        Some(dir) => dir,
+        None => crate::assets::default_pack()?,
+    };
     let pack = Pack::load(&dir).with_context(|| format!("pack {}", dir.display()))?;
     let limits = modalities::Limits::default();
     let fps = pack.defaults().video_fps.to_rational()?;

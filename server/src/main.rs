@@ -1,5 +1,6 @@
 //! The `anyforge` command line.
 
+mod assets;
 mod codec;
 mod generate;
 mod media;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use pipelines::generate::EngineConfig;
-use pipelines::pack::{self, Pack};
+use pipelines::pack::Pack;
 use pipelines::tasks::Runner;
 use serde_json::json;
 use workflows::{Event, RunOptions, Workflow, WorkflowLimits};
@@ -247,7 +247,10 @@ fn runner_for(wf: &Workflow, pack_dir: Option<&Path>) -> Result<Option<Runner>> 
     if !wf.uses_pack() {
         return Ok(None);
     }
-    let dir = pack_dir.map_or_else(pack::default_dir, Path::to_path_buf);
+    let dir = match pack_dir {
+        Some(dir) => dir.to_path_buf(),
+        None => crate::assets::default_pack()?,
+    };
     let pack = Pack::load(&dir).with_context(|| format!("pack {}", dir.display()))?;
     Ok(Some(Runner::new(Arc::new(pack), EngineConfig::default())))
 }

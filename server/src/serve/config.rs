@@ -118,10 +118,10 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
         };
         let settings = Settings {
-            pack: self
-                .pack
-                .or(file.pack)
-                .unwrap_or_else(pipelines::pack::default_dir),
+            pack: match self.pack.or(file.pack) {
+                Some(pack) => pack,
+                None => crate::assets::default_pack()?,
+            },
             addr: self
                 .addr
                 .or(file.addr)

@@ -326,19 +326,9 @@ fn load_workflow(request: &Value) -> Result<workflows::Workflow, String> {
     let limits = workflows::WorkflowLimits::default();
     match (request["workflow"].as_str(), request["yaml"].as_str()) {
         (Some(name), None) => {
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(format!(
-                    "workflow: {name:?} is not a built-in workflow name"
-                ));
-            }
-            workflows::load(
-                &super::workflows_api::builtin_dir().join(format!("{name}.yaml")),
-                &limits,
-            )
-            .map_err(|e| format!("workflow {name}: {e}"))
+            let yaml = crate::assets::builtin_workflow(name)
+                .ok_or_else(|| format!("workflow: {name:?} is not a built-in workflow name"))?;
+            workflows::load_str(yaml, &limits).map_err(|e| format!("workflow {name}: {e}"))
         }
         (None, Some(yaml)) => workflows::load_str(yaml, &limits).map_err(|e| e.to_string()),
         _ => Err("give either `workflow` (a built-in's name) or `yaml`".into()),

@@ -1,7 +1,5 @@
 //! `/v1/workflows` (the built-ins), `/v1/workflows/validate` and `/v1/nodes`.
 
-use std::path::PathBuf;
-
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -10,11 +8,6 @@ use utoipa::ToSchema;
 use workflows::{WorkflowError, WorkflowLimits};
 
 use super::{ApiError, ApiJson, ApiResult, Shared};
-
-/// The built-in workflows' folder (`assets/workflows` in the source tree).
-pub fn builtin_dir() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/workflows")
-}
 
 fn ports(ports: &[workflows::node::Port]) -> Vec<Value> {
     ports
@@ -38,25 +31,15 @@ pub async fn nodes() -> Json<Value> {
 #[utoipa::path(get, path = "/v1/workflows", tag = "workflows", responses((status = 200, description = "The built-in workflows with their inputs and outputs")))]
 pub async fn list() -> ApiResult<Json<Value>> {
     let mut data = Vec::new();
-    let entries = std::fs::read_dir(builtin_dir()).map_err(ApiError::internal)?;
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    paths.sort();
-    for path in paths {
-        let wf = workflows::load(&path, &WorkflowLimits::default()).map_err(ApiError::internal)?;
+    for (name, yaml) in crate::assets::builtin_workflows() {
+        let wf = workflows::load_str(yaml, &WorkflowLimits::default())
+            .map_err(|e| ApiError::internal(format!("built-in workflow {name}: {e}")))?;
         let inputs: Vec<Value> = wf
             .inputs
             .iter()
             .map(|(name, i)| json!({"name": name, "type": i.ty.to_string(), "required": i.default.is_none() && !i.optional}))
             .collect();
         let outputs: Vec<&str> = wf.outputs.iter().map(|o| o.file.as_str()).collect();
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
         data.push(json!({"name": name, "title": wf.name, "inputs": inputs, "outputs": outputs, "steps": wf.steps.len()}));
     }
     Ok(Json(json!({"object": "list", "data": data})))
