@@ -13,6 +13,44 @@ pub enum CodecCommand {
     Encode(EncodeArgs),
     /// Decode a codes JSON file into media; the format comes from OUT's extension.
     Decode(DecodeArgs),
+    /// Fit a codebook codec (patch_kmeans for images, mel_kmeans for audio)
+    /// to your own media files, and write its folder.
+    Fit(FitArgs),
+}
+
+/// The codec types `fit` makes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FitType {
+    /// Images: square RGB patches coded by their nearest codebook patch.
+    PatchKmeans,
+    /// Audio: log-mel frames coded by their nearest codebook frame.
+    MelKmeans,
+}
+
+#[derive(Args)]
+pub struct FitArgs {
+    #[arg(long = "type", value_enum)]
+    codec_type: FitType,
+    /// Image or audio files to fit to.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// The codec folder to write (config.json, model.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+    /// Codebook entries [default: 256 for patches, 512 for mel frames].
+    #[arg(long)]
+    codes: Option<usize>,
+    /// patch_kmeans: pixels per patch side.
+    #[arg(long, default_value_t = 4)]
+    patch: usize,
+    /// k-means iterations at most.
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A JSON file of decoding limits (see `modalities::Limits`).
+    #[arg(long)]
+    limits: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -72,7 +110,61 @@ pub fn run(command: CodecCommand) -> Result<()> {
     match command {
         CodecCommand::Encode(args) => encode(args),
         CodecCommand::Decode(args) => decode(args),
+        CodecCommand::Fit(args) => fit(args),
     }
+}
+
+fn fit(args: FitArgs) -> Result<()> {
+    use encoders::image::patch::{PatchCodec, PatchConfig};
+    use encoders::mel::{MelCodec, MelConfig};
+    let limits = crate::media::load_limits(args.limits.as_deref())?;
+    let media = args
+        .inputs
+        .iter()
+        .map(|path| {
+            modalities::read_media(path, Sampling::All, &limits)
+                .with_context(|| path.display().to_string())
+        })
+        .collect::<Result<Vec<Media>>>()?;
+    let wrong = |path: &Path, want: &str| anyhow::anyhow!("{}: not {want}", path.display());
+    let codes = match args.codec_type {
+        FitType::PatchKmeans => {
+            let images = media
+                .into_iter()
+                .zip(&args.inputs)
+                .map(|(m, path)| match m {
+                    Media::Image(i) => Ok(i),
+                    _ => Err(wrong(path, "an image")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let config = PatchConfig::new(args.patch, args.codes.unwrap_or(256));
+            let codec = PatchCodec::fit(&images, config, args.seed, args.iterations)?;
+            codec.save(&args.out)?;
+            codec.config().codes
+        }
+        FitType::MelKmeans => {
+            let audio = media
+                .into_iter()
+                .zip(&args.inputs)
+                .map(|(m, path)| match m {
+                    Media::Audio(a) => Ok(a),
+                    _ => Err(wrong(path, "audio")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let config = MelConfig {
+                codes: args.codes.unwrap_or(512),
+                ..MelConfig::default()
+            };
+            let codec = MelCodec::fit(&audio, config, args.seed, args.iterations)?;
+            codec.save(&args.out)?;
+            codec.config().codes
+        }
+    };
+    println!(
+        "{}",
+        serde_json::json!({"out": args.out, "codes": codes, "inputs": args.inputs.len()})
+    );
+    Ok(())
 }
 
 fn open_for(spec: &str, kind: Kind, limits: Option<&Path>) -> Result<Box<dyn Codec>> {

@@ -317,3 +317,105 @@ fn codec_limits_refuse_oversized_requests() {
         "{err}"
     );
 }
+
+#[test]
+fn fitted_codecs_are_written_and_then_code_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| -> PathBuf { dir.path().join(name) };
+    // Images: stripes of two colours, 16x16.
+    let mut images = Vec::new();
+    for k in 0..4u32 {
+        let pixels: Vec<u8> = (0..16 * 16)
+            .flat_map(|i| {
+                if (i % 16 + k) / 4 % 2 == 0 {
+                    [200, 40, 40]
+                } else {
+                    [20, 20, 180]
+                }
+            })
+            .collect();
+        let path = at(&format!("stripes{k}.png"));
+        modalities::Image::new(16, 16, 3, pixels)
+            .unwrap()
+            .write(&path, None)
+            .unwrap();
+        images.push(path);
+    }
+    let mut args = vec!["codec", "fit", "--type", "patch-kmeans", "--codes", "8"];
+    args.extend(images.iter().map(|p| s(p)));
+    let patch = at("patch");
+    args.extend(["--out", s(&patch)]);
+    ok(&args);
+    ok(&[
+        "codec",
+        "encode",
+        "--codec",
+        s(&patch),
+        s(&images[1]),
+        "--out",
+        s(&at("i.json")),
+    ]);
+    assert_eq!(json(&at("i.json"))["width"], 4);
+    ok(&[
+        "codec",
+        "decode",
+        "--codec",
+        s(&patch),
+        s(&at("i.json")),
+        "--out",
+        s(&at("i.png")),
+    ]);
+    let back = modalities::Image::read(&at("i.png"), &modalities::Limits::default()).unwrap();
+    let original = modalities::Image::read(&images[1], &modalities::Limits::default()).unwrap();
+    assert_eq!(
+        back.pixels, original.pixels,
+        "two flat colours code exactly"
+    );
+
+    // Audio: the voice of the default pack.
+    let voice = repo("assets/packs/default/voices/default.wav");
+    let mel = at("mel");
+    ok(&[
+        "codec",
+        "fit",
+        "--type",
+        "mel-kmeans",
+        "--codes",
+        "16",
+        &voice,
+        "--out",
+        s(&mel),
+    ]);
+    ok(&[
+        "codec",
+        "encode",
+        "--codec",
+        s(&mel),
+        &voice,
+        "--out",
+        s(&at("a.json")),
+    ]);
+    let codes = json(&at("a.json"));
+    assert_eq!(codes["sample_rate"], 16000);
+    assert_eq!(codes["codes"].as_array().unwrap().len(), 1, "one level");
+    ok(&[
+        "codec",
+        "decode",
+        "--codec",
+        s(&mel),
+        s(&at("a.json")),
+        "--out",
+        s(&at("a.wav")),
+    ]);
+
+    let e = fails(&[
+        "codec",
+        "fit",
+        "--type",
+        "mel-kmeans",
+        s(&images[0]),
+        "--out",
+        s(&at("x")),
+    ]);
+    assert!(e.contains("stripes0.png: not audio"), "{e}");
+}
