@@ -6,4 +6,5 @@
 //! documented in `docs/world.md`.
 
 pub mod codecs;
+pub mod model;
 pub mod world;

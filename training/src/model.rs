@@ -1,0 +1,441 @@
+//! The backbone as a trainable model: the Qwen3-MoE layout (q/k-normed
+//! grouped-query attention with RoPE, top-k routed SwiGLU experts) built
+//! from candle's differentiable ops. The inference backbone runs on its
+//! own kernels and cannot be differentiated; this one saves its weights
+//! under the names `transformers` uses, with a `config.json`, so what it
+//! learns loads through the normal checkpoint path (a test holds the two
+//! to the same logits).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Init, VarBuilder, VarMap};
+use serde::Serialize;
+
+/// The fields of a `qwen3_moe` `config.json` that this model uses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MoeConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub moe_intermediate_size: usize,
+    pub num_experts: usize,
+    pub num_experts_per_tok: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_position_embeddings: usize,
+    pub eos_token_id: Vec<u32>,
+}
+
+impl MoeConfig {
+    /// The `config.json` `transformers` writes for this model.
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["Qwen3MoeForCausalLM"],
+            "model_type": "qwen3_moe",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.moe_intermediate_size * 2,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "moe_intermediate_size": self.moe_intermediate_size,
+            "num_experts": self.num_experts,
+            "num_experts_per_tok": self.num_experts_per_tok,
+            "norm_topk_prob": true,
+            "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "max_position_embeddings": self.max_position_embeddings,
+            "attention_bias": false,
+            "tie_word_embeddings": false,
+            "hidden_act": "silu",
+            "eos_token_id": self.eos_token_id,
+            "torch_dtype": "float32",
+        })
+    }
+}
+
+struct Attention {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    q_norm: Tensor,
+    k_norm: Tensor,
+}
+
+struct Experts {
+    router: Tensor,
+    /// Per expert: gate, up, down projections.
+    experts: Vec<[Tensor; 3]>,
+}
+
+struct Layer {
+    input_norm: Tensor,
+    attention: Attention,
+    post_norm: Tensor,
+    moe: Experts,
+}
+
+/// The model and the variables it trains.
+pub struct MoeModel {
+    pub config: MoeConfig,
+    pub varmap: VarMap,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Tensor,
+}
+
+impl MoeModel {
+    /// A new model, its weights drawn from `N(0, 0.02)` (norms at 1),
+    /// seeded per weight name: the same seed, the same model.
+    pub fn new(config: MoeConfig, seed: u64) -> candle_core::Result<MoeModel> {
+        let device = Device::Cpu;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+        // Filled below from a seeded generator (candle's CPU one cannot be seeded).
+        let normal = Init::Const(0.0);
+        let ones = Init::Const(1.0);
+        let (h, hd) = (config.hidden_size, config.head_dim);
+        let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
+        let m = vb.pp("model");
+        let embed = m.get_with_hints((config.vocab_size, h), "embed_tokens.weight", normal)?;
+        let mut layers = Vec::new();
+        for i in 0..config.num_hidden_layers {
+            let l = m.pp("layers").pp(i);
+            let a = l.pp("self_attn");
+            let mlp = l.pp("mlp");
+            let inter = config.moe_intermediate_size;
+            let experts = (0..config.num_experts)
+                .map(|e| {
+                    let x = mlp.pp("experts").pp(e);
+                    Ok([
+                        x.get_with_hints((inter, h), "gate_proj.weight", normal)?,
+                        x.get_with_hints((inter, h), "up_proj.weight", normal)?,
+                        x.get_with_hints((h, inter), "down_proj.weight", normal)?,
+                    ])
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            layers.push(Layer {
+                input_norm: l.get_with_hints(h, "input_layernorm.weight", ones)?,
+                attention: Attention {
+                    q: a.get_with_hints((nh * hd, h), "q_proj.weight", normal)?,
+                    k: a.get_with_hints((nkv * hd, h), "k_proj.weight", normal)?,
+                    v: a.get_with_hints((nkv * hd, h), "v_proj.weight", normal)?,
+                    o: a.get_with_hints((h, nh * hd), "o_proj.weight", normal)?,
+                    q_norm: a.get_with_hints(hd, "q_norm.weight", ones)?,
+                    k_norm: a.get_with_hints(hd, "k_norm.weight", ones)?,
+                },
+                post_norm: l.get_with_hints(h, "post_attention_layernorm.weight", ones)?,
+                moe: Experts {
+                    router: mlp.get_with_hints((config.num_experts, h), "gate.weight", normal)?,
+                    experts,
+                },
+            });
+        }
+        let norm = m.get_with_hints(h, "norm.weight", ones)?;
+        let lm_head = vb.get_with_hints((config.vocab_size, h), "lm_head.weight", normal)?;
+        init_normal(&varmap, seed, 0.02)?;
+        Ok(MoeModel {
+            config,
+            varmap,
+            embed,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    /// Logits `[batch, len, vocab]` for token ids `[batch, len]`, each
+    /// position attending to itself and those before it.
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let c = &self.config;
+        let h = c.hidden_size;
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, h))?;
+        let (cos, sin) = rope_tables(c, t, x.device())?;
+        let mask = causal_mask(t, x.device())?;
+        for layer in &self.layers {
+            let normed = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            x = (x + self.attend(&layer.attention, &normed, &cos, &sin, &mask)?)?;
+            let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
+            let flat = normed.reshape((b * t, h))?;
+            x = (x + self.experts(&layer.moe, &flat)?.reshape((b, t, h))?)?;
+        }
+        let x = rms_norm(&x, &self.norm, c.rms_norm_eps)?;
+        x.broadcast_matmul(&self.lm_head.t()?)
+    }
+
+    fn attend(
+        &self,
+        a: &Attention,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        let heads = |w: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            x.broadcast_matmul(&w.t()?)?.reshape((b, t, n, hd))
+        };
+        let q = rms_norm(&heads(&a.q, nh)?, &a.q_norm, c.rms_norm_eps)?.transpose(1, 2)?;
+        let k = rms_norm(&heads(&a.k, nkv)?, &a.k_norm, c.rms_norm_eps)?.transpose(1, 2)?;
+        let v = heads(&a.v, nkv)?.transpose(1, 2)?.contiguous()?;
+        let (q, k) = (rope(&q, cos, sin)?, rope(&k, cos, sin)?);
+        // Grouped queries: each key/value head serves nh / nkv query heads.
+        let repeat = |x: Tensor| -> candle_core::Result<Tensor> {
+            let n = nh / nkv;
+            x.unsqueeze(2)?
+                .expand((b, nkv, n, t, hd))?
+                .reshape((b, nh, t, hd))
+        };
+        let (k, v) = (repeat(k)?, repeat(v)?);
+        let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?
+            .broadcast_add(mask)?;
+        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let out = weights
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        out.broadcast_matmul(&a.o.t()?)
+    }
+
+    /// Top-k routing over all tokens at once; each expert runs once over
+    /// the tokens routed to it.
+    fn experts(&self, e: &Experts, x: &Tensor) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let probs = candle_nn::ops::softmax(&x.matmul(&e.router.t()?)?, D::Minus1)?;
+        let top = probs
+            .arg_sort_last_dim(false)?
+            .narrow(1, 0, c.num_experts_per_tok)?
+            .contiguous()?;
+        let weights = probs.gather(&top, 1)?;
+        let weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?;
+        let routes = top.to_vec2::<u32>()?;
+        let mut out = x.zeros_like()?;
+        for (expert, [gate, up, down]) in e.experts.iter().enumerate() {
+            let (mut rows, mut slots) = (Vec::new(), Vec::new());
+            for (row, picks) in routes.iter().enumerate() {
+                if let Some(slot) = picks.iter().position(|&p| p as usize == expert) {
+                    rows.push(row as u32);
+                    slots.push(slot as u32);
+                }
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let n = rows.len();
+            let rows = Tensor::from_vec(rows, n, x.device())?;
+            let slots = Tensor::from_vec(slots, (n, 1), x.device())?;
+            let xe = x.index_select(&rows, 0)?;
+            let hidden = (silu(&xe.matmul(&gate.t()?)?)? * xe.matmul(&up.t()?)?)?;
+            let ye = hidden.matmul(&down.t()?)?;
+            let we = weights.index_select(&rows, 0)?.gather(&slots, 1)?;
+            out = out.index_add(&rows, &ye.broadcast_mul(&we)?, 0)?;
+        }
+        Ok(out)
+    }
+
+    /// Writes `config.json` and `model.safetensors` (the names
+    /// `transformers` uses) into `dir`.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let config = serde_json::to_string_pretty(&self.config.config_json())
+            .map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("config.json"), config)?;
+        self.varmap
+            .save(dir.join("model.safetensors"))
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// Draws every matrix (not the norms' scales) from `N(0, stdev)`, each
+/// from a ChaCha stream keyed by the seed and the weight's name.
+fn init_normal(varmap: &VarMap, seed: u64, stdev: f32) -> candle_core::Result<()> {
+    use rand::{RngCore, SeedableRng};
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("the variable map lock is poisoned".into()))?;
+    for (name, var) in vars.iter() {
+        if name.ends_with("norm.weight") {
+            continue;
+        }
+        let key = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ key);
+        let mut uniform = || ((rng.next_u32() >> 8) as f32 + 0.5) / (1u32 << 24) as f32;
+        let values: Vec<f32> = (0..var.elem_count())
+            .map(|_| {
+                let (u1, u2) = (uniform(), uniform());
+                stdev * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+            })
+            .collect();
+        var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
+    }
+    Ok(())
+}
+
+fn silu(x: &Tensor) -> candle_core::Result<Tensor> {
+    // x * sigmoid(x), from differentiable basic ops.
+    x / (x.neg()?.exp()? + 1.0)?
+}
+
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?;
+    x.broadcast_div(&scale)?.broadcast_mul(weight)
+}
+
+/// `cos` and `sin` `[len, head_dim]` for positions `0..len` (the halves
+/// layout `transformers` uses: frequencies repeated for both halves).
+fn rope_tables(
+    c: &MoeConfig,
+    len: usize,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let half = c.head_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / c.head_dim as f64) as f32)
+        .collect();
+    let mut angles = Vec::with_capacity(len * c.head_dim);
+    for p in 0..len {
+        for _ in 0..2 {
+            angles.extend(inv.iter().map(|f| p as f32 * f));
+        }
+    }
+    let angles = Tensor::from_vec(angles, (len, c.head_dim), device)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// `x * cos + rotate_half(x) * sin` over `[batch, heads, len, head_dim]`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    let (a, b) = (
+        x.narrow(D::Minus1, 0, half)?,
+        x.narrow(D::Minus1, half, half)?,
+    );
+    let rotated = Tensor::cat(&[&b.neg()?, &a], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+fn causal_mask(len: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (len, len), device)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    use pipelines::backbone::{Backbone, LogitsFor, SequenceStep};
+
+    use super::*;
+
+    fn tiny() -> MoeConfig {
+        MoeConfig {
+            vocab_size: 48,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 8,
+            moe_intermediate_size: 16,
+            num_experts: 4,
+            num_experts_per_tok: 2,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 256,
+            eos_token_id: vec![0],
+        }
+    }
+
+    #[test]
+    fn a_few_steps_of_adamw_reduce_the_loss() {
+        let model = MoeModel::new(tiny(), 1).unwrap();
+        // Two sequences of a repeating pattern: next-token prediction.
+        let seq: Vec<u32> = (0..33).map(|i| (i * 7 % 11 + 3) as u32).collect();
+        let ids =
+            Tensor::from_vec([&seq[..32], &seq[1..33]].concat(), (2, 32), &Device::Cpu).unwrap();
+        let inputs = ids.narrow(1, 0, 31).unwrap();
+        let targets = ids.narrow(1, 1, 31).unwrap().flatten_all().unwrap();
+        let loss = |m: &MoeModel| {
+            let logits = m.forward(&inputs).unwrap().reshape((62, 48)).unwrap();
+            candle_nn::loss::cross_entropy(&logits, &targets).unwrap()
+        };
+        let mut opt = AdamW::new(
+            model.varmap.all_vars(),
+            ParamsAdamW {
+                lr: 1e-2,
+                ..ParamsAdamW::default()
+            },
+        )
+        .unwrap();
+        let first = loss(&model).to_scalar::<f32>().unwrap();
+        for _ in 0..30 {
+            opt.backward_step(&loss(&model)).unwrap();
+        }
+        let last = loss(&model).to_scalar::<f32>().unwrap();
+        assert!(first > 3.5, "starts near ln 48: {first}");
+        assert!(last < first * 0.5, "loss {first} -> {last}");
+    }
+
+    #[test]
+    fn the_saved_checkpoint_loads_as_a_backbone_with_the_same_logits() {
+        let model = MoeModel::new(tiny(), 2).unwrap();
+        // Larger weights than the init, so the logits are well apart.
+        for var in model.varmap.all_vars() {
+            let scaled = (var.as_tensor() * 10.0).unwrap();
+            var.set(&scaled).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let backbone = Backbone::load(dir.path(), &Device::Cpu).unwrap();
+        let tokens: Vec<u32> = vec![5, 9, 2, 17, 33, 1, 40, 8];
+        let ids = Tensor::from_vec(tokens.clone(), (1, 8), &Device::Cpu).unwrap();
+        let ours = model.forward(&ids).unwrap().squeeze(0).unwrap();
+        let mut cache = backbone.new_cache();
+        let theirs = backbone
+            .forward(
+                &mut [SequenceStep {
+                    tokens: &tokens,
+                    cache: &mut cache,
+                }],
+                LogitsFor::All,
+            )
+            .unwrap()
+            .remove(0);
+        // Logits spread well apart (else agreement would prove little), the
+        // same best token at every position, and the same values.
+        let spread = ours.max_all().unwrap().to_scalar::<f32>().unwrap()
+            - ours.min_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(spread > 5.0, "logits spread {spread}");
+        assert_eq!(
+            ours.argmax(1).unwrap().to_vec1::<u32>().unwrap(),
+            theirs.argmax(1).unwrap().to_vec1::<u32>().unwrap()
+        );
+        let diff = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 5e-4, "logits differ by {diff}");
+    }
+}
