@@ -7,4 +7,5 @@
 
 pub mod codecs;
 pub mod model;
+pub mod vocab;
 pub mod world;
