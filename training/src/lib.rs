@@ -6,6 +6,8 @@
 //! documented in `docs/world.md`.
 
 pub mod codecs;
+pub mod data;
 pub mod model;
+pub mod train;
 pub mod vocab;
 pub mod world;

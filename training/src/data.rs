@@ -1,0 +1,179 @@
+//! Training sequences: world examples written the way the pack's task
+//! templates write prompts at inference, followed by the output the model
+//! must learn (codes between their markers, or text), then `<|im_end|>`.
+
+use encoders::codes::ImageCodes;
+use encoders::image::patch::PatchCodec;
+use encoders::CodecError;
+use tokenizers::Tokenizer;
+
+use crate::vocab::CodeIds;
+use crate::world::{Edit, Motion, Scene};
+
+/// One training sequence: the loss counts only the target's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    pub prompt: Vec<u32>,
+    pub target: Vec<u32>,
+}
+
+impl Sequence {
+    pub fn len(&self) -> usize {
+        self.prompt.len() + self.target.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// Turns world examples into sequences with one tokenizer and image codec.
+pub struct Writer<'a> {
+    pub tokenizer: &'a Tokenizer,
+    pub ids: CodeIds,
+    pub image_codec: &'a PatchCodec,
+}
+
+/// A user turn, as the pack's chat template renders it, then the
+/// assistant's opening.
+fn user_turn(body: &str) -> String {
+    format!("<|im_start|>user\n{body}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+impl Writer<'_> {
+    fn text(&self, text: &str) -> Result<Vec<u32>, DataError> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| DataError::Tokenizer(e.to_string()))
+    }
+
+    fn marker(&self, name: &str) -> Result<u32, DataError> {
+        self.tokenizer
+            .token_to_id(name)
+            .ok_or_else(|| DataError::Tokenizer(format!("{name} is not in the vocabulary")))
+    }
+
+    /// `<|image_start|>` codes `<|image_end|>`.
+    fn image_block(&self, codes: &ImageCodes) -> Result<Vec<u32>, DataError> {
+        let mut block = vec![self.marker("<|image_start|>")?];
+        block.extend(codes.codes.iter().flatten().map(|&c| self.ids.image + c));
+        block.push(self.marker("<|image_end|>")?);
+        Ok(block)
+    }
+
+    fn scene_block(&self, scene: &Scene) -> Result<Vec<u32>, DataError> {
+        self.image_block(&self.image_codec.encode_image(&scene.render())?)
+    }
+
+    fn end(&self) -> Result<u32, DataError> {
+        self.marker("<|im_end|>")
+    }
+
+    /// text-to-image: "Draw: PROMPT" then the image.
+    pub fn text_to_image(&self, scene: &Scene) -> Result<Sequence, DataError> {
+        let mut target = self.scene_block(scene)?;
+        target.push(self.end()?);
+        Ok(Sequence {
+            prompt: self.text(&user_turn(&format!("Draw: {}", scene.prompt())))?,
+            target,
+        })
+    }
+
+    /// caption: the image, "Describe this.", then its sentence.
+    pub fn caption(&self, scene: &Scene) -> Result<Sequence, DataError> {
+        let mut prompt = self.text("<|im_start|>user\n")?;
+        prompt.extend(self.scene_block(scene)?);
+        prompt.extend(self.text("Describe this.<|im_end|>\n<|im_start|>assistant\n")?);
+        let mut target = self.text(&scene.prompt())?;
+        target.push(self.end()?);
+        Ok(Sequence { prompt, target })
+    }
+
+    /// image-edit: the image, "Edit: INSTRUCTION", then the edited image.
+    pub fn image_edit(&self, edit: &Edit) -> Result<Sequence, DataError> {
+        let mut prompt = self.text("<|im_start|>user\n")?;
+        prompt.extend(self.scene_block(&edit.before)?);
+        prompt.extend(self.text(&format!(
+            "Edit: {}<|im_end|>\n<|im_start|>assistant\n",
+            edit.instruction
+        ))?);
+        let mut target = self.scene_block(&edit.after)?;
+        target.push(self.end()?);
+        Ok(Sequence { prompt, target })
+    }
+
+    /// text-to-video: "Film S seconds: PROMPT" then the frames.
+    pub fn text_to_video(&self, motion: &Motion) -> Result<Sequence, DataError> {
+        let video = motion.render();
+        let seconds = video.frames.len() as f64 / f64::from(video.fps.num);
+        let mut target = vec![self.marker("<|video_start|>")?];
+        for frame in &video.frames {
+            target.extend(self.image_block(&self.image_codec.encode_image(frame)?)?);
+        }
+        target.push(self.marker("<|video_end|>")?);
+        target.push(self.end()?);
+        Ok(Sequence {
+            prompt: self.text(&user_turn(&format!(
+                "Film {seconds} seconds: {}",
+                motion.prompt()
+            )))?,
+            target,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::vocab::{build_tokenizer, VocabPlan};
+    use crate::world::{Split, World};
+
+    #[test]
+    fn sequences_put_codes_in_their_ranges_between_markers() {
+        let mut w = World::new(2);
+        let corpus: Vec<String> = (0..100).map(|_| w.scene(Split::Train).prompt()).collect();
+        let plan = VocabPlan {
+            text: 300,
+            image_codes: 256,
+            audio_codes: 512,
+            mesh_bins: 64,
+        };
+        let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
+        let codec = crate::codecs::fit_image_codec(1, 60, 5).unwrap();
+        let writer = Writer {
+            tokenizer: &tok,
+            ids,
+            image_codec: &codec,
+        };
+        let scene = w.scene(Split::Train);
+        let s = writer.text_to_image(&scene).unwrap();
+        assert_eq!(s.target.len(), 64 + 3, "start, 8x8 codes, end, im_end");
+        assert!(s.target[1..65]
+            .iter()
+            .all(|&t| (ids.image..ids.image + 256).contains(&t)));
+        let text = tok.decode(&s.prompt, false).unwrap();
+        assert!(
+            text.ends_with("assistant\n") && text.contains(&scene.prompt()),
+            "{text}"
+        );
+        let c = writer.caption(&scene).unwrap();
+        assert_eq!(
+            tok.decode(&c.target[..c.target.len() - 1], false).unwrap(),
+            scene.prompt()
+        );
+        let e = writer.image_edit(&w.edit(Split::Train)).unwrap();
+        assert_eq!(e.target.len(), 67);
+        let v = writer.text_to_video(&w.motion(Split::Train)).unwrap();
+        assert_eq!(v.target.len(), 6 * 66 + 3);
+    }
+}
