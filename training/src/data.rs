@@ -8,7 +8,7 @@ use encoders::CodecError;
 use tokenizers::Tokenizer;
 
 use crate::vocab::CodeIds;
-use crate::world::{Edit, Motion, Scene};
+use crate::world::{Edit, Motion, Scene, SolidSpec};
 
 /// One training sequence: the loss counts only the target's tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct Writer<'a> {
     pub tokenizer: &'a Tokenizer,
     pub ids: CodeIds,
     pub image_codec: &'a PatchCodec,
+    /// Coordinate bins of the mesh tokens (the vocabulary's mesh range).
+    pub mesh_bins: u32,
 }
 
 /// A user turn, as the pack's chat template renders it, then the
@@ -111,6 +113,27 @@ impl Writer<'_> {
         Ok(Sequence { prompt, target })
     }
 
+    /// text-to-mesh: "Model: PROMPT" then the solid's faces as coordinate
+    /// tokens (PolyGen order, `mesh_bins` bins).
+    pub fn text_to_mesh(&self, solid: &SolidSpec) -> Result<Sequence, DataError> {
+        use encoders::Codec;
+        let codec = encoders::mesh::MeshCodec::new(self.mesh_bins)?;
+        let encoders::Codes::Mesh(mesh) = codec.encode(&modalities::Media::Mesh(solid.mesh()))?
+        else {
+            return Err(DataError::Tokenizer(
+                "the mesh codec made no mesh codes".into(),
+            ));
+        };
+        let mut target = vec![self.marker("<|mesh_start|>")?];
+        target.extend(mesh.tokens.iter().map(|&t| self.ids.mesh + t));
+        target.push(self.marker("<|mesh_end|>")?);
+        target.push(self.end()?);
+        Ok(Sequence {
+            prompt: self.text(&user_turn(&format!("Model: {}", solid.prompt())))?,
+            target,
+        })
+    }
+
     /// text-to-video: "Film S seconds: PROMPT" then the frames.
     pub fn text_to_video(&self, motion: &Motion) -> Result<Sequence, DataError> {
         let video = motion.render();
@@ -154,6 +177,7 @@ mod tests {
             tokenizer: &tok,
             ids,
             image_codec: &codec,
+            mesh_bins: 64,
         };
         let scene = w.scene(Split::Train);
         let s = writer.text_to_image(&scene).unwrap();
@@ -175,5 +199,16 @@ mod tests {
         assert_eq!(e.target.len(), 67);
         let v = writer.text_to_video(&w.motion(Split::Train)).unwrap();
         assert_eq!(v.target.len(), 6 * 66 + 3);
+        let m = writer.text_to_mesh(&w.solid(Split::Train)).unwrap();
+        let faces = &m.target[1..m.target.len() - 2];
+        assert!(
+            !faces.is_empty() && faces.len().is_multiple_of(9),
+            "{}",
+            faces.len()
+        );
+        assert!(faces
+            .iter()
+            .all(|&t| (ids.mesh..ids.mesh + 64).contains(&t)));
+        assert!(m.len() < 1000, "{} tokens", m.len());
     }
 }

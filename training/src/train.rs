@@ -115,6 +115,7 @@ mod tests {
             tokenizer: &tok,
             ids,
             image_codec: &codec,
+            mesh_bins: 8,
         };
         let batch: Vec<Sequence> = scenes
             .iter()

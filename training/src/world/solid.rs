@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::vocab::{Proportion, Solid};
 
 /// Segments around curved solids: enough to read as round, few enough to
-/// stay a short token sequence.
-const SEGMENTS: u32 = 12;
+/// stay a short token sequence (9 mesh tokens a face: a sphere is 48 faces).
+const SEGMENTS: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct SolidSpec {
@@ -45,9 +45,9 @@ impl SolidSpec {
             Solid::Cylinder => lathe(&[(0.0, -0.5), (0.5, -0.5), (0.5, 0.5), (0.0, 0.5)]),
             Solid::Cone => lathe(&[(0.0, -0.5), (0.5, -0.5), (0.0, 0.5)]),
             Solid::Sphere => {
-                let profile: Vec<(f32, f32)> = (0..=8)
+                let profile: Vec<(f32, f32)> = (0..=4)
                     .map(|i| {
-                        let a = std::f32::consts::PI * (i as f32 / 8.0 - 0.5);
+                        let a = std::f32::consts::PI * (i as f32 / 4.0 - 0.5);
                         (0.5 * a.cos(), 0.5 * a.sin())
                     })
                     .collect();
@@ -149,7 +149,7 @@ fn lathe(profile: &[(f32, f32)]) -> Geometry {
 }
 
 fn torus() -> Geometry {
-    let (major, minor, sides) = (0.35, 0.15, 8u32);
+    let (major, minor, sides) = (0.35, 0.15, 6u32);
     let mut positions = Vec::new();
     for s in 0..SEGMENTS {
         let a = TAU * s as f32 / SEGMENTS as f32;
