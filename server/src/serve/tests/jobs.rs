@@ -216,14 +216,7 @@ async fn cancelling_a_running_job_stops_its_generation() {
     let uri = format!("/v1/jobs/{id}/cancel");
     let (status, _, _) = call(&own, "POST", &uri, None, None).await;
     assert_eq!(status, StatusCode::OK);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while own.runner.running() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job's generation ran on after the cancel"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    super::wait_engine_idle(&own, "the job's generation ran on after the cancel").await;
     let (_, bytes, _) = call(&own, "GET", &format!("/v1/videos/{id}"), None, None).await;
     assert_eq!(json_of(&bytes)["status"], "cancelled");
 }

@@ -73,6 +73,16 @@ pub(super) async fn send(state: &Shared, request: Request<Body>) -> Reply {
     }
 }
 
+/// Waits up to 10 s for the engine to hold no sequence, running or queued;
+/// fails with `why` otherwise.
+pub(super) async fn wait_engine_idle(state: &Shared, why: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state.runner.running() > 0 || state.runner.queue_depth() > 0 {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub(super) fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes).unwrap()
 }

@@ -1,14 +1,14 @@
 //! Serving properly: the OpenAPI document, body limits, request ids,
 //! cancellation on disconnect, draining and starting.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{call, json_of, send, STATE};
+use super::{call, json_of, send, wait_engine_idle, STATE};
 use crate::serve::{state, ServeLimits};
 
 #[tokio::test]
@@ -263,14 +263,7 @@ async fn a_client_that_disconnects_cancels_its_generation() {
         own.runner.running() > 0 || own.runner.queue_depth() > 0,
         "the generation was in the engine"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while own.runner.running() > 0 || own.runner.queue_depth() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the generation ran on after the disconnect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_engine_idle(&own, "the generation ran on after the disconnect").await;
 }
 
 #[tokio::test]
@@ -306,14 +299,7 @@ async fn a_draining_server_refuses_new_work_and_cancels_what_outlives_the_deadli
     own.drain.expire();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while own.runner.running() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the generation outlived the drain"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_engine_idle(&own, "the generation outlived the drain").await;
 }
 
 #[tokio::test]
