@@ -102,11 +102,25 @@ impl Image {
     /// The image scaled to `width` x `height` (Catmull-Rom filtering; the
     /// aspect ratio is the caller's choice).
     pub fn resized(&self, width: u32, height: u32) -> Result<Image> {
+        self.resized_with(width, height, image::imageops::FilterType::CatmullRom)
+    }
+
+    /// The image scaled to `width` x `height` by repeating (or dropping)
+    /// pixels: flat colours and hard edges stay as they are.
+    pub fn resized_nearest(&self, width: u32, height: u32) -> Result<Image> {
+        self.resized_with(width, height, image::imageops::FilterType::Nearest)
+    }
+
+    fn resized_with(
+        &self,
+        width: u32,
+        height: u32,
+        filter: image::imageops::FilterType,
+    ) -> Result<Image> {
         Limits::default().check_frame_size(width, height)?;
         if (width, height) == (self.width, self.height) {
             return Ok(self.clone());
         }
-        let filter = image::imageops::FilterType::CatmullRom;
         let invalid = || MediaError::Invalid("pixel buffer does not match the image size".into());
         let pixels = if self.channels == 4 {
             let buf = image::RgbaImage::from_raw(self.width, self.height, self.pixels.clone())

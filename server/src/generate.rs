@@ -42,6 +42,10 @@ pub struct GenerateArgs {
     /// Image size in codes, ROWSxCOLUMNS (default: the pack's).
     #[arg(long, value_parser = parse_grid)]
     size: Option<[usize; 2]>,
+    /// Output image size in pixels, WIDTHxHEIGHT: the image (each video
+    /// frame) is scaled to it without smoothing (default: the pack's).
+    #[arg(long, value_parser = parse_pixels)]
+    pixels: Option<[u32; 2]>,
     /// Video length, or the longest speech, in seconds.
     #[arg(long)]
     seconds: Option<f64>,
@@ -74,6 +78,14 @@ fn parse_grid(text: &str) -> Result<[usize; 2], String> {
         _ => Err(format!(
             "{text:?} is not ROWSxCOLUMNS with positive integers"
         )),
+    }
+}
+
+fn parse_pixels(text: &str) -> Result<[u32; 2], String> {
+    let [w, h] = parse_grid(text).map_err(|_| format!("{text:?} is not WIDTHxHEIGHT in pixels"))?;
+    match (u32::try_from(w), u32::try_from(h)) {
+        (Ok(w), Ok(h)) => Ok([w, h]),
+        _ => Err(format!("{text:?} is too large")),
     }
 }
 
@@ -131,6 +143,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         seed: args.seed,
         n: args.n,
         size: args.size,
+        pixels: args.pixels,
         guidance_scale: args.guidance_scale,
         voice: args.voice.clone(),
         speed: args.speed,

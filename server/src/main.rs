@@ -6,6 +6,7 @@ mod generate;
 mod media;
 mod serve;
 mod text;
+mod train;
 mod workflow;
 
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
     Complete(text::CompleteArgs),
     /// Chat with a text model on the terminal, streaming replies.
     Chat(text::ChatArgs),
+    /// Train a model pack from a recipe (the starter pack's: assets/recipes/starter.yaml).
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Workflow { command } => workflow::command(command),
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

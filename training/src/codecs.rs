@@ -6,14 +6,13 @@ use encoders::CodecError;
 
 use crate::world::{Split, World, PATCH};
 
-/// Codebook entries of the starter image codec (64 codes per 32x32 image).
-pub const IMAGE_CODES: usize = 256;
-
-/// Fits the image codec on `images` training scenes and clips drawn from
-/// `seed` (motion frames too, so moving shapes code as well as still ones).
+/// Fits an image codec of `codes` entries on `images` training scenes and
+/// clips drawn from `seed` (motion frames too, so moving shapes code as
+/// well as still ones).
 pub fn fit_image_codec(
     seed: u64,
     images: usize,
+    codes: usize,
     iterations: usize,
 ) -> Result<PatchCodec, CodecError> {
     let mut world = World::new(seed);
@@ -34,7 +33,7 @@ pub fn fit_image_codec(
     pictures.truncate(images);
     PatchCodec::fit(
         &pictures,
-        PatchConfig::new(PATCH as usize, IMAGE_CODES),
+        PatchConfig::new(PATCH as usize, codes),
         seed,
         iterations,
     )
@@ -57,7 +56,7 @@ mod tests {
 
     #[test]
     fn the_image_codec_codes_unseen_world_images_at_30_db() {
-        let codec = fit_image_codec(11, 600, 30).unwrap();
+        let codec = fit_image_codec(11, 600, 256, 30).unwrap();
         // Held-out scenes: combinations the codebook never saw.
         let mut world = World::new(99);
         let mut total = 0.0;

@@ -172,7 +172,7 @@ mod tests {
             mesh_bins: 64,
         };
         let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
-        let codec = crate::codecs::fit_image_codec(1, 60, 5).unwrap();
+        let codec = crate::codecs::fit_image_codec(1, 60, 256, 5).unwrap();
         let writer = Writer {
             tokenizer: &tok,
             ids,

@@ -5,9 +5,15 @@
 //! and rich enough that a person recognises what the model makes. It is
 //! documented in `docs/world.md`.
 
+pub mod checkpoint;
 pub mod codecs;
 pub mod data;
 pub mod model;
+pub mod optim;
+pub mod pack;
+pub mod recipe;
+pub mod run;
 pub mod train;
+pub mod usage;
 pub mod vocab;
 pub mod world;

@@ -156,6 +156,25 @@ impl MoeModel {
     /// Logits `[batch, len, vocab]` for token ids `[batch, len]`, each
     /// position attending to itself and those before it.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_inner(ids, None)
+    }
+
+    /// The logits and, per layer, each token's chosen experts (rows in
+    /// batch-major order): what the expert-usage report counts.
+    pub fn forward_routed(
+        &self,
+        ids: &Tensor,
+    ) -> candle_core::Result<(Tensor, Vec<Vec<Vec<u32>>>)> {
+        let mut routes = Vec::new();
+        let logits = self.forward_inner(ids, Some(&mut routes))?;
+        Ok((logits, routes))
+    }
+
+    fn forward_inner(
+        &self,
+        ids: &Tensor,
+        mut routes: Option<&mut Vec<Vec<Vec<u32>>>>,
+    ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let c = &self.config;
         let h = c.hidden_size;
@@ -170,7 +189,11 @@ impl MoeModel {
             x = (x + self.attend(&layer.attention, &normed, &cos, &sin, &mask)?)?;
             let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
             let flat = normed.reshape((b * t, h))?;
-            x = (x + self.experts(&layer.moe, &flat)?.reshape((b, t, h))?)?;
+            let (moe, chosen) = self.experts(&layer.moe, &flat)?;
+            if let Some(routes) = routes.as_deref_mut() {
+                routes.push(chosen);
+            }
+            x = (x + moe.reshape((b, t, h))?)?;
         }
         let x = rms_norm(&x, &self.norm, c.rms_norm_eps)?;
         x.broadcast_matmul(&self.lm_head.t()?)
@@ -214,7 +237,7 @@ impl MoeModel {
 
     /// Top-k routing over all tokens at once; each expert runs once over
     /// the tokens routed to it.
-    fn experts(&self, e: &Experts, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn experts(&self, e: &Experts, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Vec<u32>>)> {
         let c = &self.config;
         let probs = candle_nn::ops::softmax(&x.matmul(&e.router.t()?)?, D::Minus1)?;
         let top = probs
@@ -245,7 +268,7 @@ impl MoeModel {
             let we = weights.index_select(&rows, 0)?.gather(&slots, 1)?;
             out = out.index_add(&rows, &ye.broadcast_mul(&we)?, 0)?;
         }
-        Ok(out)
+        Ok((out, routes))
     }
 
     /// Writes `config.json` and `model.safetensors` (the names

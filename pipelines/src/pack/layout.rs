@@ -21,6 +21,8 @@ pub struct ImageLayout {
     pub end: u32,
     /// Pixels per code along a side.
     pub downsample: usize,
+    /// The only grid the model makes, if it was trained on one.
+    pub fixed_grid: Option<[usize; 2]>,
 }
 
 impl ImageLayout {

@@ -68,6 +68,11 @@ pub struct VocabBlock {
     pub first_token: u32,
     pub begin: String,
     pub end: String,
+    /// The one grid (rows, columns of codes) the model makes, for a model
+    /// trained on one image size: requests name an output size in pixels
+    /// instead, and the image is scaled to it without smoothing.
+    #[serde(default)]
+    pub grid: Option<[usize; 2]>,
 }
 
 /// Which token range an audio code uses.
@@ -117,6 +122,9 @@ fn default_bins() -> u32 {
 pub struct Defaults {
     /// Image size in codes: rows, columns.
     pub image_grid: [usize; 2],
+    /// Output image size in pixels, width and height (default: the
+    /// grid's own); the decoded image is scaled without smoothing.
+    pub image_pixels: Option<[u32; 2]>,
     pub video_fps: Fps,
     pub video_seconds: f64,
     pub max_speech_seconds: f64,
@@ -132,6 +140,7 @@ impl Default for Defaults {
     fn default() -> Self {
         Defaults {
             image_grid: [16, 16],
+            image_pixels: None,
             video_fps: Fps::Number(8.0),
             video_seconds: 2.0,
             max_speech_seconds: 20.0,

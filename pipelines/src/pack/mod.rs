@@ -97,6 +97,7 @@ impl Pack {
                     begin: marker(&spec.begin, "modalities.image.begin")?,
                     end: marker(&spec.end, "modalities.image.end")?,
                     downsample,
+                    fixed_grid: spec.grid,
                 })
             }
         };

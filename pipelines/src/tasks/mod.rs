@@ -26,6 +26,8 @@ pub use speech_stream::{SpeechStream, StreamWindow};
 
 /// Most outputs one request may ask for.
 pub const MAX_N: usize = 16;
+/// Longest side of a requested output size in pixels.
+pub const MAX_PIXELS_SIDE: u32 = 4096;
 
 /// What a task request may set; one serde struct shared by the CLI, the
 /// workflow YAML and the HTTP bodies. Unset fields take the pack's defaults.
@@ -40,6 +42,9 @@ pub struct TaskOptions {
     pub n: usize,
     /// Image size in codes: rows, columns.
     pub size: Option<[usize; 2]>,
+    /// Output image size in pixels, width and height: the decoded image
+    /// (each video frame) is scaled to it without smoothing.
+    pub pixels: Option<[u32; 2]>,
     /// Classifier-free guidance scale (text-to-image, image-edit); 1 turns it off.
     pub guidance_scale: Option<f32>,
     /// A voice of the pack (text-to-speech).
@@ -62,6 +67,7 @@ impl Default for TaskOptions {
             seed: None,
             n: 1,
             size: None,
+            pixels: None,
             guidance_scale: None,
             voice: None,
             speed: 1.0,
@@ -84,6 +90,14 @@ impl TaskOptions {
         if let Some([h, w]) = self.size {
             if h == 0 || w == 0 || h * w > 64 * 64 {
                 return bad("size", format!("{h} x {w} codes is not in 1..=4096 codes"));
+            }
+        }
+        if let Some([w, h]) = self.pixels {
+            if !(1..=MAX_PIXELS_SIDE).contains(&w) || !(1..=MAX_PIXELS_SIDE).contains(&h) {
+                return bad(
+                    "pixels",
+                    format!("{w} x {h} is not in 1..={MAX_PIXELS_SIDE} a side"),
+                );
             }
         }
         if let Some(g) = self

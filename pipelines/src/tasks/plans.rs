@@ -236,10 +236,41 @@ fn mask_cells(mask: Option<&Image>, [h, w]: [usize; 2]) -> Vec<bool> {
     cells
 }
 
+/// The grid of codes to generate and the pixel size to scale the decoded
+/// image to: a pack trained on one grid makes only that grid.
+fn image_geometry(
+    pack: &Pack,
+    layout: &ImageLayout,
+    options: &TaskOptions,
+) -> Result<([usize; 2], Option<[u32; 2]>)> {
+    let pixels = options.pixels.or(pack.defaults().image_pixels);
+    match layout.fixed_grid {
+        Some(fixed) => match options.size {
+            Some(asked) if asked != fixed => Err(PipelineError::Request(format!(
+                "size: this pack's model makes {} x {} codes only; ask for an output size in \
+                 pixels instead",
+                fixed[0], fixed[1]
+            ))),
+            _ => Ok((fixed, pixels)),
+        },
+        None => Ok((options.size.unwrap_or(pack.defaults().image_grid), pixels)),
+    }
+}
+
+/// `image` scaled to `pixels` (width, height) without smoothing.
+fn scaled(image: Image, pixels: Option<[u32; 2]>) -> Result<Image> {
+    match pixels {
+        Some([w, h]) if (w, h) != (image.width, image.height) => Ok(image
+            .resized_nearest(w, h)
+            .map_err(encoders::CodecError::from)?),
+        _ => Ok(image),
+    }
+}
+
 /// `text-to-image` and `image-edit`: one image block, guided.
 fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs) -> Result<Plan> {
     let layout = image_layout(pack)?;
-    let grid = options.size.unwrap_or(pack.defaults().image_grid);
+    let (grid, pixels) = image_geometry(pack, layout, options)?;
     let mut blocks = Blocks::default();
     let mut vars = Vars {
         prompt: options.prompt.clone(),
@@ -285,7 +316,10 @@ fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
     let decoder = layout.clone();
     let finish: Finish = Box::new(move |tokens, _| {
         let codes = decoder.grid(strip(tokens)?, grid)?;
-        Ok(TaskOutput::Media(Media::Image(decoder.decode(&codes)?)))
+        Ok(TaskOutput::Media(Media::Image(scaled(
+            decoder.decode(&codes)?,
+            pixels,
+        )?)))
     });
     Ok(media_plan(
         pack, options, prompt, guidance, max_tokens, constraint, finish,
@@ -375,7 +409,7 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         .video
         .as_ref()
         .ok_or_else(|| PipelineError::Request("the pack has no video modality".into()))?;
-    let grid = options.size.unwrap_or(pack.defaults().image_grid);
+    let (grid, pixels) = image_geometry(pack, layout, options)?;
     let fps = pack.defaults().video_fps.to_rational()?;
     let seconds = options.seconds.unwrap_or(pack.defaults().video_seconds);
     let frames = ((seconds * fps.as_f64()).round() as usize).max(1);
@@ -416,7 +450,7 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
     let finish: Finish = Box::new(move |tokens, _| {
         let images = strip(tokens)?
             .chunks(block)
-            .map(|frame| decoder.decode(&decoder.grid(strip(frame)?, grid)?))
+            .map(|frame| scaled(decoder.decode(&decoder.grid(strip(frame)?, grid)?)?, pixels))
             .collect::<Result<Vec<Image>>>()?;
         Ok(TaskOutput::Media(Media::Video(Video::new(
             fps, images, None,

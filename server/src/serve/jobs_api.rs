@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use super::jobs::{new_id, video_json, Job, Jobs};
-use super::media::size_grid;
+use super::media::image_size;
 use super::{ApiError, ApiJson, ApiResult, Shared};
 
 fn jobs(state: &Shared) -> ApiResult<&std::sync::Arc<Jobs>> {
@@ -111,7 +111,7 @@ pub async fn create(
         ));
     }
     // Checked now, so a bad size is a 400 and not a failed job later.
-    size_grid(
+    image_size(
         &state.runner,
         body.size.as_deref(),
         state.limits.max_image_side,
@@ -238,11 +238,13 @@ pub fn run_job(
     match job.kind.as_str() {
         "video" => {
             let r = &job.request;
+            // Checked against the limits when the job was submitted.
+            let size = image_size(runner, r["size"].as_str(), u32::MAX).map_err(|e| e.message)?;
             let options = TaskOptions {
                 prompt: r["prompt"].as_str().unwrap_or_default().to_string(),
                 seconds: r["seconds"].as_f64(),
-                // Checked against the limits when the job was submitted.
-                size: size_grid(runner, r["size"].as_str(), u32::MAX).map_err(|e| e.message)?,
+                size: size.grid,
+                pixels: size.pixels,
                 seed: r["seed"].as_u64(),
                 ..TaskOptions::default()
             };

@@ -51,12 +51,20 @@ pub(super) fn image_format(response: Option<&str>, output: Option<&str>) -> ApiR
     }
 }
 
-/// A `WIDTHxHEIGHT` size (or `auto`) as an image grid of the pack's codec.
-pub(super) fn size_grid(
+/// Where a request's `size` goes: a grid of the pack's codec, or, for a
+/// pack whose model makes one grid, the output size in pixels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ImageSize {
+    pub grid: Option<[usize; 2]>,
+    pub pixels: Option<[u32; 2]>,
+}
+
+/// A `WIDTHxHEIGHT` size (or `auto`) for the pack's image codec.
+pub(super) fn image_size(
     runner: &pipelines::tasks::Runner,
     size: Option<&str>,
     max_side: u32,
-) -> ApiResult<Option<[usize; 2]>> {
+) -> ApiResult<ImageSize> {
     let layout = runner
         .pack()
         .image
@@ -64,7 +72,7 @@ pub(super) fn size_grid(
         .ok_or_else(|| ApiError::invalid("model", "the pack makes no images"))?;
     let d = layout.downsample;
     let Some(s) = size.filter(|s| *s != "auto") else {
-        return Ok(None);
+        return Ok(ImageSize::default());
     };
     match s
         .split_once('x')
@@ -74,7 +82,14 @@ pub(super) fn size_grid(
             "size",
             format!("{s:?} is larger than this server's limit of {max_side} pixels a side"),
         )),
-        Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Ok(Some([h / d, w / d])),
+        Some((w, h)) if w > 0 && h > 0 && layout.fixed_grid.is_some() => Ok(ImageSize {
+            grid: None,
+            pixels: Some([w as u32, h as u32]),
+        }),
+        Some((w, h)) if w > 0 && h > 0 && w % d == 0 && h % d == 0 => Ok(ImageSize {
+            grid: Some([h / d, w / d]),
+            pixels: None,
+        }),
         _ => Err(ApiError::invalid(
             "size",
             format!("{s:?} is not WIDTHxHEIGHT in multiples of {d}"),
@@ -124,7 +139,7 @@ pub async fn image_generations(
         body.response_format.as_deref(),
         body.output_format.as_deref(),
     )?;
-    let size = size_grid(
+    let size = image_size(
         &state.runner,
         body.size.as_deref(),
         state.limits.max_image_side,
@@ -132,7 +147,8 @@ pub async fn image_generations(
     let options = TaskOptions {
         prompt: body.prompt,
         n,
-        size,
+        size: size.grid,
+        pixels: size.pixels,
         seed: body.seed,
         ..TaskOptions::default()
     };

@@ -1,0 +1,133 @@
+//! `anyforge train`: run a training recipe and write the pack it makes.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use training::model::MoeModel;
+use training::pack::{write_pack, TrainingReport};
+use training::recipe::{Recipe, TrainTask};
+use training::run::{example, held_out_loss, train, Prepared};
+use training::usage::expert_usage;
+use training::world::{Split, World};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The recipe (YAML), e.g. assets/recipes/starter.yaml.
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Folder to write the finished pack into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Folder of the run's checkpoints (default: OUT.checkpoints beside
+    /// OUT); a run started again with the same recipe resumes from it.
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let recipe = Recipe::load(&args.recipe)?;
+    let checkpoints = args.checkpoints.clone().unwrap_or_else(|| {
+        let mut name = args.out.file_name().unwrap_or_default().to_os_string();
+        name.push(".checkpoints");
+        args.out.with_file_name(name)
+    });
+    std::fs::create_dir_all(&checkpoints)
+        .with_context(|| format!("creating {}", checkpoints.display()))?;
+    eprintln!(
+        "fitting the image codec ({} codes) and the vocabulary",
+        recipe.image_codec.codes
+    );
+    let prepared = Prepared::fit(&recipe)?;
+    let eos = prepared.token("<|im_end|>")?;
+    let model = MoeModel::new(
+        recipe.model_config(prepared.ids.size, vec![eos]),
+        recipe.seed,
+    )?;
+    let c = &model.config;
+    eprintln!(
+        "model: {} layers, hidden {}, {} experts (top {}), vocabulary {}",
+        c.num_hidden_layers, c.hidden_size, c.num_experts, c.num_experts_per_tok, c.vocab_size
+    );
+    let bar = indicatif::ProgressBar::new(recipe.train.steps as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "[{elapsed_precise}] [{bar:30}] {pos}/{len} eta {eta} {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let interactive = std::io::stderr().is_terminal();
+    // Ctrl-C ends the run at the next step's checkpoint; the same command resumes it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let state = train(&recipe, &prepared, &model, &checkpoints, |p| {
+        bar.set_position(p.step as u64);
+        let line = format!(
+            "loss {:.3} ({}) lr {:.2e} {:.0} tokens/s",
+            p.loss,
+            p.task.name(),
+            p.learning_rate,
+            p.tokens_per_second
+        );
+        if interactive {
+            bar.set_message(line);
+        } else if p.step % 25 == 0 || p.step == p.steps {
+            eprintln!("step {}/{} {line}", p.step, p.steps);
+        }
+        !stop.load(std::sync::atomic::Ordering::SeqCst)
+    })?;
+    bar.finish();
+    if state.step < recipe.train.steps {
+        eprintln!(
+            "stopped at step {} of {}; the checkpoint is in {}: run the same command to resume",
+            state.step,
+            recipe.train.steps,
+            checkpoints.display()
+        );
+        return Ok(());
+    }
+    for (step, losses) in &state.history {
+        let parts: Vec<String> = losses
+            .iter()
+            .map(|(t, l)| format!("{} {l:.3}", t.name()))
+            .collect();
+        eprintln!("step {step}: {}", parts.join(", "));
+    }
+    let held_out = held_out_loss(&recipe, &prepared, &model, 8)?;
+    let parts: Vec<String> = held_out
+        .iter()
+        .map(|(t, l)| format!("{} {l:.3}", t.name()))
+        .collect();
+    eprintln!("held-out loss: {}", parts.join(", "));
+    let writer = prepared.writer(&recipe);
+    let mut world = World::new(recipe.world_seed ^ 0x05A6E);
+    let mut sample = Vec::new();
+    for task in TrainTask::ALL {
+        for _ in 0..4 {
+            sample.push(example(&writer, task, &mut world, Split::HeldOut)?);
+        }
+    }
+    let markers = prepared.token("<|endoftext|>")?..prepared.ids.image;
+    let usage = expert_usage(&model, &sample, &prepared.ids, markers)?;
+    eprintln!(
+        "expert usage (% of each kind's routes):\n{}",
+        usage.markdown()
+    );
+    let report = TrainingReport {
+        state: &state,
+        held_out_loss: held_out,
+        expert_usage: &usage,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_pack(&args.out, &recipe, &prepared, &model, &report)?;
+    eprintln!(
+        "wrote the pack to {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

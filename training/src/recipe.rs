@@ -1,0 +1,215 @@
+//! A training recipe: everything that decides the trained pack, in one YAML
+//! file (`assets/recipes/starter.yaml`), so the same file reproduces it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::MoeConfig;
+
+/// A task the recipe trains, as the pack names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainTask {
+    TextToImage,
+    Caption,
+    ImageEdit,
+    TextToVideo,
+    TextToMesh,
+}
+
+impl TrainTask {
+    pub const ALL: [TrainTask; 5] = [
+        TrainTask::TextToImage,
+        TrainTask::Caption,
+        TrainTask::ImageEdit,
+        TrainTask::TextToVideo,
+        TrainTask::TextToMesh,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainTask::TextToImage => "text-to-image",
+            TrainTask::Caption => "caption",
+            TrainTask::ImageEdit => "image-edit",
+            TrainTask::TextToVideo => "text-to-video",
+            TrainTask::TextToMesh => "text-to-mesh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// The pack's name in `pack.yaml`.
+    pub name: String,
+    pub description: String,
+    /// Seeds the model's initial weights and the order of the data.
+    pub seed: u64,
+    /// Seeds the world that fits the codecs and the vocabulary.
+    pub world_seed: u64,
+    pub image_codec: ImageCodecRecipe,
+    pub vocab: VocabRecipe,
+    pub model: ModelRecipe,
+    /// Relative weight of each task in the data.
+    pub mix: BTreeMap<TrainTask, f64>,
+    pub train: TrainRecipe,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageCodecRecipe {
+    pub codes: usize,
+    /// World images the codebook is fitted on.
+    pub fit_images: usize,
+    pub iterations: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocabRecipe {
+    /// Most BPE tokens for text (bytes and merges).
+    pub text: usize,
+    /// World sentences the BPE is trained on.
+    pub sentences: usize,
+    /// Ids kept for mel codes (the speech modality).
+    pub audio_codes: usize,
+    pub mesh_bins: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRecipe {
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub experts: usize,
+    pub experts_per_token: usize,
+    pub expert_size: usize,
+    pub max_positions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainRecipe {
+    pub steps: usize,
+    /// Padded tokens per batch (sequences of one task, right-padded).
+    pub batch_tokens: usize,
+    pub learning_rate: f64,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub checkpoint_every: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("{path}: {why}")]
+    File { path: String, why: String },
+    #[error("recipe: {0}")]
+    Invalid(String),
+}
+
+impl Recipe {
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        let file = |why: String| RecipeError::File {
+            path: path.display().to_string(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let recipe: Recipe = serde_saphyr::from_str(&text).map_err(|e| file(e.to_string()))?;
+        recipe.validate().map_err(|e| file(e.to_string()))?;
+        Ok(recipe)
+    }
+
+    /// Checks what serde cannot: sizes that fit together.
+    pub fn validate(&self) -> Result<(), RecipeError> {
+        let bad = |why: &str| Err(RecipeError::Invalid(why.to_string()));
+        let m = &self.model;
+        if m.heads == 0 || m.kv_heads == 0 || !m.heads.is_multiple_of(m.kv_heads) {
+            return bad("model.heads must be a positive multiple of model.kv_heads");
+        }
+        if m.experts_per_token == 0 || m.experts_per_token > m.experts {
+            return bad("model.experts_per_token must be between 1 and model.experts");
+        }
+        if m.head_dim % 2 != 0 {
+            return bad("model.head_dim must be even (rotary embeddings)");
+        }
+        if self.mix.is_empty() || self.mix.values().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return bad("mix: give each task a weight of 0 or more");
+        }
+        if self.mix.values().sum::<f64>() <= 0.0 {
+            return bad("mix: at least one task needs a positive weight");
+        }
+        let t = &self.train;
+        if t.steps == 0 || t.batch_tokens == 0 || t.checkpoint_every == 0 {
+            return bad(
+                "train.steps, train.batch_tokens and train.checkpoint_every must be positive",
+            );
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return bad("train.learning_rate must be positive");
+        }
+        if self.image_codec.codes == 0 || self.vocab.mesh_bins < 2 {
+            return bad("image_codec.codes must be positive and vocab.mesh_bins at least 2");
+        }
+        Ok(())
+    }
+
+    /// The backbone's config for a vocabulary of `vocab_size` tokens.
+    pub fn model_config(&self, vocab_size: usize, eos: Vec<u32>) -> MoeConfig {
+        let m = &self.model;
+        MoeConfig {
+            vocab_size,
+            hidden_size: m.hidden_size,
+            num_hidden_layers: m.layers,
+            num_attention_heads: m.heads,
+            num_key_value_heads: m.kv_heads,
+            head_dim: m.head_dim,
+            moe_intermediate_size: m.expert_size,
+            num_experts: m.experts,
+            num_experts_per_tok: m.experts_per_token,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            max_position_embeddings: m.max_positions,
+            eos_token_id: eos,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn starter() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/recipes/starter.yaml")
+    }
+
+    #[test]
+    fn the_starter_recipe_loads_and_names_every_task() {
+        let r = Recipe::load(&starter()).unwrap();
+        for task in TrainTask::ALL {
+            assert!(
+                r.mix.get(&task).is_some_and(|w| *w > 0.0),
+                "{}",
+                task.name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_recipe_names_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(starter()).unwrap();
+        let path = dir.path().join("r.yaml");
+        std::fs::write(&path, text.replace("kv_heads: 2", "kv_heads: 3")).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("r.yaml") && e.contains("kv_heads"), "{e}");
+        std::fs::write(&path, text.replace("steps:", "stepz:")).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("stepz"), "{e}");
+    }
+}

@@ -1,0 +1,448 @@
+//! A recipe's run: fit the codecs and the vocabulary, then train the
+//! backbone on batches drawn from the world, checkpointing as it goes so
+//! an interrupted run resumes at its last checkpoint with the same result.
+//!
+//! Batches are a pure function of the recipe and the step (each step seeds
+//! its own world), so a resumed run sees exactly the data the whole run
+//! would have seen.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use encoders::image::patch::PatchCodec;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use crate::data::{DataError, Sequence, Writer};
+use crate::model::MoeModel;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::recipe::{Recipe, TrainTask};
+use crate::train::{batch_loss, learning_rate};
+use crate::vocab::{build_tokenizer, CodeIds, VocabPlan};
+use crate::world::{Split, World};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Codec(#[from] encoders::CodecError),
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+    #[error("{path}: {why}")]
+    File { path: PathBuf, why: String },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+pub(crate) fn file_error(path: &Path) -> impl Fn(String) -> RunError + '_ {
+    move |why| RunError::File {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+/// The codecs and vocabulary a recipe fits before training.
+pub struct Prepared {
+    pub tokenizer: Tokenizer,
+    pub ids: CodeIds,
+    pub image_codec: PatchCodec,
+}
+
+impl Prepared {
+    /// Fits the image codec and trains the vocabulary on world sentences.
+    pub fn fit(recipe: &Recipe) -> Result<Prepared, RunError> {
+        let c = &recipe.image_codec;
+        let image_codec =
+            crate::codecs::fit_image_codec(recipe.world_seed, c.fit_images, c.codes, c.iterations)?;
+        let plan = VocabPlan {
+            text: recipe.vocab.text,
+            image_codes: c.codes,
+            audio_codes: recipe.vocab.audio_codes,
+            mesh_bins: recipe.vocab.mesh_bins,
+        };
+        let (tokenizer, ids) = build_tokenizer(corpus(recipe).into_iter(), plan)
+            .map_err(|e| RunError::Tokenizer(e.to_string()))?;
+        Ok(Prepared {
+            tokenizer,
+            ids,
+            image_codec,
+        })
+    }
+
+    pub fn writer(&self, recipe: &Recipe) -> Writer<'_> {
+        Writer {
+            tokenizer: &self.tokenizer,
+            ids: self.ids,
+            image_codec: &self.image_codec,
+            mesh_bins: recipe.vocab.mesh_bins as u32,
+        }
+    }
+
+    pub fn token(&self, name: &str) -> Result<u32, RunError> {
+        self.tokenizer
+            .token_to_id(name)
+            .ok_or_else(|| RunError::Tokenizer(format!("{name} is not in the vocabulary")))
+    }
+}
+
+/// The sentences the vocabulary is trained on: every kind of world prompt
+/// and the task templates' own words.
+fn corpus(recipe: &Recipe) -> Vec<String> {
+    let mut world = World::new(recipe.world_seed ^ 0x5EED);
+    let mut sentences: Vec<String> = [
+        "user\n",
+        "assistant\n",
+        "Draw: ",
+        "Describe this.",
+        "Edit: ",
+        "Film 0.75 seconds: ",
+        "Model: ",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for _ in 0..recipe.vocab.sentences / 4 {
+        sentences.push(world.scene(Split::Train).prompt());
+        sentences.push(world.edit(Split::Train).instruction);
+        sentences.push(world.motion(Split::Train).prompt());
+        sentences.push(world.solid(Split::Train).prompt());
+    }
+    sentences
+}
+
+/// One example of `task` from `world`'s `split`.
+pub fn example(
+    writer: &Writer,
+    task: TrainTask,
+    world: &mut World,
+    split: Split,
+) -> Result<Sequence, DataError> {
+    match task {
+        TrainTask::TextToImage => writer.text_to_image(&world.scene(split)),
+        TrainTask::Caption => writer.caption(&world.scene(split)),
+        TrainTask::ImageEdit => writer.image_edit(&world.edit(split)),
+        TrainTask::TextToVideo => writer.text_to_video(&world.motion(split)),
+        TrainTask::TextToMesh => writer.text_to_mesh(&world.solid(split)),
+    }
+}
+
+/// The batch of `step`: one task, picked by the recipe's mix, and as many
+/// of its sequences as fit in `batch_tokens` once padded.
+pub fn batch(
+    recipe: &Recipe,
+    writer: &Writer,
+    step: usize,
+) -> Result<(TrainTask, Vec<Sequence>), DataError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
+    rng.set_stream(step as u64);
+    let total: f64 = recipe.mix.values().sum();
+    let mut pick = rng.random::<f64>() * total;
+    let mut task = TrainTask::TextToImage;
+    for (&t, &w) in &recipe.mix {
+        task = t;
+        if pick < w {
+            break;
+        }
+        pick -= w;
+    }
+    let mut world = World::new(rng.random());
+    let mut batch: Vec<Sequence> = Vec::new();
+    let mut longest = 0;
+    loop {
+        let s = example(writer, task, &mut world, Split::Train)?;
+        let len = longest.max(s.len());
+        if !batch.is_empty() && len * (batch.len() + 1) > recipe.train.batch_tokens {
+            return Ok((task, batch));
+        }
+        longest = len;
+        batch.push(s);
+    }
+}
+
+/// What the run reports after each step.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub step: usize,
+    pub steps: usize,
+    pub task: TrainTask,
+    pub loss: f32,
+    pub learning_rate: f64,
+    /// Target tokens per second over this run's steps so far.
+    pub tokens_per_second: f64,
+}
+
+/// The checkpoint's bookkeeping: its step, the recipe that made it, and
+/// the mean loss of each task over the last checkpoint interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunState {
+    pub step: usize,
+    pub recipe: Recipe,
+    pub history: Vec<(usize, Vec<(TrainTask, f32)>)>,
+}
+
+/// Trains `model` from `recipe`, resuming from `checkpoints` when it holds
+/// a checkpoint of the same recipe, saving one every `checkpoint_every`
+/// steps and at the end. `on_step` returns whether to go on: when it says
+/// stop, the run checkpoints and returns early (`state.step < steps`).
+pub fn train(
+    recipe: &Recipe,
+    prepared: &Prepared,
+    model: &MoeModel,
+    checkpoints: &Path,
+    mut on_step: impl FnMut(&Progress) -> bool,
+) -> Result<RunState, RunError> {
+    let t = &recipe.train;
+    let writer = prepared.writer(recipe);
+    let pad = prepared.token("<|endoftext|>")?;
+    let mut opt = AdamW::new(
+        &model.varmap,
+        AdamWConfig {
+            weight_decay: t.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let mut state = match crate::checkpoint::load(checkpoints, recipe, model, &mut opt)? {
+        Some(state) => state,
+        None => RunState {
+            step: 0,
+            recipe: recipe.clone(),
+            history: Vec::new(),
+        },
+    };
+    let started = Instant::now();
+    let mut tokens = 0usize;
+    let mut interval: Vec<(TrainTask, f32)> = Vec::new();
+    while state.step < t.steps {
+        let (task, sequences) = batch(recipe, &writer, state.step)?;
+        let lr = learning_rate(state.step, t.steps, t.warmup, t.learning_rate);
+        let (loss, grads) = backward_in_parallel(model, &sequences, pad)?;
+        let stats = opt.apply(&grads, loss, lr)?;
+        if !stats.loss.is_finite() {
+            return Err(RunError::Model(candle_core::Error::Msg(format!(
+                "the loss is {} at step {}: lower train.learning_rate",
+                stats.loss, state.step
+            ))));
+        }
+        tokens += sequences.iter().map(|s| s.target.len()).sum::<usize>();
+        interval.push((task, stats.loss));
+        state.step += 1;
+        let go_on = on_step(&Progress {
+            step: state.step,
+            steps: t.steps,
+            task,
+            loss: stats.loss,
+            learning_rate: lr,
+            tokens_per_second: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        });
+        if state.step % t.checkpoint_every == 0 || state.step == t.steps || !go_on {
+            state.history.push((state.step, mean_by_task(&interval)));
+            interval.clear();
+            crate::checkpoint::save(checkpoints, &state, model, &opt)?;
+        }
+        if !go_on {
+            break;
+        }
+    }
+    Ok(state)
+}
+
+/// The batch's loss and its gradients, the batch split among one worker
+/// per core: candle runs most ops on one thread, so two halves of a batch
+/// backpropagated side by side take about half the time of the whole.
+/// Each part's mean loss is weighted by its share of the target tokens,
+/// so the parts' gradients add up to the whole batch's.
+pub fn backward_in_parallel(
+    model: &MoeModel,
+    sequences: &[Sequence],
+    pad: u32,
+) -> Result<(f32, Vec<candle_core::backprop::GradStore>), RunError> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(sequences.len())
+        .max(1);
+    let total: usize = sequences.iter().map(|s| s.target.len()).sum();
+    let per = sequences.len().div_ceil(workers);
+    let results: Vec<candle_core::Result<(f32, candle_core::backprop::GradStore)>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = sequences
+                .chunks(per)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let share = part.iter().map(|s| s.target.len()).sum::<usize>() as f64
+                            / total.max(1) as f64;
+                        let loss = (batch_loss(model, part, pad)? * share)?;
+                        Ok((loss.to_scalar::<f32>()?, loss.backward()?))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(candle_core::Error::Msg("a training worker panicked".into()))
+                    })
+                })
+                .collect()
+        });
+    let mut loss = 0f32;
+    let mut grads = Vec::with_capacity(results.len());
+    for r in results {
+        let (l, g) = r?;
+        loss += l;
+        grads.push(g);
+    }
+    Ok((loss, grads))
+}
+
+fn mean_by_task(losses: &[(TrainTask, f32)]) -> Vec<(TrainTask, f32)> {
+    TrainTask::ALL
+        .iter()
+        .filter_map(|&task| {
+            let these: Vec<f32> = losses
+                .iter()
+                .filter(|(t, _)| *t == task)
+                .map(|(_, l)| *l)
+                .collect();
+            (!these.is_empty()).then(|| (task, these.iter().sum::<f32>() / these.len() as f32))
+        })
+        .collect()
+}
+
+/// Mean target loss of each task on `per_task` held-out-split examples:
+/// the run's check that it learned more than its training draws.
+pub fn held_out_loss(
+    recipe: &Recipe,
+    prepared: &Prepared,
+    model: &MoeModel,
+    per_task: usize,
+) -> Result<Vec<(TrainTask, f32)>, RunError> {
+    let writer = prepared.writer(recipe);
+    let pad = prepared.token("<|endoftext|>")?;
+    let mut world = World::new(recipe.world_seed ^ 0xE7A1);
+    let mut out = Vec::new();
+    for task in TrainTask::ALL {
+        let sequences = (0..per_task)
+            .map(|_| example(&writer, task, &mut world, Split::HeldOut))
+            .collect::<Result<Vec<_>, _>>()?;
+        let loss = batch_loss(model, &sequences, pad)?.to_scalar::<f32>()?;
+        out.push((task, loss));
+    }
+    Ok(out)
+}
+
+/// Token ids `[1, len]` of one sequence (prompt and target).
+pub fn ids_tensor(s: &Sequence) -> candle_core::Result<Tensor> {
+    let tokens: Vec<u32> = s.prompt.iter().chain(&s.target).copied().collect();
+    let n = tokens.len();
+    Tensor::from_vec(tokens, (1, n), &Device::Cpu)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The starter recipe shrunk to seconds.
+    fn tiny() -> Recipe {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/recipes/starter.yaml");
+        let mut r = Recipe::load(&path).unwrap();
+        r.image_codec.fit_images = 40;
+        r.image_codec.iterations = 3;
+        r.image_codec.codes = 32;
+        r.vocab.sentences = 200;
+        r.vocab.text = 300;
+        r.vocab.audio_codes = 4;
+        r.vocab.mesh_bins = 16;
+        r.model.hidden_size = 32;
+        r.model.layers = 2;
+        r.model.head_dim = 8;
+        r.model.expert_size = 16;
+        r.model.experts = 4;
+        r.train.steps = 4;
+        r.train.batch_tokens = 1200;
+        r.train.checkpoint_every = 2;
+        r
+    }
+
+    fn weights(model: &MoeModel) -> Vec<(String, Vec<f32>)> {
+        let data = model.varmap.data().lock().unwrap();
+        let mut out: Vec<(String, Vec<f32>)> = data
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.clone(),
+                    v.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn batches_depend_only_on_the_recipe_and_the_step() {
+        let recipe = tiny();
+        let prepared = Prepared::fit(&recipe).unwrap();
+        let writer = prepared.writer(&recipe);
+        let (task, a) = batch(&recipe, &writer, 7).unwrap();
+        let (again, b) = batch(&recipe, &writer, 7).unwrap();
+        assert_eq!((task, &a), (again, &b));
+        let longest = a.iter().map(Sequence::len).max().unwrap();
+        assert!(a.len() == 1 || longest * a.len() <= recipe.train.batch_tokens);
+        let tasks: std::collections::BTreeSet<TrainTask> = (0..60)
+            .map(|s| batch(&recipe, &writer, s).unwrap().0)
+            .collect();
+        assert_eq!(
+            tasks.len(),
+            TrainTask::ALL.len(),
+            "the mix reaches every task"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one() {
+        let recipe = tiny();
+        let prepared = Prepared::fit(&recipe).unwrap();
+        let eos = prepared.token("<|im_end|>").unwrap();
+        let config = recipe.model_config(prepared.ids.size, vec![eos]);
+        let dir = tempfile::tempdir().unwrap();
+
+        let whole = MoeModel::new(config.clone(), recipe.seed).unwrap();
+        let state = train(&recipe, &prepared, &whole, &dir.path().join("a"), |_| true).unwrap();
+        assert_eq!(state.step, 4);
+        assert_eq!(state.history.len(), 2, "checkpoints at steps 2 and 4");
+
+        let first = MoeModel::new(config.clone(), recipe.seed).unwrap();
+        let stopped = train(&recipe, &prepared, &first, &dir.path().join("b"), |p| {
+            p.step < 3
+        })
+        .unwrap();
+        assert_eq!(stopped.step, 3, "stopped after step 3");
+        let resumed = MoeModel::new(config, recipe.seed).unwrap();
+        let mut steps = Vec::new();
+        let state = train(&recipe, &prepared, &resumed, &dir.path().join("b"), |p| {
+            steps.push(p.step);
+            true
+        })
+        .unwrap();
+        assert_eq!(steps, [4], "only the last step ran again");
+        assert_eq!(state.step, 4);
+        assert_eq!(weights(&resumed), weights(&whole));
+
+        let mut other = recipe.clone();
+        other.train.learning_rate *= 2.0;
+        let model = MoeModel::new(other.model_config(prepared.ids.size, vec![eos]), 1).unwrap();
+        let e = train(&other, &prepared, &model, &dir.path().join("b"), |_| true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("different recipe"), "{e}");
+    }
+}
