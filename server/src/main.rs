@@ -61,6 +61,8 @@ enum Command {
     Chat(text::ChatArgs),
     /// Train a model pack from a recipe (the starter pack's: assets/recipes/starter.yaml).
     Train(train::TrainArgs),
+    /// Evaluate a pack on held-out prompts of the starter world.
+    Eval(train::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => train::eval(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -131,3 +131,115 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The pack to evaluate (default: the default pack).
+    #[arg(long)]
+    pack: Option<PathBuf>,
+    /// Held-out cases per task.
+    #[arg(long, default_value_t = 50)]
+    per_task: usize,
+    /// Seeds the world the held-out cases are drawn from.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Also write the report (Markdown, e.g. docs/starter-pack.md).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    use pipelines::generate::EngineConfig;
+    use pipelines::pack::Pack;
+    use pipelines::tasks::Runner;
+    use training::eval::{evaluate, EvalConfig};
+
+    let dir = match args.pack.clone() {
+        Some(dir) => dir,
+        None => crate::assets::default_pack()?,
+    };
+    let pack = Pack::load(&dir).with_context(|| format!("pack {}", dir.display()))?;
+    let runner = Runner::new(std::sync::Arc::new(pack), EngineConfig::default());
+    let report = evaluate(
+        &runner,
+        &EvalConfig {
+            per_task: args.per_task,
+            seed: args.seed,
+            concurrency: 8,
+        },
+    )?;
+    let mut text = format!(
+        "# The starter pack\n\n\
+         The default pack is a small any-to-any MoE model trained by anyforge's own recipe \
+         (`assets/recipes/starter.yaml`) on its procedural world (`docs/world.md`). \
+         Reproduce it with `anyforge train --recipe assets/recipes/starter.yaml --out DIR`; \
+         this page is written by `anyforge eval --pack DIR --out docs/starter-pack.md`.\n\n\
+         ## Held-out evaluation\n\n{}",
+        report.markdown()
+    );
+    if let Ok(json) = std::fs::read_to_string(dir.join("training.json")) {
+        if let Ok(t) = serde_json::from_str::<serde_json::Value>(&json) {
+            text.push_str(&training_summary(&t));
+        }
+    }
+    println!("{text}");
+    if let Some(out) = &args.out {
+        modalities::write_atomic(out, text.as_bytes())
+            .with_context(|| out.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// The training run's figures from the pack's `training.json`.
+fn training_summary(t: &serde_json::Value) -> String {
+    let mut out = String::from("\n## Training\n\n");
+    if let Some(s) = t["seconds"].as_f64() {
+        out.push_str(&format!(
+            "Trained in {:.0} minutes on this machine.\n\n",
+            s / 60.0
+        ));
+    }
+    if let Some(history) = t["state"]["history"].as_array() {
+        out.push_str("Mean training loss by task over the last checkpoint interval:\n\n");
+        if let Some(last) = history.last() {
+            for pair in last[1].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "- {}: {:.3}\n",
+                    pair[0].as_str().unwrap_or("?"),
+                    pair[1].as_f64().unwrap_or(f64::NAN)
+                ));
+            }
+        }
+    }
+    if let Some(held) = t["held_out_loss"].as_array() {
+        out.push_str("\nLoss on held-out combinations:\n\n");
+        for pair in held {
+            out.push_str(&format!(
+                "- {}: {:.3}\n",
+                pair[0].as_str().unwrap_or("?"),
+                pair[1].as_f64().unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    if let Some(usage) = t["expert_usage"]["shares"].as_object() {
+        out.push_str("\nExpert usage: the share (%) of each kind of token's routes that each expert takes, by layer:\n\n");
+        let experts = t["expert_usage"]["experts"].as_u64().unwrap_or(0) as usize;
+        out.push_str("| tokens | layer |");
+        for e in 0..experts {
+            out.push_str(&format!(" e{e} |"));
+        }
+        out.push_str("\n|---|---|");
+        out.push_str(&"---:|".repeat(experts));
+        out.push('\n');
+        for (kind, layers) in usage {
+            for (layer, row) in layers.as_array().into_iter().flatten().enumerate() {
+                out.push_str(&format!("| {kind} | {layer} |"));
+                for share in row.as_array().into_iter().flatten() {
+                    out.push_str(&format!(" {:.0} |", share.as_f64().unwrap_or(0.0) * 100.0));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out
+}

@@ -603,3 +603,49 @@ fn requests_that_cannot_be_met_are_refused_before_generating() {
         assert!(e.contains(field), "want {field} in {e}");
     }
 }
+
+#[test]
+fn a_pack_trained_on_one_grid_makes_that_grid_scaled_to_the_pixels_asked_without_smoothing() {
+    let dir = pack_copy(|t| {
+        t.replace(
+            "    end: <|image_end|>\n",
+            "    end: <|image_end|>\n    grid: [4, 4]\n",
+        )
+    });
+    let r = Runner::new(
+        Arc::new(Pack::load(dir.path()).unwrap()),
+        EngineConfig::default(),
+    );
+    let layout = r.pack().image.clone().unwrap();
+    let mut o = options("a red circle", 5);
+    o.pixels = Some([64, 48]);
+    let result = r
+        .run(TaskName::TextToImage, &o, &TaskInputs::default())
+        .unwrap();
+    assert_eq!(result.tokens[0].len(), 4 * 4 + 2, "the pack's one grid");
+    let Media::Image(image) = media(&result.outputs[0]) else {
+        panic!("not an image")
+    };
+    assert_eq!((image.width, image.height), (64, 48));
+    let codes = layout.grid(&result.tokens[0][1..17], [4, 4]).unwrap();
+    let native = layout.decode(&codes).unwrap();
+    assert_eq!(
+        *image,
+        native.resized_nearest(64, 48).unwrap(),
+        "pixels repeated, not smoothed"
+    );
+
+    o.size = Some([8, 8]);
+    let e = r
+        .run(TaskName::TextToImage, &o, &TaskInputs::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("size") && e.contains("4 x 4"), "{e}");
+    o.size = None;
+    o.pixels = Some([0, 10]);
+    let e = r
+        .run(TaskName::TextToImage, &o, &TaskInputs::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pixels"), "{e}");
+}

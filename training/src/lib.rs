@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod codecs;
 pub mod data;
+pub mod eval;
 pub mod model;
 pub mod optim;
 pub mod pack;

@@ -1,0 +1,328 @@
+//! `anyforge eval`: a pack's results on held-out world prompts, judged by
+//! the deterministic readers of [`read`]. Each case is one held-out
+//! example (a combination of attributes never trained on); a case passes
+//! when every attribute the prompt names is what the output shows.
+
+pub mod read;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use modalities::Media;
+use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
+
+use crate::world::{Edit, Motion, Scene, SolidSpec, Split, World};
+use read::{read_motion, read_scene, read_solid, Reading};
+
+/// One held-out example and what its output must show.
+#[derive(Debug, Clone)]
+enum Case {
+    TextToImage(Scene),
+    Caption(Scene),
+    ImageEdit(Edit),
+    TextToVideo(Motion),
+    TextToMesh(SolidSpec),
+}
+
+impl Case {
+    fn task(&self) -> TaskName {
+        match self {
+            Case::TextToImage(_) => TaskName::TextToImage,
+            Case::Caption(_) => TaskName::Caption,
+            Case::ImageEdit(_) => TaskName::ImageEdit,
+            Case::TextToVideo(_) => TaskName::TextToVideo,
+            Case::TextToMesh(_) => TaskName::TextToMesh,
+        }
+    }
+
+    fn request(&self) -> (TaskOptions, TaskInputs) {
+        let mut inputs = TaskInputs::default();
+        let prompt = match self {
+            Case::TextToImage(s) => s.prompt(),
+            Case::Caption(s) => {
+                inputs.image = Some(s.render());
+                String::new()
+            }
+            Case::ImageEdit(e) => {
+                inputs.image = Some(e.before.render());
+                e.instruction.clone()
+            }
+            Case::TextToVideo(m) => m.prompt(),
+            Case::TextToMesh(s) => s.prompt(),
+        };
+        let options = TaskOptions {
+            prompt,
+            seed: Some(0),
+            ..TaskOptions::default()
+        };
+        (options, inputs)
+    }
+
+    /// The prompt as a person reads it, for the report's failures.
+    fn describe(&self) -> String {
+        match self {
+            Case::TextToImage(s) | Case::Caption(s) => s.prompt(),
+            Case::ImageEdit(e) => format!("{} / {}", e.before.prompt(), e.instruction),
+            Case::TextToVideo(m) => m.prompt(),
+            Case::TextToMesh(s) => s.prompt(),
+        }
+    }
+
+    /// Each named check, passed or not, and what the output showed.
+    fn judge(&self, output: &TaskOutput) -> (Vec<(&'static str, bool)>, String) {
+        match (self, output) {
+            (Case::TextToImage(scene), TaskOutput::Media(Media::Image(image))) => {
+                scene_checks(scene, read_scene(image))
+            }
+            (Case::ImageEdit(edit), TaskOutput::Media(Media::Image(image))) => {
+                scene_checks(&edit.after, read_scene(image))
+            }
+            (Case::Caption(scene), TaskOutput::Text(text)) => (
+                vec![("exact", text.trim() == scene.prompt())],
+                text.trim().to_string(),
+            ),
+            (Case::TextToVideo(motion), TaskOutput::Media(Media::Video(video))) => {
+                match read_motion(video) {
+                    None => (vec![("readable", false)], "unreadable".into()),
+                    Some(r) => (
+                        vec![
+                            ("background", r.background == motion.background),
+                            ("colour", r.colour == Some(motion.colour)),
+                            ("shape", r.shape == Some(motion.shape)),
+                            ("direction", r.direction == Some(motion.direction)),
+                            (
+                                "one shape a frame",
+                                r.frames_with_one_shape == video.frames.len(),
+                            ),
+                        ],
+                        format!("{r:?}"),
+                    ),
+                }
+            }
+            (Case::TextToMesh(spec), TaskOutput::Media(Media::Mesh(mesh))) => {
+                match read_solid(mesh) {
+                    None => (vec![("readable", false)], "unreadable".into()),
+                    Some(read) => (
+                        vec![
+                            ("class", read.solid == spec.solid),
+                            ("proportion", read.proportion == spec.proportion),
+                        ],
+                        read.prompt(),
+                    ),
+                }
+            }
+            (_, other) => (
+                vec![("kind", false)],
+                format!("{other:?}").chars().take(80).collect(),
+            ),
+        }
+    }
+}
+
+/// The checks of a picture against the scene it should show: background,
+/// the number of shapes, and each asked shape's colour, class, size and
+/// place (matched to the shown shape of its colour, else the nearest).
+fn scene_checks(want: &Scene, read: Option<Reading>) -> (Vec<(&'static str, bool)>, String) {
+    let Some(read) = read else {
+        return (vec![("readable", false)], "unreadable".into());
+    };
+    let mut checks = vec![
+        ("background", read.background == want.background),
+        ("count", read.objects.len() == want.objects.len()),
+    ];
+    for o in &want.objects {
+        let shown = read
+            .objects
+            .iter()
+            .find(|r| r.colour == o.colour)
+            .or_else(|| read.objects.iter().find(|r| r.position == o.position));
+        checks.push(("colour", shown.is_some_and(|r| r.colour == o.colour)));
+        checks.push(("shape", shown.is_some_and(|r| r.shape == o.shape)));
+        checks.push(("size", shown.is_some_and(|r| r.size == o.size)));
+        checks.push(("position", shown.is_some_and(|r| r.position == o.position)));
+    }
+    let shown = Scene {
+        background: read.background,
+        objects: read.objects,
+    };
+    (checks, shown.prompt())
+}
+
+/// What the evaluation runs.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalConfig {
+    /// Held-out cases per task.
+    pub per_task: usize,
+    /// Seeds the world the cases are drawn from.
+    pub seed: u64,
+    /// Requests in flight at once (the engine batches them).
+    pub concurrency: usize,
+}
+
+/// One task's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskReport {
+    pub task: TaskName,
+    pub cases: usize,
+    pub passed: usize,
+    /// Per check: right, asked.
+    pub checks: BTreeMap<&'static str, (usize, usize)>,
+    /// The first few failures: the prompt and what the output showed.
+    pub failures: Vec<(String, String)>,
+}
+
+impl TaskReport {
+    pub fn accuracy(&self) -> f64 {
+        self.passed as f64 / self.cases.max(1) as f64
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub pack: String,
+    pub per_task: usize,
+    pub seed: u64,
+    pub tasks: Vec<TaskReport>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{task}: {source}")]
+    Task {
+        task: TaskName,
+        source: pipelines::PipelineError,
+    },
+    #[error("the pack supports none of the evaluated tasks")]
+    Nothing,
+}
+
+/// The cases of every task the pack supports, drawn from held-out combinations.
+fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
+    let mut world = World::new(config.seed);
+    let mut out = Vec::new();
+    let supports = |t: TaskName| runner.pack().supports(t);
+    for _ in 0..config.per_task {
+        let held = Split::HeldOut;
+        let drawn = [
+            Case::TextToImage(world.scene(held)),
+            Case::Caption(world.scene(held)),
+            Case::ImageEdit(world.edit(held)),
+            Case::TextToVideo(world.motion(held)),
+            Case::TextToMesh(world.solid(held)),
+        ];
+        out.extend(drawn.into_iter().filter(|c| supports(c.task())));
+    }
+    out
+}
+
+/// Runs every case and judges its output.
+pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalError> {
+    let started = Instant::now();
+    let cases = cases(runner, config);
+    if cases.is_empty() {
+        return Err(EvalError::Nothing);
+    }
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<TaskOutput, EvalError>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..config.concurrency.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(case) = cases.get(i) else { break };
+                let (options, inputs) = case.request();
+                let out = runner
+                    .run(case.task(), &options, &inputs)
+                    .map_err(|source| EvalError::Task {
+                        task: case.task(),
+                        source,
+                    })
+                    .and_then(|r| {
+                        r.outputs.into_iter().next().ok_or(EvalError::Task {
+                            task: case.task(),
+                            source: pipelines::PipelineError::Request("no output".into()),
+                        })
+                    });
+                if let Ok(mut all) = results.lock() {
+                    all.push((i, out));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    let mut tasks: BTreeMap<TaskName, TaskReport> = BTreeMap::new();
+    for (i, out) in results {
+        let case = &cases[i];
+        let output = out?;
+        let (checks, shown) = case.judge(&output);
+        let report = tasks.entry(case.task()).or_insert_with(|| TaskReport {
+            task: case.task(),
+            cases: 0,
+            passed: 0,
+            checks: BTreeMap::new(),
+            failures: Vec::new(),
+        });
+        report.cases += 1;
+        let passed = checks.iter().all(|(_, ok)| *ok);
+        report.passed += usize::from(passed);
+        for (name, ok) in checks {
+            let entry = report.checks.entry(name).or_insert((0, 0));
+            entry.0 += usize::from(ok);
+            entry.1 += 1;
+        }
+        if !passed && report.failures.len() < 5 {
+            report.failures.push((case.describe(), shown));
+        }
+    }
+    Ok(Report {
+        pack: runner.pack().manifest.name.clone(),
+        per_task: config.per_task,
+        seed: config.seed,
+        tasks: tasks.into_values().collect(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+impl Report {
+    /// The report as `docs/starter-pack.md` holds it.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "Pack `{}`: {} held-out cases per task (world seed {}), judged by the readers of \
+             `training/src/eval/read.rs`; {:.0} s.\n\n\
+             | task | passed | accuracy | checks (right / asked) |\n|---|---:|---:|---|\n",
+            self.pack, self.per_task, self.seed, self.seconds
+        );
+        for t in &self.tasks {
+            let checks: Vec<String> = t
+                .checks
+                .iter()
+                .map(|(name, (right, asked))| format!("{name} {right}/{asked}"))
+                .collect();
+            out.push_str(&format!(
+                "| {} | {}/{} | {:.1}% | {} |\n",
+                t.task,
+                t.passed,
+                t.cases,
+                100.0 * t.accuracy(),
+                checks.join(", ")
+            ));
+        }
+        let failures: Vec<&TaskReport> = self
+            .tasks
+            .iter()
+            .filter(|t| !t.failures.is_empty())
+            .collect();
+        if !failures.is_empty() {
+            out.push_str("\nFirst failures (asked → shown):\n\n");
+            for t in failures {
+                for (asked, shown) in &t.failures {
+                    out.push_str(&format!("- {}: {asked} → {shown}\n", t.task));
+                }
+            }
+        }
+        out
+    }
+}
