@@ -274,12 +274,33 @@ impl MoeModel {
     /// Writes `config.json` and `model.safetensors` (the names
     /// `transformers` uses) into `dir`.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        self.save_as(dir, DType::F32)
+    }
+
+    /// [`MoeModel::save`] with the weights stored as `dtype` (bf16 halves
+    /// a pack; the backbone computes in f32 either way).
+    pub fn save_as(&self, dir: &Path, dtype: DType) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let config = serde_json::to_string_pretty(&self.config.config_json())
-            .map_err(std::io::Error::other)?;
+        let mut config = self.config.config_json();
+        config["torch_dtype"] = match dtype {
+            DType::BF16 => "bfloat16",
+            DType::F16 => "float16",
+            _ => "float32",
+        }
+        .into();
+        let config = serde_json::to_string_pretty(&config).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("config.json"), config)?;
-        self.varmap
-            .save(dir.join("model.safetensors"))
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| std::io::Error::other("the model's variables are poisoned"))?;
+        let tensors = data
+            .iter()
+            .map(|(name, var)| Ok((name.clone(), var.as_tensor().to_dtype(dtype)?)))
+            .collect::<candle_core::Result<std::collections::HashMap<_, _>>>()
+            .map_err(std::io::Error::other)?;
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
             .map_err(std::io::Error::other)
     }
 }
@@ -460,5 +481,36 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 5e-4, "logits differ by {diff}");
+
+        // Stored in bf16 (as packs are): loads, and its logits stay within
+        // bf16's rounding of the f32 model's.
+        let half = tempfile::tempdir().unwrap();
+        model.save_as(half.path(), DType::BF16).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(half.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["torch_dtype"], "bfloat16");
+        let backbone = Backbone::load(half.path(), &Device::Cpu).unwrap();
+        let mut cache = backbone.new_cache();
+        let rounded = backbone
+            .forward(
+                &mut [SequenceStep {
+                    tokens: &tokens,
+                    cache: &mut cache,
+                }],
+                LogitsFor::All,
+            )
+            .unwrap()
+            .remove(0);
+        let ours = model.forward(&ids).unwrap().squeeze(0).unwrap();
+        let diff = (&ours - rounded)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff > 0.0 && diff < 0.05 * spread, "bf16 logits differ by {diff} of {spread}");
     }
 }

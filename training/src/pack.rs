@@ -36,6 +36,8 @@ fn template(task: TrainTask) -> &'static str {
 }
 
 /// Writes the pack into `out` (created; files already there are replaced).
+/// The backbone is stored in bf16: half the size of f32, and its greedy
+/// outputs are what `anyforge eval` measures on the written pack.
 pub fn write_pack(
     out: &Path,
     recipe: &Recipe,
@@ -45,7 +47,9 @@ pub fn write_pack(
 ) -> Result<(), RunError> {
     let io = |path: &Path, e: &dyn std::fmt::Display| file_error(path)(e.to_string());
     let backbone = out.join("backbone");
-    model.save(&backbone).map_err(|e| io(&backbone, &e))?;
+    model
+        .save_as(&backbone, candle_core::DType::BF16)
+        .map_err(|e| io(&backbone, &e))?;
     let tokenizer = backbone.join("tokenizer.json");
     prepared
         .tokenizer
