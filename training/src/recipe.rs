@@ -134,7 +134,7 @@ impl Recipe {
         if m.experts_per_token == 0 || m.experts_per_token > m.experts {
             return bad("model.experts_per_token must be between 1 and model.experts");
         }
-        if m.head_dim % 2 != 0 {
+        if !m.head_dim.is_multiple_of(2) {
             return bad("model.head_dim must be even (rotary embeddings)");
         }
         if self.mix.is_empty() || self.mix.values().any(|w| !(w.is_finite() && *w >= 0.0)) {

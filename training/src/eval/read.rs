@@ -55,11 +55,16 @@ pub fn read_scene(image: &Image) -> Option<Reading> {
     })
 }
 
+/// A region of one colour: its pixels' indices on the canvas.
+type Region = (Colour, Vec<usize>);
+
+/// A frame's background, its regions and the centre of what is not background.
+type FrameReading = (Colour, Vec<Region>, Option<(f32, f32)>);
+
 /// Each pixel takes its nearest world colour; the most common colour is
 /// the background, and each 4-connected region of another colour larger
 /// than a few pixels is a region of shapes.
-#[allow(clippy::type_complexity)]
-fn regions(image: &Image) -> Option<(Colour, Vec<(Colour, Vec<usize>)>)> {
+fn regions(image: &Image) -> Option<(Colour, Vec<Region>)> {
     let image = canvas(image)?;
     let n = CANVAS as usize;
     let c = image.channels as usize;
@@ -213,7 +218,7 @@ pub struct MotionReading {
 }
 
 pub fn read_motion(video: &Video) -> Option<MotionReading> {
-    let readings: Vec<(Colour, Vec<(Colour, Vec<usize>)>, Option<(f32, f32)>)> = video
+    let readings: Vec<FrameReading> = video
         .frames
         .iter()
         .map(|f| {
