@@ -121,7 +121,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         state: &state,
         held_out_loss: held_out,
         expert_usage: &usage,
-        seconds: started.elapsed().as_secs_f64(),
     };
     write_pack(&args.out, &recipe, &prepared, &model, &report)?;
     eprintln!(
@@ -193,11 +192,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// The training run's figures from the pack's `training.json`.
 fn training_summary(t: &serde_json::Value) -> String {
     let mut out = String::from("\n## Training\n\n");
-    if let Some(s) = t["seconds"].as_f64() {
-        out.push_str(&format!(
-            "Trained in {:.0} minutes on this machine.\n\n",
+    match t["state"]["seconds"].as_f64().filter(|s| *s > 0.0) {
+        Some(s) => out.push_str(&format!(
+            "{} steps in {:.0} minutes of training.\n\n",
+            t["state"]["step"],
             s / 60.0
-        ));
+        )),
+        None => out.push_str(&format!("{} steps.\n\n", t["state"]["step"])),
     }
     if let Some(history) = t["state"]["history"].as_array() {
         out.push_str("Mean training loss by task over the last checkpoint interval:\n\n");

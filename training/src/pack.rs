@@ -19,7 +19,6 @@ pub struct TrainingReport<'a> {
     pub state: &'a RunState,
     pub held_out_loss: Vec<(TrainTask, f32)>,
     pub expert_usage: &'a ExpertUsage,
-    pub seconds: f64,
 }
 
 const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -108,7 +107,7 @@ pub fn write_pack(
          video:\n    begin: <|video_start|>\n    end: <|video_end|>\n  \
          mesh:\n    layout: vocab\n    bins: {bins}\n    first_token: {mesh}\n    \
          begin: <|mesh_start|>\n    end: <|mesh_end|>\n\
-         defaults:\n  image_grid: [{grid}, {grid}]\n  video_fps: {fps}\n  video_seconds: {seconds}\n  \
+         defaults:\n  image_grid: [{grid}, {grid}]\n  image_pixels: [256, 256]\n  video_fps: {fps}\n  video_seconds: {seconds}\n  \
          max_mesh_faces: {faces}\n  guidance_scale: 1.0\n  max_text_tokens: 48\n\
          tasks:\n{tasks}\
          sha256:\n{hashes}",

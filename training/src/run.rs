@@ -184,6 +184,9 @@ pub struct RunState {
     pub step: usize,
     pub recipe: Recipe,
     pub history: Vec<(usize, Vec<(TrainTask, f32)>)>,
+    /// Seconds spent in training steps, over every resumed part of the run.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Trains `model` from `recipe`, resuming from `checkpoints` when it holds
@@ -213,12 +216,14 @@ pub fn train(
             step: 0,
             recipe: recipe.clone(),
             history: Vec::new(),
+            seconds: 0.0,
         },
     };
     let started = Instant::now();
     let mut tokens = 0usize;
     let mut interval: Vec<(TrainTask, f32)> = Vec::new();
     while state.step < t.steps {
+        let step_started = Instant::now();
         let (task, sequences) = batch(recipe, &writer, state.step)?;
         let lr = learning_rate(state.step, t.steps, t.warmup, t.learning_rate);
         let (loss, grads) = backward_in_parallel(model, &sequences, pad)?;
@@ -232,6 +237,7 @@ pub fn train(
         tokens += sequences.iter().map(|s| s.target.len()).sum::<usize>();
         interval.push((task, stats.loss));
         state.step += 1;
+        state.seconds += step_started.elapsed().as_secs_f64();
         let go_on = on_step(&Progress {
             step: state.step,
             steps: t.steps,
