@@ -16,6 +16,7 @@ pub mod limits;
 pub mod mel;
 pub mod mesh;
 pub mod ops;
+pub mod speech_text;
 pub mod text;
 pub mod video;
 pub mod weights;

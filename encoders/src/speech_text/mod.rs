@@ -1,0 +1,109 @@
+//! The text side of speech: written English to the phonemes a speech model
+//! reads. Text is normalised into spoken words ([`normalize`]), each word
+//! looked up in a pronunciation lexicon ([`lexicon`], CMUdict's format),
+//! and words the lexicon lacks are read by letter-to-sound rules learned
+//! from it ([`lts`]).
+
+pub mod lexicon;
+pub mod lts;
+pub mod normalize;
+
+use lexicon::{Lexicon, Phone};
+use lts::LetterToSound;
+use normalize::{normalize, Spoken};
+
+/// One unit of a phoneme sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sound {
+    Phone(Phone),
+    /// Between two words.
+    WordBreak,
+    /// A pause marked by punctuation.
+    Pause,
+}
+
+impl Sound {
+    /// The token a pack's vocabulary names it by: `<|ph_AA|>`, `<|ph_sp|>`,
+    /// `<|ph_pau|>`.
+    pub fn token(self) -> String {
+        match self {
+            Sound::Phone(p) => format!("<|ph_{}|>", p.symbol()),
+            Sound::WordBreak => "<|ph_sp|>".into(),
+            Sound::Pause => "<|ph_pau|>".into(),
+        }
+    }
+
+    /// Every token, phonemes first.
+    pub fn all_tokens() -> Vec<String> {
+        (0..lexicon::PHONES.len())
+            .map(|i| Sound::Phone(Phone(i as u8)).token())
+            .chain([Sound::WordBreak.token(), Sound::Pause.token()])
+            .collect()
+    }
+}
+
+/// Text to phonemes: a lexicon and the rules learned from it.
+#[derive(Debug, Clone)]
+pub struct Phonemizer {
+    pub lexicon: Lexicon,
+    pub rules: LetterToSound,
+}
+
+impl Phonemizer {
+    /// The sounds of `text`: words separated by word breaks, pauses where
+    /// the punctuation puts them.
+    pub fn sounds(&self, text: &str) -> Vec<Sound> {
+        let mut out = Vec::new();
+        for spoken in normalize(text, |w| self.lexicon.contains(w)) {
+            match spoken {
+                Spoken::Pause => out.push(Sound::Pause),
+                Spoken::Word(w) => {
+                    if matches!(out.last(), Some(Sound::Phone(_))) {
+                        out.push(Sound::WordBreak);
+                    }
+                    let phones = match self.lexicon.get(&w) {
+                        Some(p) => p.to_vec(),
+                        None => self.rules.predict(&w),
+                    };
+                    out.extend(phones.into_iter().map(Sound::Phone));
+                }
+            }
+        }
+        out
+    }
+
+    /// The sounds of `text` as vocabulary tokens, one string.
+    pub fn tokens(&self, text: &str) -> String {
+        self.sounds(text).into_iter().map(Sound::token).collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_becomes_lexicon_phonemes_with_breaks_pauses_and_rules_for_new_words() {
+        let lex = Lexicon::parse(
+            "the DH AH0\ncat K AE1 T\nsat S AE1 T\nbat B AE1 T\nmat M AE1 T\nsit S IH1 T\n\
+             two T UW1\nhello HH AH0 L OW1\n",
+            "t",
+        )
+        .unwrap();
+        let rules = LetterToSound::fit(&lex).unwrap();
+        let p = Phonemizer {
+            lexicon: lex,
+            rules,
+        };
+        assert_eq!(
+            p.tokens("Hello, the cat sat."),
+            "<|ph_HH|><|ph_AH|><|ph_L|><|ph_OW|><|ph_pau|><|ph_DH|><|ph_AH|><|ph_sp|>\
+             <|ph_K|><|ph_AE|><|ph_T|><|ph_sp|><|ph_S|><|ph_AE|><|ph_T|>"
+        );
+        // "2" is spoken "two"; "mit" is not in the lexicon: read by rule.
+        assert_eq!(p.tokens("2"), "<|ph_T|><|ph_UW|>");
+        assert_eq!(p.tokens("mit"), "<|ph_M|><|ph_IH|><|ph_T|>");
+        assert_eq!(Sound::all_tokens().len(), 41);
+    }
+}
