@@ -16,6 +16,11 @@ command -v sox >/dev/null || need+=(sox)
 # The OpenAI SDK compatibility test runs the SDK in a Python venv.
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 [ -x /usr/bin/convert ] || need+=(imagemagick)
+# Training and evaluating the starter pack's speech (docs/training.md): the
+# teacher voice, and CMUdict with an independent recogniser.
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v pocketsphinx_continuous >/dev/null || need+=(pocketsphinx)
+[ -f /usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict ] || need+=(pocketsphinx-en-us)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo

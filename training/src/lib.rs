@@ -14,6 +14,7 @@ pub mod optim;
 pub mod pack;
 pub mod recipe;
 pub mod run;
+pub mod speech;
 pub mod train;
 pub mod usage;
 pub mod vocab;

@@ -486,9 +486,10 @@ mod tests {
         // bf16's rounding of the f32 model's.
         let half = tempfile::tempdir().unwrap();
         model.save_as(half.path(), DType::BF16).unwrap();
-        let config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(half.path().join("config.json")).unwrap())
-                .unwrap();
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(half.path().join("config.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(config["torch_dtype"], "bfloat16");
         let backbone = Backbone::load(half.path(), &Device::Cpu).unwrap();
         let mut cache = backbone.new_cache();
@@ -511,6 +512,9 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert!(diff > 0.0 && diff < 0.05 * spread, "bf16 logits differ by {diff} of {spread}");
+        assert!(
+            diff > 0.0 && diff < 0.05 * spread,
+            "bf16 logits differ by {diff} of {spread}"
+        );
     }
 }
