@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use training::model::MoeModel;
 use training::pack::{write_pack, TrainingReport};
-use training::recipe::{Recipe, TrainTask};
+use training::recipe::Recipe;
 use training::run::{example, held_out_loss, train, Prepared};
 use training::usage::expert_usage;
 use training::world::{Split, World};
@@ -106,7 +106,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let writer = prepared.writer(&recipe);
     let mut world = World::new(recipe.world_seed ^ 0x05A6E);
     let mut sample = Vec::new();
-    for task in TrainTask::ALL {
+    for task in recipe.tasks() {
         for _ in 0..4 {
             sample.push(example(&writer, task, &mut world, Split::HeldOut)?);
         }

@@ -33,6 +33,10 @@ pub enum DataError {
     Tokenizer(String),
     #[error(transparent)]
     Codec(#[from] CodecError),
+    #[error(transparent)]
+    Speech(#[from] crate::speech::SpeechError),
+    #[error("speech tasks need the recipe's speech section")]
+    NoSpeech,
 }
 
 /// Turns world examples into sequences with one tokenizer and image codec.
@@ -42,6 +46,8 @@ pub struct Writer<'a> {
     pub image_codec: &'a PatchCodec,
     /// Coordinate bins of the mesh tokens (the vocabulary's mesh range).
     pub mesh_bins: u32,
+    /// The teacher, phonemizer and mel codec, for the speech tasks.
+    pub speech: Option<&'a crate::speech::SpeechKit>,
 }
 
 /// A user turn, as the pack's chat template renders it, then the
@@ -134,6 +140,46 @@ impl Writer<'_> {
         })
     }
 
+    fn speech(&self) -> Result<&crate::speech::SpeechKit, DataError> {
+        self.speech.ok_or(DataError::NoSpeech)
+    }
+
+    /// `<|audio_start|>` the teacher's mel codes of `sentence` `<|audio_end|>`.
+    fn speech_block(&self, sentence: &str) -> Result<Vec<u32>, DataError> {
+        let mut block = vec![self.marker("<|audio_start|>")?];
+        block.extend(
+            self.speech()?
+                .codes(sentence)?
+                .iter()
+                .map(|&c| self.ids.audio + c),
+        );
+        block.push(self.marker("<|audio_end|>")?);
+        Ok(block)
+    }
+
+    /// text-to-speech: "Say: " and the sentence's phonemes, then the
+    /// teacher's reading as mel codes.
+    pub fn text_to_speech(&self, sentence: &str) -> Result<Sequence, DataError> {
+        let phonemes = self.speech()?.phonemizer.tokens(sentence);
+        let mut target = self.speech_block(sentence)?;
+        target.push(self.end()?);
+        Ok(Sequence {
+            prompt: self.text(&user_turn(&format!("Say: {phonemes}")))?,
+            target,
+        })
+    }
+
+    /// transcribe: the teacher's reading, "Transcribe this audio.", then
+    /// the sentence.
+    pub fn transcribe(&self, sentence: &str) -> Result<Sequence, DataError> {
+        let mut prompt = self.text("<|im_start|>user\n")?;
+        prompt.extend(self.speech_block(sentence)?);
+        prompt.extend(self.text("Transcribe this audio.<|im_end|>\n<|im_start|>assistant\n")?);
+        let mut target = self.text(sentence)?;
+        target.push(self.end()?);
+        Ok(Sequence { prompt, target })
+    }
+
     /// text-to-video: "Film S seconds: PROMPT" then the frames.
     pub fn text_to_video(&self, motion: &Motion) -> Result<Sequence, DataError> {
         let video = motion.render();
@@ -170,6 +216,7 @@ mod tests {
             image_codes: 256,
             audio_codes: 512,
             mesh_bins: 64,
+            phonemes: false,
         };
         let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
         let codec = crate::codecs::fit_image_codec(1, 60, 256, 5).unwrap();
@@ -178,6 +225,7 @@ mod tests {
             ids,
             image_codec: &codec,
             mesh_bins: 64,
+            speech: None,
         };
         let scene = w.scene(Split::Train);
         let s = writer.text_to_image(&scene).unwrap();

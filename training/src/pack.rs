@@ -31,6 +31,8 @@ fn template(task: TrainTask) -> &'static str {
         TrainTask::ImageEdit => "<|im_start|>user\n{{ image }}Edit: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::TextToVideo => "<|im_start|>user\nFilm {{ seconds }} seconds: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::TextToMesh => "<|im_start|>user\nModel: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
+        TrainTask::TextToSpeech => "<|im_start|>user\nSay: {{ phonemes }}<|im_end|>\n<|im_start|>assistant\n",
+        TrainTask::Transcribe => "<|im_start|>user\n{{ audio }}Transcribe this audio.<|im_end|>\n<|im_start|>assistant\n",
     }
 }
 

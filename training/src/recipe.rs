@@ -17,16 +17,25 @@ pub enum TrainTask {
     ImageEdit,
     TextToVideo,
     TextToMesh,
+    TextToSpeech,
+    Transcribe,
 }
 
 impl TrainTask {
-    pub const ALL: [TrainTask; 5] = [
+    pub const ALL: [TrainTask; 7] = [
         TrainTask::TextToImage,
         TrainTask::Caption,
         TrainTask::ImageEdit,
         TrainTask::TextToVideo,
         TrainTask::TextToMesh,
+        TrainTask::TextToSpeech,
+        TrainTask::Transcribe,
     ];
+
+    /// Whether the task needs the recipe's `speech` section.
+    pub fn is_speech(self) -> bool {
+        matches!(self, TrainTask::TextToSpeech | TrainTask::Transcribe)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +44,8 @@ impl TrainTask {
             TrainTask::ImageEdit => "image-edit",
             TrainTask::TextToVideo => "text-to-video",
             TrainTask::TextToMesh => "text-to-mesh",
+            TrainTask::TextToSpeech => "text-to-speech",
+            TrainTask::Transcribe => "transcribe",
         }
     }
 }
@@ -52,9 +63,30 @@ pub struct Recipe {
     pub image_codec: ImageCodecRecipe,
     pub vocab: VocabRecipe,
     pub model: ModelRecipe,
+    /// The speech tasks' teacher, lexicon and audio codec (needed when the
+    /// mix has text-to-speech or transcribe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speech: Option<SpeechRecipe>,
     /// Relative weight of each task in the data.
     pub mix: BTreeMap<TrainTask, f64>,
     pub train: TrainRecipe,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechRecipe {
+    /// The teacher: espeak-ng's voice.
+    pub voice: String,
+    /// A CMUdict-format lexicon (Debian's pocketsphinx-en-us ships one).
+    pub lexicon: std::path::PathBuf,
+    /// Mel codes (the vocabulary keeps `vocab.audio_codes` ids for them).
+    pub codes: usize,
+    /// Teacher sentences the mel codebook is fitted on.
+    pub fit_sentences: usize,
+    pub iterations: usize,
+    /// Share of text-to-speech sentences drawn over the whole lexicon
+    /// (the rest are world sentences).
+    pub broad_share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,7 +187,29 @@ impl Recipe {
         if self.image_codec.codes == 0 || self.vocab.mesh_bins < 2 {
             return bad("image_codec.codes must be positive and vocab.mesh_bins at least 2");
         }
+        let speaks = self.tasks().iter().any(|t| t.is_speech());
+        match &self.speech {
+            None if speaks => {
+                return bad("mix: text-to-speech and transcribe need a speech section")
+            }
+            Some(s) if s.codes != self.vocab.audio_codes => {
+                return bad("speech.codes must equal vocab.audio_codes");
+            }
+            Some(s) if !(0.0..=1.0).contains(&s.broad_share) => {
+                return bad("speech.broad_share must be between 0 and 1");
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// The tasks the mix trains (weight above zero), in their order.
+    pub fn tasks(&self) -> Vec<TrainTask> {
+        self.mix
+            .iter()
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// The backbone's config for a vocabulary of `vocab_size` tokens.
@@ -191,13 +245,14 @@ mod tests {
     #[test]
     fn the_starter_recipe_loads_and_names_every_task() {
         let r = Recipe::load(&starter()).unwrap();
-        for task in TrainTask::ALL {
-            assert!(
-                r.mix.get(&task).is_some_and(|w| *w > 0.0),
-                "{}",
-                task.name()
-            );
+        let visual = TrainTask::ALL.iter().filter(|t| !t.is_speech());
+        for task in visual {
+            assert!(r.tasks().contains(task), "{}", task.name());
         }
+        assert_eq!(
+            r.speech.is_some(),
+            r.tasks().contains(&TrainTask::TextToSpeech)
+        );
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub struct Prepared {
     pub tokenizer: Tokenizer,
     pub ids: CodeIds,
     pub image_codec: PatchCodec,
+    pub speech: Option<crate::speech::SpeechKit>,
 }
 
 impl Prepared {
@@ -65,13 +66,21 @@ impl Prepared {
             image_codes: c.codes,
             audio_codes: recipe.vocab.audio_codes,
             mesh_bins: recipe.vocab.mesh_bins,
+            phonemes: recipe.speech.is_some(),
         };
         let (tokenizer, ids) = build_tokenizer(corpus(recipe).into_iter(), plan)
             .map_err(|e| RunError::Tokenizer(e.to_string()))?;
+        let speech = recipe
+            .speech
+            .as_ref()
+            .map(|s| crate::speech::SpeechKit::fit(s, recipe.world_seed))
+            .transpose()
+            .map_err(DataError::from)?;
         Ok(Prepared {
             tokenizer,
             ids,
             image_codec,
+            speech,
         })
     }
 
@@ -81,6 +90,7 @@ impl Prepared {
             ids: self.ids,
             image_codec: &self.image_codec,
             mesh_bins: recipe.vocab.mesh_bins as u32,
+            speech: self.speech.as_ref(),
         }
     }
 
@@ -103,6 +113,8 @@ fn corpus(recipe: &Recipe) -> Vec<String> {
         "Edit: ",
         "Film 0.75 seconds: ",
         "Model: ",
+        "Say: ",
+        "Transcribe this audio.",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -129,6 +141,17 @@ pub fn example(
         TrainTask::ImageEdit => writer.image_edit(&world.edit(split)),
         TrainTask::TextToVideo => writer.text_to_video(&world.motion(split)),
         TrainTask::TextToMesh => writer.text_to_mesh(&world.solid(split)),
+        TrainTask::TextToSpeech => {
+            let kit = writer.speech.ok_or(DataError::NoSpeech)?;
+            writer.text_to_speech(&kit.sentence(world, split))
+        }
+        // Transcripts are world sentences: their words are the world's.
+        TrainTask::Transcribe => {
+            let kind = world.draw_seed() as usize;
+            writer.transcribe(&crate::speech::sentences::world_sentence(
+                world, split, kind,
+            ))
+        }
     }
 }
 
@@ -333,7 +356,7 @@ pub fn held_out_loss(
     let pad = prepared.token("<|endoftext|>")?;
     let mut world = World::new(recipe.world_seed ^ 0xE7A1);
     let mut out = Vec::new();
-    for task in TrainTask::ALL {
+    for task in recipe.tasks() {
         let sequences = (0..per_task)
             .map(|_| example(&writer, task, &mut world, Split::HeldOut))
             .collect::<Result<Vec<_>, _>>()?;
@@ -407,9 +430,74 @@ mod tests {
             .collect();
         assert_eq!(
             tasks.len(),
-            TrainTask::ALL.len(),
+            recipe.tasks().len(),
             "the mix reaches every task"
         );
+    }
+
+    #[test]
+    fn speech_batches_pair_phonemes_with_the_teachers_mel_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let lexicon = dir.path().join("lexicon.dict");
+        std::fs::write(
+            &lexicon,
+            "a AH0\nlarge L AA1 R JH\nred R EH1 D\ncircle S ER1 K AH0 L\nat AE1 T\nthe DH AH0\n\
+             top T AA1 P\nleft L EH1 F T\non AA1 N\nblue B L UW1\nbackground B AE1 K G R AW2 N D\n\
+             moves M UW1 V Z\ncube K Y UW1 B\nmake M EY1 K\nsquare S K W EH1 R\n",
+        )
+        .unwrap();
+        let mut recipe = tiny();
+        recipe.vocab.audio_codes = 16;
+        recipe.speech = Some(crate::recipe::SpeechRecipe {
+            voice: "en-us+klatt".into(),
+            lexicon,
+            codes: 16,
+            fit_sentences: 6,
+            iterations: 3,
+            broad_share: 0.5,
+        });
+        recipe.mix.insert(TrainTask::TextToSpeech, 1.0);
+        recipe.mix.insert(TrainTask::Transcribe, 1.0);
+        recipe.validate().unwrap();
+        let prepared = Prepared::fit(&recipe).unwrap();
+        let writer = prepared.writer(&recipe);
+        let ids = prepared.ids;
+        let phone = prepared.token("<|ph_AA|>").unwrap();
+        assert!(phone < ids.image, "phoneme tokens sit before the codes");
+        let mut world = World::new(8);
+        for _ in 0..4 {
+            let s = example(&writer, TrainTask::TextToSpeech, &mut world, Split::Train).unwrap();
+            let prompt = prepared.tokenizer.decode(&s.prompt, false).unwrap();
+            assert!(prompt.contains("Say: <|ph_"), "{prompt}");
+            let codes = &s.target[1..s.target.len() - 2];
+            assert!(
+                codes.len() > 30,
+                "a second of speech is 62 codes: {}",
+                codes.len()
+            );
+            assert!(codes
+                .iter()
+                .all(|&c| (ids.audio..ids.audio + 16).contains(&c)));
+            let t = example(&writer, TrainTask::Transcribe, &mut world, Split::Train).unwrap();
+            let text = prepared
+                .tokenizer
+                .decode(&t.target[..t.target.len() - 1], false)
+                .unwrap();
+            let world_words: std::collections::BTreeSet<String> = corpus(&recipe)
+                .iter()
+                .flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect();
+            assert!(
+                text.split_whitespace().all(|w| world_words.contains(w)),
+                "a world sentence: {text}"
+            );
+        }
+        recipe.speech = None;
+        assert!(recipe
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("speech section"));
     }
 
     #[test]

@@ -102,6 +102,7 @@ mod tests {
             image_codes: 64,
             audio_codes: 8,
             mesh_bins: 8,
+            phonemes: false,
         };
         let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
         let codec = encoders::image::patch::PatchCodec::fit(
@@ -116,6 +117,7 @@ mod tests {
             ids,
             image_codec: &codec,
             mesh_bins: 8,
+            speech: None,
         };
         let batch: Vec<Sequence> = scenes
             .iter()

@@ -33,6 +33,9 @@ pub struct VocabPlan {
     pub image_codes: usize,
     pub audio_codes: usize,
     pub mesh_bins: usize,
+    /// One token per phoneme (and word break and pause), after the
+    /// markers: the input of text-to-speech.
+    pub phonemes: bool,
 }
 
 /// The first id of each code range in a built tokenizer.
@@ -70,6 +73,9 @@ where
             .collect()
     };
     tokenizer.add_special_tokens(&special(MARKERS.iter().map(|s| s.to_string()).collect()));
+    if plan.phonemes {
+        tokenizer.add_special_tokens(&special(encoders::speech_text::Sound::all_tokens()));
+    }
     let mut codes = Vec::new();
     codes.extend((0..plan.image_codes).map(|i| code_name("img", i)));
     codes.extend((0..plan.audio_codes).map(|i| code_name("mel", i)));
@@ -116,6 +122,7 @@ mod tests {
             image_codes: 256,
             audio_codes: 512,
             mesh_bins: 64,
+            phonemes: false,
         };
         let (tok, ids) = build_tokenizer(sentences().into_iter(), plan).unwrap();
         assert!(ids.image as usize <= plan.text + MARKERS.len());

@@ -87,6 +87,11 @@ impl World {
         }
     }
 
+    /// A seed for things drawn beside the world (speech sentences).
+    pub fn draw_seed(&mut self) -> u64 {
+        self.rng.random()
+    }
+
     fn any_object(&mut self) -> Object {
         Object {
             shape: pick(&mut self.rng, Shape::ALL),
