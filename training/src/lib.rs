@@ -15,6 +15,8 @@ pub mod pack;
 pub mod recipe;
 pub mod run;
 pub mod speech;
+#[cfg(test)]
+mod testing;
 pub mod train;
 pub mod usage;
 pub mod vocab;

@@ -21,6 +21,36 @@ pub struct TrainingReport<'a> {
     pub expert_usage: &'a ExpertUsage,
 }
 
+/// The lexicon's licence, shipped beside it.
+const CMUDICT_NOTICE: &str = "speech/cmudict.dict is the CMU Pronouncing Dictionary \
+(as Debian's pocketsphinx-en-us ships it).
+
+Copyright (C) 1993-2015 Carnegie Mellon University. All rights reserved.
+
+Redistribution and use in source and binary forms, with or without
+modification, are permitted provided that the following conditions are met:
+
+1. Redistributions of source code must retain the above copyright notice,
+   this list of conditions and the following disclaimer. The contents of
+   this file are deemed to be source code.
+
+2. Redistributions in binary form must reproduce the above copyright
+   notice, this list of conditions and the following disclaimer in the
+   documentation and/or other materials provided with the distribution.
+
+THIS SOFTWARE IS PROVIDED BY CARNEGIE MELLON UNIVERSITY ``AS IS'' AND ANY
+EXPRESSED OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED
+WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE
+DISCLAIMED. IN NO EVENT SHALL CARNEGIE MELLON UNIVERSITY NOR ITS EMPLOYEES
+BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR
+CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF
+SUBSTITUTE GOODS OR SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS
+INTERRUPTION) HOWEVER CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN
+CONTRACT, STRICT LIABILITY, OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE)
+ARISING IN ANY WAY OUT OF THE USE OF THIS SOFTWARE, EVEN IF ADVISED OF THE
+POSSIBILITY OF SUCH DAMAGE.
+";
+
 const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /// The template of each trained task, in the form `data.rs` writes.
@@ -80,8 +110,36 @@ pub fn write_pack(
         &out.join("training.json"),
         &serde_json::to_value(report).map_err(|e| io(out, &e))?,
     )?;
+    let mut weights = vec!["backbone/model.safetensors", "image/model.safetensors"];
+    // Speech: the mel codec, and the text frontend (the lexicon with its
+    // licence, and the rules learned from it).
+    let (mut audio_block, mut frontend) = (String::new(), String::new());
+    if let Some(kit) = &prepared.speech {
+        kit.codec.save(&out.join("audio"))?;
+        weights.push("audio/model.safetensors");
+        let speech = out.join("speech");
+        std::fs::create_dir_all(&speech).map_err(|e| io(&speech, &e))?;
+        if let Some(s) = &recipe.speech {
+            let to = speech.join("cmudict.dict");
+            std::fs::copy(&s.lexicon, &to).map_err(|e| io(&s.lexicon, &e))?;
+        }
+        let notice = speech.join("LICENSE-cmudict");
+        std::fs::write(&notice, CMUDICT_NOTICE).map_err(|e| io(&notice, &e))?;
+        write_json(
+            &speech.join("letter-to-sound.json"),
+            &serde_json::to_value(&kit.phonemizer.rules).map_err(|e| io(&speech, &e))?,
+        )?;
+        audio_block = format!(
+            "  audio:\n    codec: audio\n    layout: vocab\n    first_token: {}\n    slots: level\n    \
+             begin: <|audio_start|>\n    end: <|audio_end|>\n",
+            prepared.ids.audio
+        );
+        frontend =
+            "speech:\n  lexicon: speech/cmudict.dict\n  rules: speech/letter-to-sound.json\n"
+                .into();
+    }
     let mut hashes = String::new();
-    for file in ["backbone/model.safetensors", "image/model.safetensors"] {
+    for file in weights {
         let path = out.join(file);
         let sum = pipelines::pack::sha256_file(&path).map_err(|e| io(&path, &e))?;
         hashes.push_str(&format!("  {file}: {sum}\n"));
@@ -108,9 +166,10 @@ pub fn write_pack(
          begin: <|image_start|>\n    end: <|image_end|>\n    grid: [{grid}, {grid}]\n  \
          video:\n    begin: <|video_start|>\n    end: <|video_end|>\n  \
          mesh:\n    layout: vocab\n    bins: {bins}\n    first_token: {mesh}\n    \
-         begin: <|mesh_start|>\n    end: <|mesh_end|>\n\
+         begin: <|mesh_start|>\n    end: <|mesh_end|>\n{audio_block}{frontend}\
          defaults:\n  image_grid: [{grid}, {grid}]\n  image_pixels: [256, 256]\n  video_fps: {fps}\n  video_seconds: {seconds}\n  \
-         max_mesh_faces: {faces}\n  guidance_scale: 1.0\n  max_text_tokens: 48\n\
+         max_mesh_faces: {faces}\n  guidance_scale: 1.0\n  max_text_tokens: 48\n  \
+         max_speech_seconds: 8.0\n\
          tasks:\n{tasks}\
          sha256:\n{hashes}",
         name = recipe.name,
@@ -124,4 +183,93 @@ pub fn write_pack(
     );
     let path = out.join("pack.yaml");
     std::fs::write(&path, manifest).map_err(|e| io(&path, &e))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use pipelines::generate::EngineConfig;
+    use pipelines::pack::Pack;
+    use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
+
+    use super::*;
+    use crate::run::{train, Prepared};
+    use crate::usage::expert_usage;
+
+    #[test]
+    fn a_trained_pack_loads_and_serves_every_task_it_was_trained_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = crate::testing::tiny_speech(dir.path());
+        let prepared = Prepared::fit(&recipe).unwrap();
+        let eos = prepared.token("<|im_end|>").unwrap();
+        let model = MoeModel::new(recipe.model_config(prepared.ids.size, vec![eos]), 1).unwrap();
+        let state = train(&recipe, &prepared, &model, &dir.path().join("ckpt"), |_| {
+            true
+        })
+        .unwrap();
+        let usage = expert_usage(&model, &[], &prepared.ids, 0..0).unwrap();
+        let out = dir.path().join("pack");
+        let report = TrainingReport {
+            state: &state,
+            held_out_loss: Vec::new(),
+            expert_usage: &usage,
+        };
+        write_pack(&out, &recipe, &prepared, &model, &report).unwrap();
+
+        let pack = Pack::load(&out).unwrap();
+        assert!(pack.phonemizer.is_some() && pack.audio.is_some());
+        let runner = Runner::new(Arc::new(pack), EngineConfig::default());
+        let ask = |task: TaskName, prompt: &str, inputs: TaskInputs| {
+            let options = TaskOptions {
+                prompt: prompt.into(),
+                seed: Some(1),
+                ..TaskOptions::default()
+            };
+            runner
+                .run(task, &options, &inputs)
+                .unwrap()
+                .outputs
+                .remove(0)
+        };
+        let image = match ask(TaskName::TextToImage, "a red circle", TaskInputs::default()) {
+            TaskOutput::Media(modalities::Media::Image(i)) => i,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (image.width, image.height),
+            (256, 256),
+            "scaled to the pack's pixels"
+        );
+        let speech = ask(
+            TaskName::TextToSpeech,
+            "Hello there, 42 cats.",
+            TaskInputs::default(),
+        );
+        let TaskOutput::Media(modalities::Media::Audio(audio)) = speech else {
+            panic!("{speech:?}")
+        };
+        assert_eq!(audio.sample_rate, 16_000);
+        let heard = ask(
+            TaskName::Transcribe,
+            "",
+            TaskInputs {
+                audio: Some(audio),
+                ..TaskInputs::default()
+            },
+        );
+        assert!(matches!(heard, TaskOutput::Text(_)), "{heard:?}");
+        for task in [
+            TaskName::TextToVideo,
+            TaskName::TextToMesh,
+            TaskName::Caption,
+        ] {
+            assert!(runner.pack().supports(task), "{task}");
+        }
+        assert!(!runner.pack().supports(TaskName::Chat));
+        let manifest = std::fs::read_to_string(out.join("pack.yaml")).unwrap();
+        assert!(manifest.contains("audio/model.safetensors") && manifest.contains("speech:"));
+        assert!(out.join("speech/LICENSE-cmudict").is_file());
+    }
 }

@@ -377,28 +377,7 @@ pub fn ids_tensor(s: &Sequence) -> candle_core::Result<Tensor> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// The starter recipe shrunk to seconds.
-    fn tiny() -> Recipe {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/recipes/starter.yaml");
-        let mut r = Recipe::load(&path).unwrap();
-        r.image_codec.fit_images = 40;
-        r.image_codec.iterations = 3;
-        r.image_codec.codes = 32;
-        r.vocab.sentences = 200;
-        r.vocab.text = 300;
-        r.vocab.audio_codes = 4;
-        r.vocab.mesh_bins = 16;
-        r.model.hidden_size = 32;
-        r.model.layers = 2;
-        r.model.head_dim = 8;
-        r.model.expert_size = 16;
-        r.model.experts = 4;
-        r.train.steps = 4;
-        r.train.batch_tokens = 1200;
-        r.train.checkpoint_every = 2;
-        r
-    }
+    use crate::testing::tiny;
 
     fn weights(model: &MoeModel) -> Vec<(String, Vec<f32>)> {
         let data = model.varmap.data().lock().unwrap();
@@ -438,26 +417,7 @@ mod tests {
     #[test]
     fn speech_batches_pair_phonemes_with_the_teachers_mel_codes() {
         let dir = tempfile::tempdir().unwrap();
-        let lexicon = dir.path().join("lexicon.dict");
-        std::fs::write(
-            &lexicon,
-            "a AH0\nlarge L AA1 R JH\nred R EH1 D\ncircle S ER1 K AH0 L\nat AE1 T\nthe DH AH0\n\
-             top T AA1 P\nleft L EH1 F T\non AA1 N\nblue B L UW1\nbackground B AE1 K G R AW2 N D\n\
-             moves M UW1 V Z\ncube K Y UW1 B\nmake M EY1 K\nsquare S K W EH1 R\n",
-        )
-        .unwrap();
-        let mut recipe = tiny();
-        recipe.vocab.audio_codes = 16;
-        recipe.speech = Some(crate::recipe::SpeechRecipe {
-            voice: "en-us+klatt".into(),
-            lexicon,
-            codes: 16,
-            fit_sentences: 6,
-            iterations: 3,
-            broad_share: 0.5,
-        });
-        recipe.mix.insert(TrainTask::TextToSpeech, 1.0);
-        recipe.mix.insert(TrainTask::Transcribe, 1.0);
+        let mut recipe = crate::testing::tiny_speech(dir.path());
         recipe.validate().unwrap();
         let prepared = Prepared::fit(&recipe).unwrap();
         let writer = prepared.writer(&recipe);

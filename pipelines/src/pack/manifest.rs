@@ -25,6 +25,10 @@ pub struct Manifest {
     pub defaults: Defaults,
     #[serde(default)]
     pub voices: BTreeMap<String, Voice>,
+    /// The text frontend of a speech model that reads phonemes: the
+    /// `phonemes` template variable of text-to-speech.
+    #[serde(default)]
+    pub speech: Option<SpeechFrontend>,
     /// The tasks this pack serves, each with its prompt template.
     pub tasks: BTreeMap<TaskName, TaskSpec>,
     /// SHA-256 (hex) of every weight file, by path relative to the pack.
@@ -73,6 +77,16 @@ pub struct VocabBlock {
     /// instead, and the image is scaled to it without smoothing.
     #[serde(default)]
     pub grid: Option<[usize; 2]>,
+}
+
+/// Text to phonemes: a CMUdict-format lexicon and the letter-to-sound
+/// rules learned from it (JSON, as `anyforge train` writes them), both
+/// relative to the pack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechFrontend {
+    pub lexicon: PathBuf,
+    pub rules: PathBuf,
 }
 
 /// Which token range an audio code uses.

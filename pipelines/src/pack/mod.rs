@@ -47,6 +47,8 @@ pub struct Pack {
     pub audio: Option<AudioLayout>,
     pub video: Option<VideoLayout>,
     pub mesh: Option<MeshLayout>,
+    /// Text to phoneme tokens, for packs whose speech model reads phonemes.
+    pub phonemizer: Option<encoders::speech_text::Phonemizer>,
     templates: minijinja::Environment<'static>,
 }
 
@@ -173,6 +175,10 @@ impl Pack {
                 }
             }
         };
+        let phonemizer = match &manifest.speech {
+            None => None,
+            Some(frontend) => Some(load_phonemizer(dir, frontend).map_err(&bad)?),
+        };
         let templates = compile_templates(&manifest).map_err(&bad)?;
         let pack = Pack {
             dir: dir.to_path_buf(),
@@ -181,6 +187,7 @@ impl Pack {
             audio,
             video,
             mesh,
+            phonemizer,
             templates,
             manifest,
         };
@@ -369,6 +376,37 @@ fn inside(dir: &Path, relative: &Path, field: &str) -> std::result::Result<PathB
         ));
     }
     Ok(dir.join(relative))
+}
+
+/// The lexicon and rules of `speech`, each read within the pack's limits.
+fn load_phonemizer(
+    dir: &Path,
+    speech: &manifest::SpeechFrontend,
+) -> std::result::Result<encoders::speech_text::Phonemizer, String> {
+    use encoders::speech_text::{lexicon::Lexicon, lts::LetterToSound, Phonemizer};
+    // CMUdict is 3.5 MB; a lexicon ten times larger is not one.
+    const MAX_BYTES: u64 = 64 << 20;
+    let read = |path: &Path, field: &str| -> std::result::Result<String, String> {
+        let file = inside(dir, path, field)?;
+        let size = std::fs::metadata(&file)
+            .map_err(|e| format!("{field}: {}: {e}", file.display()))?
+            .len();
+        if size > MAX_BYTES {
+            return Err(format!(
+                "{field}: {} is {size} bytes, over the limit of {MAX_BYTES}",
+                file.display()
+            ));
+        }
+        std::fs::read_to_string(&file).map_err(|e| format!("{field}: {}: {e}", file.display()))
+    };
+    let lexicon = Lexicon::parse(
+        &read(&speech.lexicon, "speech.lexicon")?,
+        &speech.lexicon.display().to_string(),
+    )
+    .map_err(|e| format!("speech.lexicon: {e}"))?;
+    let rules: LetterToSound = serde_json::from_str(&read(&speech.rules, "speech.rules")?)
+        .map_err(|e| format!("speech.rules: {}: {e}", speech.rules.display()))?;
+    Ok(Phonemizer { lexicon, rules })
 }
 
 fn only_vocab(layout: Layout, field: &str) -> std::result::Result<(), String> {

@@ -43,6 +43,8 @@ struct Vars {
     voice: String,
     voice_text: String,
     voice_audio: String,
+    /// The prompt as phoneme tokens, when the pack has a speech frontend.
+    phonemes: String,
     seconds: f64,
     speed: f32,
 }
@@ -58,6 +60,7 @@ impl Vars {
             voice => self.voice,
             voice_text => self.voice_text,
             voice_audio => self.voice_audio,
+            phonemes => self.phonemes,
             seconds => self.seconds,
             speed => self.speed,
         };
@@ -351,6 +354,11 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
     let mut vars = Vars {
         prompt: options.prompt.clone(),
         speed: options.speed,
+        phonemes: pack
+            .phonemizer
+            .as_ref()
+            .map(|p| p.tokens(&options.prompt))
+            .unwrap_or_default(),
         ..Vars::default()
     };
     let voice = match &options.voice {
