@@ -218,8 +218,11 @@ mod tests {
         };
         write_pack(&out, &recipe, &prepared, &model, &report).unwrap();
 
-        let pack = Pack::load(&out).unwrap();
+        let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
+        // An untrained model talks until its limit: keep that short.
+        pack.manifest.defaults.max_speech_seconds = 0.5;
+        pack.manifest.defaults.max_mesh_faces = 4;
         let runner = Runner::new(Arc::new(pack), EngineConfig::default());
         let ask = |task: TaskName, prompt: &str, inputs: TaskInputs| {
             let options = TaskOptions {
@@ -268,6 +271,30 @@ mod tests {
             assert!(runner.pack().supports(task), "{task}");
         }
         assert!(!runner.pack().supports(TaskName::Chat));
+
+        // The evaluation runs every task, and hears the teacher as itself.
+        let report = crate::eval::evaluate(
+            &runner,
+            &crate::eval::EvalConfig {
+                per_task: 1,
+                seed: 3,
+                concurrency: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(report.tasks.len(), 7, "{:?}", report.tasks);
+        let rows: Vec<(&str, usize)> = report
+            .speech
+            .iter()
+            .map(|r| (r.sentences, r.count))
+            .collect();
+        assert_eq!(rows, [("world", 1), ("outside", 20)]);
+        assert!(
+            report.speech.iter().all(|r| r.teacher_wer < 0.1),
+            "{:?}",
+            report.speech
+        );
+        assert!(report.markdown().contains("teacher WER"));
         let manifest = std::fs::read_to_string(out.join("pack.yaml")).unwrap();
         assert!(manifest.contains("audio/model.safetensors") && manifest.contains("speech:"));
         assert!(out.join("speech/LICENSE-cmudict").is_file());

@@ -4,6 +4,7 @@
 //! when every attribute the prompt names is what the output shows.
 
 pub mod read;
+pub mod speech;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +14,11 @@ use std::time::Instant;
 use modalities::Media;
 use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
 
+use crate::speech::sentences::{world_sentence, OUTSIDE};
+use crate::speech::teacher::{Teacher, TeacherError};
 use crate::world::{Edit, Motion, Scene, SolidSpec, Split, World};
 use read::{read_motion, read_scene, read_solid, Reading};
+use speech::{word_error_rate, words, Recogniser, RecogniserError};
 
 /// One held-out example and what its output must show.
 #[derive(Debug, Clone)]
@@ -24,6 +28,27 @@ enum Case {
     ImageEdit(Edit),
     TextToVideo(Motion),
     TextToMesh(SolidSpec),
+    /// A sentence to say; `outside` when it is not a world sentence.
+    TextToSpeech {
+        sentence: String,
+        outside: bool,
+    },
+    /// A world sentence the teacher reads, to write down.
+    Transcribe(String),
+}
+
+/// The recognisers of the evaluated speech, one per set of sentences.
+struct Hearing {
+    world: Option<Recogniser>,
+    outside: Option<Recogniser>,
+}
+
+/// A case's checks, what the output showed, and for speech the word
+/// errors the recogniser counted: (outside, edits, reference words).
+struct Verdict {
+    checks: Vec<(&'static str, bool)>,
+    shown: String,
+    errors: Option<(bool, f64, usize)>,
 }
 
 impl Case {
@@ -34,10 +59,12 @@ impl Case {
             Case::ImageEdit(_) => TaskName::ImageEdit,
             Case::TextToVideo(_) => TaskName::TextToVideo,
             Case::TextToMesh(_) => TaskName::TextToMesh,
+            Case::TextToSpeech { .. } => TaskName::TextToSpeech,
+            Case::Transcribe(_) => TaskName::Transcribe,
         }
     }
 
-    fn request(&self) -> (TaskOptions, TaskInputs) {
+    fn request(&self, teacher: &Teacher) -> Result<(TaskOptions, TaskInputs), EvalError> {
         let mut inputs = TaskInputs::default();
         let prompt = match self {
             Case::TextToImage(s) => s.prompt(),
@@ -51,13 +78,18 @@ impl Case {
             }
             Case::TextToVideo(m) => m.prompt(),
             Case::TextToMesh(s) => s.prompt(),
+            Case::TextToSpeech { sentence, .. } => sentence.clone(),
+            Case::Transcribe(sentence) => {
+                inputs.audio = Some(teacher.speak(sentence)?);
+                String::new()
+            }
         };
         let options = TaskOptions {
             prompt,
             seed: Some(0),
             ..TaskOptions::default()
         };
-        (options, inputs)
+        Ok((options, inputs))
     }
 
     /// The prompt as a person reads it, for the report's failures.
@@ -67,11 +99,45 @@ impl Case {
             Case::ImageEdit(e) => format!("{} / {}", e.before.prompt(), e.instruction),
             Case::TextToVideo(m) => m.prompt(),
             Case::TextToMesh(s) => s.prompt(),
+            Case::TextToSpeech { sentence, .. } | Case::Transcribe(sentence) => sentence.clone(),
         }
     }
 
+    fn judge(&self, output: &TaskOutput, hearing: &Hearing) -> Result<Verdict, EvalError> {
+        let (checks, shown) = match (self, output) {
+            (Case::TextToSpeech { sentence, outside }, TaskOutput::Media(Media::Audio(audio))) => {
+                let recogniser = if *outside {
+                    &hearing.outside
+                } else {
+                    &hearing.world
+                };
+                let Some(recogniser) = recogniser else {
+                    return Err(EvalError::Nothing);
+                };
+                let heard = recogniser.hear(audio)?;
+                let reference = words(sentence);
+                let wer = word_error_rate(&reference, &heard);
+                return Ok(Verdict {
+                    checks: vec![("heard exactly", wer == 0.0)],
+                    shown: heard.join(" "),
+                    errors: Some((*outside, wer * reference.len() as f64, reference.len())),
+                });
+            }
+            (Case::Transcribe(sentence), TaskOutput::Text(text)) => (
+                vec![("exact", words(text) == words(sentence))],
+                text.trim().to_string(),
+            ),
+            _ => self.judge_visual(output),
+        };
+        Ok(Verdict {
+            checks,
+            shown,
+            errors: None,
+        })
+    }
+
     /// Each named check, passed or not, and what the output showed.
-    fn judge(&self, output: &TaskOutput) -> (Vec<(&'static str, bool)>, String) {
+    fn judge_visual(&self, output: &TaskOutput) -> (Vec<(&'static str, bool)>, String) {
         match (self, output) {
             (Case::TextToImage(scene), TaskOutput::Media(Media::Image(image))) => {
                 scene_checks(scene, read_scene(image))
@@ -185,6 +251,8 @@ pub struct Report {
     pub per_task: usize,
     pub seed: u64,
     pub tasks: Vec<TaskReport>,
+    /// Word error rates of text-to-speech, the pack's beside the teacher's.
+    pub speech: Vec<SpeechRow>,
     pub seconds: f64,
 }
 
@@ -197,6 +265,10 @@ pub enum EvalError {
     },
     #[error("the pack supports none of the evaluated tasks")]
     Nothing,
+    #[error(transparent)]
+    Recogniser(#[from] RecogniserError),
+    #[error(transparent)]
+    Teacher(#[from] TeacherError),
 }
 
 /// The cases of every task the pack supports, drawn from held-out combinations.
@@ -214,8 +286,51 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
             Case::TextToMesh(world.solid(held)),
         ];
         out.extend(drawn.into_iter().filter(|c| supports(c.task())));
+        let kind = world.draw_seed() as usize;
+        let sentence = world_sentence(&mut world, Split::HeldOut, kind);
+        if supports(TaskName::TextToSpeech) {
+            out.push(Case::TextToSpeech {
+                sentence: sentence.clone(),
+                outside: false,
+            });
+        }
+        if supports(TaskName::Transcribe) {
+            out.push(Case::Transcribe(sentence));
+        }
+    }
+    if supports(TaskName::TextToSpeech) {
+        out.extend(OUTSIDE.iter().map(|s| Case::TextToSpeech {
+            sentence: s.to_string(),
+            outside: true,
+        }));
     }
     out
+}
+
+/// Word error rates of one set of sentences.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpeechRow {
+    /// `world` or `outside`.
+    pub sentences: &'static str,
+    pub count: usize,
+    pub pack_wer: f64,
+    pub teacher_wer: f64,
+}
+
+/// The teacher's word error rate on `sentences`, by the same recogniser.
+fn teacher_wer(
+    teacher: &Teacher,
+    recogniser: &Recogniser,
+    sentences: &[String],
+) -> Result<f64, EvalError> {
+    let (mut edits, mut total) = (0.0, 0usize);
+    for s in sentences {
+        let reference = words(s);
+        let heard = recogniser.hear(&teacher.speak(s)?)?;
+        edits += word_error_rate(&reference, &heard) * reference.len() as f64;
+        total += reference.len();
+    }
+    Ok(edits / total.max(1) as f64)
 }
 
 /// Runs every case and judges its output.
@@ -225,6 +340,30 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
     if cases.is_empty() {
         return Err(EvalError::Nothing);
     }
+    let teacher = Teacher::default();
+    let said = |outside: bool| -> Vec<String> {
+        cases
+            .iter()
+            .filter_map(|c| match c {
+                Case::TextToSpeech {
+                    sentence,
+                    outside: o,
+                } if *o == outside => Some(sentence.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (world_sentences, outside_sentences) = (said(false), said(true));
+    let recogniser = |sentences: &[String]| -> Result<Option<Recogniser>, EvalError> {
+        if sentences.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Recogniser::new(sentences)?))
+    };
+    let hearing = Hearing {
+        world: recogniser(&world_sentences)?,
+        outside: recogniser(&outside_sentences)?,
+    };
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<TaskOutput, EvalError>)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -232,12 +371,15 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(case) = cases.get(i) else { break };
-                let (options, inputs) = case.request();
-                let out = runner
-                    .run(case.task(), &options, &inputs)
-                    .map_err(|source| EvalError::Task {
-                        task: case.task(),
-                        source,
+                let out = case
+                    .request(&teacher)
+                    .and_then(|(options, inputs)| {
+                        runner
+                            .run(case.task(), &options, &inputs)
+                            .map_err(|source| EvalError::Task {
+                                task: case.task(),
+                                source,
+                            })
                     })
                     .and_then(|r| {
                         r.outputs.into_iter().next().ok_or(EvalError::Task {
@@ -254,10 +396,21 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
     let mut tasks: BTreeMap<TaskName, TaskReport> = BTreeMap::new();
+    // Per set of sentences (world, outside): word errors and words.
+    let mut errors = [(0.0, 0usize); 2];
     for (i, out) in results {
         let case = &cases[i];
         let output = out?;
-        let (checks, shown) = case.judge(&output);
+        let Verdict {
+            checks,
+            shown,
+            errors: counted,
+        } = case.judge(&output, &hearing)?;
+        if let Some((outside, edits, words)) = counted {
+            let e = &mut errors[usize::from(outside)];
+            e.0 += edits;
+            e.1 += words;
+        }
         let report = tasks.entry(case.task()).or_insert_with(|| TaskReport {
             task: case.task(),
             cases: 0,
@@ -277,11 +430,26 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
             report.failures.push((case.describe(), shown));
         }
     }
+    let mut speech = Vec::new();
+    for (name, sentences, hearing, (edits, total)) in [
+        ("world", &world_sentences, &hearing.world, errors[0]),
+        ("outside", &outside_sentences, &hearing.outside, errors[1]),
+    ] {
+        if let Some(recogniser) = hearing {
+            speech.push(SpeechRow {
+                sentences: name,
+                count: sentences.len(),
+                pack_wer: edits / total.max(1) as f64,
+                teacher_wer: teacher_wer(&teacher, recogniser, sentences)?,
+            });
+        }
+    }
     Ok(Report {
         pack: runner.pack().manifest.name.clone(),
         per_task: config.per_task,
         seed: config.seed,
         tasks: tasks.into_values().collect(),
+        speech,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -309,6 +477,25 @@ impl Report {
                 100.0 * t.accuracy(),
                 checks.join(", ")
             ));
+        }
+        if !self.speech.is_empty() {
+            out.push_str(
+                "\nSpeech, heard by pocketsphinx (US English model) with a grammar of the \
+                 evaluated sentences: word error rate of the pack's text-to-speech beside the \
+                 teacher's (espeak-ng) on the same sentences.\n\n\
+                 | sentences | count | pack WER | teacher WER | difference (points) |\n\
+                 |---|---:|---:|---:|---:|\n",
+            );
+            for r in &self.speech {
+                out.push_str(&format!(
+                    "| {} | {} | {:.1}% | {:.1}% | {:+.1} |\n",
+                    r.sentences,
+                    r.count,
+                    100.0 * r.pack_wer,
+                    100.0 * r.teacher_wer,
+                    100.0 * (r.pack_wer - r.teacher_wer)
+                ));
+            }
         }
         let failures: Vec<&TaskReport> = self
             .tasks
