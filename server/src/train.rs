@@ -172,7 +172,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
          The default pack is a small any-to-any MoE model trained by anyforge's own recipe \
          (`assets/recipes/starter.yaml`) on its procedural world (`docs/world.md`). \
          Reproduce it with `anyforge train --recipe assets/recipes/starter.yaml --out DIR`; \
-         this page is written by `anyforge eval --pack DIR --out docs/starter-pack.md`.\n\n\
+         this report is written by `anyforge eval --pack DIR --out FILE`.\n\n\
          ## Held-out evaluation\n\n{}",
         report.markdown()
     );

@@ -438,6 +438,22 @@ mod tests {
         assert!(last < first * 0.5, "loss {first} -> {last}");
     }
 
+    /// Every position's logits from the inference backbone loaded from `dir`.
+    fn backbone_logits(dir: &Path, tokens: &[u32]) -> Tensor {
+        let backbone = Backbone::load(dir, &Device::Cpu).unwrap();
+        let mut cache = backbone.new_cache();
+        backbone
+            .forward(
+                &mut [SequenceStep {
+                    tokens,
+                    cache: &mut cache,
+                }],
+                LogitsFor::All,
+            )
+            .unwrap()
+            .remove(0)
+    }
+
     #[test]
     fn the_saved_checkpoint_loads_as_a_backbone_with_the_same_logits() {
         let model = MoeModel::new(tiny(), 2).unwrap();
@@ -448,21 +464,10 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         model.save(dir.path()).unwrap();
-        let backbone = Backbone::load(dir.path(), &Device::Cpu).unwrap();
         let tokens: Vec<u32> = vec![5, 9, 2, 17, 33, 1, 40, 8];
         let ids = Tensor::from_vec(tokens.clone(), (1, 8), &Device::Cpu).unwrap();
         let ours = model.forward(&ids).unwrap().squeeze(0).unwrap();
-        let mut cache = backbone.new_cache();
-        let theirs = backbone
-            .forward(
-                &mut [SequenceStep {
-                    tokens: &tokens,
-                    cache: &mut cache,
-                }],
-                LogitsFor::All,
-            )
-            .unwrap()
-            .remove(0);
+        let theirs = backbone_logits(dir.path(), &tokens);
         // Logits spread well apart (else agreement would prove little), the
         // same best token at every position, and the same values.
         let spread = ours.max_all().unwrap().to_scalar::<f32>().unwrap()
@@ -491,18 +496,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config["torch_dtype"], "bfloat16");
-        let backbone = Backbone::load(half.path(), &Device::Cpu).unwrap();
-        let mut cache = backbone.new_cache();
-        let rounded = backbone
-            .forward(
-                &mut [SequenceStep {
-                    tokens: &tokens,
-                    cache: &mut cache,
-                }],
-                LogitsFor::All,
-            )
-            .unwrap()
-            .remove(0);
+        let rounded = backbone_logits(half.path(), &tokens);
         let ours = model.forward(&ids).unwrap().squeeze(0).unwrap();
         let diff = (&ours - rounded)
             .unwrap()

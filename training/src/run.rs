@@ -113,12 +113,13 @@ fn corpus(recipe: &Recipe) -> Vec<String> {
         "Edit: ",
         "Film 0.75 seconds: ",
         "Model: ",
-        "Say: ",
-        "Transcribe this audio.",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if recipe.speech.is_some() {
+        sentences.extend(["Say: ".to_string(), "Transcribe this audio.".to_string()]);
+    }
     for _ in 0..recipe.vocab.sentences / 4 {
         sentences.push(world.scene(Split::Train).prompt());
         sentences.push(world.edit(Split::Train).instruction);

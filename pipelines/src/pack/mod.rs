@@ -494,6 +494,10 @@ fn compile_templates(
 ) -> std::result::Result<minijinja::Environment<'static>, String> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // A task template ends where the output begins: its last newline
+    // ("<|im_start|>assistant\n") is part of the prompt the model was
+    // trained on, which Jinja's default would drop.
+    env.set_keep_trailing_newline(true);
     let sources: BTreeMap<TaskName, String> = manifest
         .tasks
         .iter()
@@ -518,5 +522,23 @@ mod tests {
             let e = inside(dir, Path::new(bad), "backbone").unwrap_err();
             assert!(e.starts_with("backbone:"), "{e}");
         }
+    }
+
+    /// Regression (issue 8): the starter pack was trained on prompts that
+    /// end "<|im_start|>assistant\n"; Jinja's default dropped that last
+    /// newline, and the model, asked without it, drew the wrong pictures.
+    #[test]
+    fn task_templates_keep_their_trailing_newline() {
+        let yaml =
+            "name: t\nlicence: MIT\nbackbone: b\nsha256: {}\ntasks:\n  caption:\n    template: |\n      \
+                    <|im_start|>assistant\n";
+        let manifest: Manifest = serde_saphyr::from_str(yaml).unwrap();
+        let env = compile_templates(&manifest).unwrap();
+        let text = env
+            .get_template("caption")
+            .unwrap()
+            .render(minijinja::context! {})
+            .unwrap();
+        assert_eq!(text, "<|im_start|>assistant\n");
     }
 }

@@ -494,3 +494,55 @@ async fn completions_and_speech_stream_as_server_sent_events() {
 mod jobs;
 mod serving;
 mod uploads;
+
+/// A pack trained on one grid (as `anyforge train` writes them) takes a
+/// request's size as the output size in pixels, any size within the limit.
+#[tokio::test]
+async fn a_pack_of_one_grid_serves_any_size_in_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&pipelines::pack::default_dir(), dir.path());
+    let manifest = dir.path().join("pack.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(
+            "    end: <|image_end|>\n",
+            "    end: <|image_end|>\n    grid: [4, 4]\n",
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let fixed = state(dir.path(), Some(data.path()), None, ServeLimits::default()).unwrap();
+    let body = json!({"prompt": "a red circle", "size": "96x60", "seed": 1});
+    let (status, bytes, _) = call(&fixed, "POST", "/v1/images/generations", Some(body), None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let v = json_of(&bytes);
+    let image = modalities::Image::decode(
+        &b64(&v["data"][0]["b64_json"]),
+        &modalities::Limits::default(),
+    )
+    .unwrap();
+    assert_eq!((image.width, image.height), (96, 60));
+    let body = json!({"prompt": "a red circle", "size": "4096x64"});
+    let (status, bytes, _) = call(&fixed, "POST", "/v1/images/generations", Some(body), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(&bytes)["error"]["param"], "size");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
