@@ -454,6 +454,17 @@ mod tests {
             .remove(0)
     }
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn the_saved_checkpoint_loads_as_a_backbone_with_the_same_logits() {
         let model = MoeModel::new(tiny(), 2).unwrap();
@@ -477,14 +488,7 @@ mod tests {
             ours.argmax(1).unwrap().to_vec1::<u32>().unwrap(),
             theirs.argmax(1).unwrap().to_vec1::<u32>().unwrap()
         );
-        let diff = (ours - theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&ours, &theirs);
         assert!(diff < 5e-4, "logits differ by {diff}");
 
         // Stored in bf16 (as packs are): loads, and its logits stay within
@@ -496,16 +500,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config["torch_dtype"], "bfloat16");
-        let rounded = backbone_logits(half.path(), &tokens);
-        let ours = model.forward(&ids).unwrap().squeeze(0).unwrap();
-        let diff = (&ours - rounded)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&ours, &backbone_logits(half.path(), &tokens));
         assert!(
             diff > 0.0 && diff < 0.05 * spread,
             "bf16 logits differ by {diff} of {spread}"

@@ -44,7 +44,7 @@ fn canvas(image: &Image) -> Option<Image> {
 /// Reads the scene of `image`: the shapes of each region are the world
 /// objects (at the scene's places) that cover it best.
 pub fn read_scene(image: &Image) -> Option<Reading> {
-    let (background, regions) = regions(image)?;
+    let (background, regions) = regions(&pixel_colours(image)?)?;
     let objects = regions
         .iter()
         .flat_map(|(colour, region)| placed_objects(region, CANVAS as usize, *colour))
@@ -55,24 +55,30 @@ pub fn read_scene(image: &Image) -> Option<Reading> {
     })
 }
 
+/// The nearest world colour of each pixel of the image at canvas size.
+fn pixel_colours(image: &Image) -> Option<Vec<Colour>> {
+    let image = canvas(image)?;
+    let c = image.channels as usize;
+    Some(
+        (0..(CANVAS * CANVAS) as usize)
+            .map(|i| colour_of(&image.pixels[i * c..i * c + 3]))
+            .collect(),
+    )
+}
+
 /// A region of one colour: its pixels' indices on the canvas.
 type Region = (Colour, Vec<usize>);
 
 /// A frame's background, its regions and the centre of what is not background.
 type FrameReading = (Colour, Vec<Region>, Option<(f32, f32)>);
 
-/// Each pixel takes its nearest world colour; the most common colour is
-/// the background, and each 4-connected region of another colour larger
-/// than a few pixels is a region of shapes.
-fn regions(image: &Image) -> Option<(Colour, Vec<Region>)> {
-    let image = canvas(image)?;
+/// From each pixel's world colour: the most common colour is the
+/// background, and each 4-connected region of another colour larger than
+/// a few pixels is a region of shapes.
+fn regions(colours: &[Colour]) -> Option<(Colour, Vec<Region>)> {
     let n = CANVAS as usize;
-    let c = image.channels as usize;
-    let colours: Vec<Colour> = (0..n * n)
-        .map(|i| colour_of(&image.pixels[i * c..i * c + 3]))
-        .collect();
     let mut counts = [0usize; 8];
-    for col in &colours {
+    for col in colours {
         counts[col.index()] += 1;
     }
     let background = Colour::ALL[(0..8).max_by_key(|&i| counts[i])?];
@@ -222,8 +228,9 @@ pub fn read_motion(video: &Video) -> Option<MotionReading> {
         .frames
         .iter()
         .map(|f| {
-            let (background, regions) = regions(f)?;
-            let centre = centre_of(f, background);
+            let colours = pixel_colours(f)?;
+            let (background, regions) = regions(&colours)?;
+            let centre = centre_of(&colours, background);
             Some((background, regions, centre))
         })
         .collect::<Option<_>>()?;
@@ -261,14 +268,12 @@ pub fn read_motion(video: &Video) -> Option<MotionReading> {
 }
 
 /// The centre of the pixels that are not the background.
-fn centre_of(image: &Image, background: Colour) -> Option<(f32, f32)> {
-    let image = canvas(image)?;
-    let (n, c) = (CANVAS as usize, image.channels as usize);
+fn centre_of(colours: &[Colour], background: Colour) -> Option<(f32, f32)> {
+    let n = CANVAS as usize;
     let (mut sx, mut sy, mut count) = (0f32, 0f32, 0f32);
     for y in 0..n {
         for x in 0..n {
-            let i = (y * n + x) * c;
-            if colour_of(&image.pixels[i..i + 3]) != background {
+            if colours.get(y * n + x).is_some_and(|&c| c != background) {
                 sx += x as f32;
                 sy += y as f32;
                 count += 1.0;
