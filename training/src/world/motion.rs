@@ -4,7 +4,7 @@ use modalities::{Image, Rational, Video};
 use serde::Serialize;
 
 use super::scene::{covers, Bounds, CANVAS, PATCH};
-use super::vocab::{Colour, Direction, Shape, Size};
+use super::vocab::{article, Colour, Direction, Shape, Size};
 
 /// Frames of a motion clip, and their rate (the video codec's 8 fps).
 pub const FRAMES: u32 = 6;
@@ -23,9 +23,13 @@ pub struct Motion {
 impl Motion {
     /// "a red circle moves left on a blue background".
     pub fn prompt(&self) -> String {
+        let (colour, background) = (self.colour.word(), self.background.word());
         format!(
-            "a {} {} moves {} on a {} background",
-            self.colour, self.shape, self.direction, self.background
+            "{} {colour} {} moves {} on {} {background} background",
+            article(colour),
+            self.shape,
+            self.direction,
+            article(background)
         )
     }
 
@@ -39,6 +43,13 @@ impl Motion {
             side: Size::Small.side(),
         }
     }
+
+    /// The coordinate across the motion: the middle line of the canvas (on
+    /// the grid). One line, not a random one, so the sentence decides the
+    /// clip: a model asked for it has one right answer to draw, where a
+    /// random line left each place too unlikely for greedy decoding to
+    /// draw the shape anywhere.
+    pub const ACROSS: u32 = (CANVAS - Size::Small.side()) / 2 / PATCH * PATCH;
 
     /// Where a clip moving in `direction` starts, `across` being its
     /// coordinate on the other axis: at the edge it moves away from, so

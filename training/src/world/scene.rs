@@ -6,7 +6,7 @@
 use modalities::Image;
 use serde::Serialize;
 
-use super::vocab::{Colour, Position, Shape, Size};
+use super::vocab::{article, Colour, Position, Shape, Size};
 
 /// Side of a world image, in pixels.
 pub const CANVAS: u32 = 32;
@@ -39,7 +39,7 @@ impl Bounds {
 }
 
 impl Size {
-    pub fn side(self) -> u32 {
+    pub const fn side(self) -> u32 {
         match self {
             Size::Small => 8,
             Size::Large => 16,
@@ -51,7 +51,8 @@ impl Object {
     /// "a large red circle at the top left".
     pub fn phrase(&self) -> String {
         format!(
-            "a {} {} {} {}",
+            "{} {} {} {} {}",
+            article(self.size.word()),
             self.size,
             self.colour,
             self.shape,
@@ -108,7 +109,16 @@ impl Scene {
         } else {
             shapes.join(" and ")
         };
-        format!("{lead} on a {} background", self.background)
+        let background = self.background.word();
+        format!("{lead} on {} {background} background", article(background))
+    }
+
+    /// The scene with its shapes in reading order (by place: top left
+    /// first), the one order its sentence names them in, so a caption has
+    /// one right answer.
+    pub fn in_reading_order(mut self) -> Scene {
+        self.objects.sort_by_key(|o| o.position.index());
+        self
     }
 
     /// Every shape differs from the background and from the others' boxes.

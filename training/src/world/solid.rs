@@ -5,7 +5,7 @@ use std::f32::consts::TAU;
 use modalities::Mesh;
 use serde::Serialize;
 
-use super::vocab::{Proportion, Solid};
+use super::vocab::{article, Proportion, Solid};
 
 /// Segments around curved solids: enough to read as round, few enough to
 /// stay a short token sequence (9 mesh tokens a face: a sphere is 48 faces).
@@ -32,8 +32,8 @@ impl SolidSpec {
     /// "a tall cube", "a torus".
     pub fn prompt(&self) -> String {
         match self.proportion {
-            Proportion::Plain => format!("a {}", self.solid),
-            p => format!("a {p} {}", self.solid),
+            Proportion::Plain => format!("{} {}", article(self.solid.word()), self.solid),
+            p => format!("{} {p} {}", article(p.word()), self.solid),
         }
     }
 

@@ -31,6 +31,14 @@ macro_rules! vocabulary {
     };
 }
 
+/// "a" or "an", as the word after it begins: "an orange circle".
+pub fn article(next: &str) -> &'static str {
+    match next.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
 vocabulary! {
     /// Flat shapes of the image world.
     Shape { Circle => "circle", Square => "square", Triangle => "triangle" }
