@@ -136,12 +136,16 @@ pub struct EvalArgs {
     /// The pack to evaluate (default: the default pack).
     #[arg(long)]
     pack: Option<PathBuf>,
-    /// Held-out cases per task.
+    /// Cases per task.
     #[arg(long, default_value_t = 50)]
     per_task: usize,
-    /// Seeds the world the held-out cases are drawn from.
+    /// Seeds the world the cases are drawn from.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Draw the cases from training combinations instead of held-out ones:
+    /// a pack that passes these but not the held-out ones memorised.
+    #[arg(long)]
+    training_split: bool,
     /// Also write the report (Markdown, e.g. docs/starter-pack.md).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -163,6 +167,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         &runner,
         &EvalConfig {
             per_task: args.per_task,
+            split: if args.training_split {
+                training::world::Split::Train
+            } else {
+                training::world::Split::HeldOut
+            },
             seed: args.seed,
             concurrency: 8,
         },
@@ -173,7 +182,12 @@ pub fn eval(args: EvalArgs) -> Result<()> {
          (`assets/recipes/starter.yaml`) on its procedural world (`docs/world.md`). \
          Reproduce it with `anyforge train --recipe assets/recipes/starter.yaml --out DIR`; \
          this report is written by `anyforge eval --pack DIR --out FILE`.\n\n\
-         ## Held-out evaluation\n\n{}",
+         ## {} evaluation\n\n{}",
+        if args.training_split {
+            "Training-combination"
+        } else {
+            "Held-out"
+        },
         report.markdown()
     );
     if let Ok(json) = std::fs::read_to_string(dir.join("training.json")) {

@@ -277,6 +277,7 @@ mod tests {
             &runner,
             &crate::eval::EvalConfig {
                 per_task: 1,
+                split: crate::world::Split::HeldOut,
                 seed: 3,
                 concurrency: 2,
             },

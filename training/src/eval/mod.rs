@@ -219,8 +219,12 @@ fn scene_checks(want: &Scene, read: Option<Reading>) -> (Vec<(&'static str, bool
 /// What the evaluation runs.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalConfig {
-    /// Held-out cases per task.
+    /// Cases per task.
     pub per_task: usize,
+    /// Which side of the held-out line the cases come from: held-out (the
+    /// targets) or training combinations (whether the pack fits what it
+    /// saw; a pack that passes these but not the held-out ones memorised).
+    pub split: Split,
     /// Seeds the world the cases are drawn from.
     pub seed: u64,
     /// Requests in flight at once (the engine batches them).
@@ -249,6 +253,7 @@ impl TaskReport {
 pub struct Report {
     pub pack: String,
     pub per_task: usize,
+    pub split: Split,
     pub seed: u64,
     pub tasks: Vec<TaskReport>,
     /// Word error rates of text-to-speech, the pack's beside the teacher's.
@@ -277,7 +282,7 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
     let mut out = Vec::new();
     let supports = |t: TaskName| runner.pack().supports(t);
     for _ in 0..config.per_task {
-        let held = Split::HeldOut;
+        let held = config.split;
         let drawn = [
             Case::TextToImage(world.scene(held)),
             Case::Caption(world.scene(held)),
@@ -287,7 +292,7 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
         ];
         out.extend(drawn.into_iter().filter(|c| supports(c.task())));
         let kind = world.draw_seed() as usize;
-        let sentence = world_sentence(&mut world, Split::HeldOut, kind);
+        let sentence = world_sentence(&mut world, held, kind);
         if supports(TaskName::TextToSpeech) {
             out.push(Case::TextToSpeech {
                 sentence: sentence.clone(),
@@ -447,6 +452,7 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
     Ok(Report {
         pack: runner.pack().manifest.name.clone(),
         per_task: config.per_task,
+        split: config.split,
         seed: config.seed,
         tasks: tasks.into_values().collect(),
         speech,
@@ -458,10 +464,17 @@ impl Report {
     /// The report as `docs/starter-pack.md` holds it.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "Pack `{}`: {} held-out cases per task (world seed {}), judged by the readers of \
+            "Pack `{}`: {} {} cases per task (world seed {}), judged by the readers of \
              `training/src/eval/read.rs`; {:.0} s.\n\n\
              | task | passed | accuracy | checks (right / asked) |\n|---|---:|---:|---|\n",
-            self.pack, self.per_task, self.seed, self.seconds
+            self.pack,
+            self.per_task,
+            match self.split {
+                Split::HeldOut => "held-out",
+                Split::Train => "training-combination",
+            },
+            self.seed,
+            self.seconds
         );
         for t in &self.tasks {
             let checks: Vec<String> = t

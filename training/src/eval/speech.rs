@@ -49,10 +49,20 @@ pub fn word_error_rate(reference: &[String], heard: &[String]) -> f64 {
     row[m] as f64 / n.max(1) as f64
 }
 
+/// The dictionary of Debian's pocketsphinx-en-us (CMUdict).
+const DICTIONARY: &str = "/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict";
+
+/// World words that dictionary lacks, in its phone set, so that a
+/// grammar may name them (pocketsphinx refuses a grammar with a word it
+/// cannot pronounce).
+const SUPPLEMENT: &[(&str, &str)] = &[("torus", "T AO R AH S")];
+
 /// pocketsphinx, constrained to a set of sentences.
 pub struct Recogniser {
     program: PathBuf,
     grammar: tempfile::NamedTempFile,
+    /// The dictionary with [`SUPPLEMENT`], when the grammar needs it.
+    dictionary: Option<tempfile::NamedTempFile>,
 }
 
 impl Recogniser {
@@ -74,7 +84,33 @@ impl Recogniser {
             alternatives.join(" | ")
         )
         .map_err(failed)?;
-        Ok(Recogniser { program, grammar })
+        let needed: Vec<&(&str, &str)> = SUPPLEMENT
+            .iter()
+            .filter(|(word, _)| {
+                alternatives
+                    .iter()
+                    .any(|a| a.split(' ').any(|w| w == *word))
+            })
+            .collect();
+        let dictionary = match (needed.is_empty(), std::fs::read_to_string(DICTIONARY)) {
+            (false, Ok(mut text)) => {
+                let mut file = tempfile::Builder::new()
+                    .suffix(".dict")
+                    .tempfile()
+                    .map_err(failed)?;
+                for (word, phones) in needed {
+                    text.push_str(&format!("{word} {phones}\n"));
+                }
+                file.write_all(text.as_bytes()).map_err(failed)?;
+                Some(file)
+            }
+            _ => None,
+        };
+        Ok(Recogniser {
+            program,
+            grammar,
+            dictionary,
+        })
     }
 
     /// What the recogniser hears in `audio`, as words.
@@ -90,23 +126,38 @@ impl Recogniser {
             .tempfile()
             .map_err(|e| failed(e.to_string()))?;
         file.write_all(&wav).map_err(|e| failed(e.to_string()))?;
-        let out = Command::new(&self.program)
+        // Its log says why it failed (an unknown word, a bad grammar); it
+        // goes to a file so that stdout holds only the words heard.
+        let log = tempfile::NamedTempFile::new().map_err(|e| failed(e.to_string()))?;
+        let mut command = Command::new(&self.program);
+        if let Some(dictionary) = &self.dictionary {
+            command.arg("-dict").arg(dictionary.path());
+        }
+        let out = command
             .arg("-infile")
             .arg(file.path())
             .arg("-jsgf")
             .arg(self.grammar.path())
-            .args(["-logfn", "/dev/null"])
+            .arg("-logfn")
+            .arg(log.path())
             .output()
             .map_err(|e| RecogniserError::Missing {
                 program: self.program.display().to_string(),
                 why: e.to_string(),
             })?;
         if !out.status.success() {
+            let logged = std::fs::read_to_string(log.path()).unwrap_or_default();
+            let errors: Vec<&str> = logged
+                .lines()
+                .filter(|l| l.starts_with("ERROR") || l.starts_with("FATAL"))
+                .take(3)
+                .collect();
             return Err(failed(format!(
-                "{} exited with {}: {}",
+                "{} exited with {}: {} {}",
                 self.program.display(),
                 out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr).trim(),
+                errors.join("; ")
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout)
@@ -141,6 +192,9 @@ mod tests {
             "a large red circle at the top left on a blue background",
             "The birch canoe slid on the smooth planks.",
             "a small green square on the right on a white background",
+            // Not in Debian's CMUdict: pocketsphinx refused the whole
+            // grammar until the recogniser supplemented its dictionary.
+            "a flat torus",
         ]
         .iter()
         .map(|s| s.to_string())
