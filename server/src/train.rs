@@ -182,12 +182,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
          (`assets/recipes/starter.yaml`) on its procedural world (`docs/world.md`). \
          Reproduce it with `anyforge train --recipe assets/recipes/starter.yaml --out DIR`; \
          this report is written by `anyforge eval --pack DIR --out FILE`.\n\n\
-         ## {} evaluation\n\n{}",
-        if args.training_split {
-            "Training-combination"
-        } else {
-            "Held-out"
-        },
+         ## Evaluation\n\n{}",
         report.markdown()
     );
     if let Ok(json) = std::fs::read_to_string(dir.join("training.json")) {
