@@ -63,7 +63,7 @@ impl Prepared {
             crate::codecs::fit_image_codec(recipe.world_seed, c.fit_images, c.codes, c.iterations)?;
         let plan = VocabPlan {
             text: recipe.vocab.text,
-            image_codes: c.codes,
+            image_codes: image_codec.config().codes,
             audio_codes: recipe.vocab.audio_codes,
             mesh_bins: recipe.vocab.mesh_bins,
             phonemes: recipe.speech.is_some(),

@@ -8,7 +8,7 @@
 //! "codes": 256}`) and `model.safetensors` with `codebook` `[codes,
 //! patch * patch * 3]` in 0..=255.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -104,9 +104,11 @@ impl PatchCodec {
         &self.config
     }
 
-    /// Fits a codebook to the patches of `images` by k-means (k-means++
-    /// starts, Lloyd iterations), seeded: the same images and seed give the
-    /// same codebook.
+    /// Fits a codebook of at most `config.codes` entries to the patches of
+    /// `images`: exactly their distinct patches when there are no more
+    /// (the codec is then lossless on such images and has that many
+    /// codes), else k-means (k-means++ starts, Lloyd iterations), seeded:
+    /// the same images and seed give the same codebook.
     pub fn fit(
         images: &[Image],
         config: PatchConfig,
@@ -118,12 +120,18 @@ impl PatchCodec {
         for image in images {
             rows.extend(patches(image, config.patch)?.into_iter().flatten());
         }
-        let n = rows.len() / dim;
-        if n < config.codes {
-            return Err(CodecError::Input(format!(
-                "{n} patches cannot fit {} codes; give more images",
-                config.codes
-            )));
+        // A world of few distinct patches (flat colours, edges on a grid)
+        // is coded losslessly by a codebook of exactly those patches: k-means
+        // with as many codes merges the rare ones, and a rare edge patch
+        // (a small shape of two uncommon colours) is where a picture's
+        // meaning is.
+        if let Some(codebook) = distinct_rows(&rows, dim, config.codes) {
+            let codes = codebook.len() / dim;
+            return Ok(PatchCodec {
+                codebook,
+                config: PatchConfig { codes, ..config },
+                max_pixels: CodecLimits::default().max_pixels,
+            });
         }
         let clusters = crate::kmeans::fit(&rows, dim, config.codes, iterations, seed)?;
         Ok(PatchCodec {
@@ -203,6 +211,23 @@ impl PatchCodec {
         }
         Ok(Image::new(w as u32, h as u32, 3, pixels)?)
     }
+}
+
+/// The distinct rows of `rows` in order of first appearance, when there
+/// are at least two and at most `limit` of them.
+fn distinct_rows(rows: &[f32], dim: usize, limit: usize) -> Option<Vec<f32>> {
+    let mut seen: HashSet<Vec<u32>> = HashSet::new();
+    let mut distinct = Vec::new();
+    for row in rows.chunks_exact(dim) {
+        let key: Vec<u32> = row.iter().map(|v| v.to_bits()).collect();
+        if seen.insert(key) {
+            if seen.len() > limit {
+                return None;
+            }
+            distinct.extend_from_slice(row);
+        }
+    }
+    (seen.len() >= 2).then_some(distinct)
 }
 
 /// An RGB image's patches in raster order, each `patch * patch * 3` values.
@@ -332,11 +357,27 @@ mod tests {
         };
         let e = codec.decode_image(&bad).unwrap_err().to_string();
         assert!(e.contains("outside the codebook of 8"), "{e}");
-        let few = PatchCodec::fit(&images()[..1], PatchConfig::new(4, 100), 1, 10);
-        assert!(few
-            .err()
-            .unwrap()
-            .to_string()
-            .contains("cannot fit 100 codes"));
+    }
+
+    #[test]
+    fn images_of_few_distinct_patches_get_a_lossless_codebook_of_them() {
+        let images = images();
+        let codec = PatchCodec::fit(&images, PatchConfig::new(4, 1000), 1, 10).unwrap();
+        let distinct = codec.config().codes;
+        assert!((2..1000).contains(&distinct), "{distinct} codes");
+        for image in &images {
+            let back = codec
+                .decode_image(&codec.encode_image(image).unwrap())
+                .unwrap();
+            assert_eq!(back.pixels, image.pixels);
+        }
+        // One fewer code than distinct patches: k-means, which must merge.
+        let fewer = PatchConfig::new(4, distinct - 1);
+        let merged = PatchCodec::fit(&images, fewer, 1, 10).unwrap();
+        assert_eq!(merged.config().codes, distinct - 1);
+        assert!(images.iter().any(|image| {
+            let codes = merged.encode_image(image).unwrap();
+            merged.decode_image(&codes).unwrap().pixels != image.pixels
+        }));
     }
 }
