@@ -156,7 +156,8 @@ impl MoeModel {
     /// Logits `[batch, len, vocab]` for token ids `[batch, len]`, each
     /// position attending to itself and those before it.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_inner(ids, None)
+        self.forward_inner(ids, None)?
+            .broadcast_matmul(&self.lm_head.t()?)
     }
 
     /// The logits and, per layer, each token's chosen experts (rows in
@@ -166,7 +167,9 @@ impl MoeModel {
         ids: &Tensor,
     ) -> candle_core::Result<(Tensor, Vec<Vec<Vec<u32>>>)> {
         let mut routes = Vec::new();
-        let logits = self.forward_inner(ids, Some(&mut routes))?;
+        let logits = self
+            .forward_inner(ids, Some(&mut routes))?
+            .broadcast_matmul(&self.lm_head.t()?)?;
         Ok((logits, routes))
     }
 
@@ -195,8 +198,19 @@ impl MoeModel {
             }
             x = (x + moe.reshape((b, t, h))?)?;
         }
-        let x = rms_norm(&x, &self.norm, c.rms_norm_eps)?;
-        x.broadcast_matmul(&self.lm_head.t()?)
+        rms_norm(&x, &self.norm, c.rms_norm_eps)
+    }
+
+    /// Logits `[rows, vocab]` of final hidden states `[rows, hidden]`.
+    pub fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        hidden.matmul(&self.lm_head.t()?)
+    }
+
+    /// The final hidden states `[batch, len, hidden]` of token ids
+    /// `[batch, len]`: the logits before the head, for a loss that needs
+    /// only some positions' logits.
+    pub fn hidden(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_inner(ids, None)
     }
 
     fn attend(
