@@ -70,10 +70,15 @@ impl Writer<'_> {
             .ok_or_else(|| DataError::Tokenizer(format!("{name} is not in the vocabulary")))
     }
 
-    /// `<|image_start|>` codes `<|image_end|>`.
+    /// `<|image_start|>` codes `<|image_end|>`, each row opened by its
+    /// marker when the vocabulary has them (as the pack's image layout
+    /// writes blocks).
     fn image_block(&self, codes: &ImageCodes) -> Result<Vec<u32>, DataError> {
         let mut block = vec![self.marker("<|image_start|>")?];
-        block.extend(codes.codes.iter().flatten().map(|&c| self.ids.image + c));
+        for (r, row) in codes.codes.iter().enumerate() {
+            block.extend(self.ids.rows.map(|first| first + r as u32));
+            block.extend(row.iter().map(|&c| self.ids.image + c));
+        }
         block.push(self.marker("<|image_end|>")?);
         Ok(block)
     }
@@ -216,6 +221,7 @@ mod tests {
             image_codes: 256,
             audio_codes: 512,
             mesh_bins: 64,
+            image_rows: 0,
             phonemes: false,
         };
         let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
@@ -258,5 +264,42 @@ mod tests {
             .iter()
             .all(|&t| (ids.mesh..ids.mesh + 64).contains(&t)));
         assert!(m.len() < 1000, "{} tokens", m.len());
+    }
+
+    #[test]
+    fn image_blocks_open_each_row_with_its_marker_when_the_vocabulary_has_them() {
+        let mut w = World::new(3);
+        let corpus: Vec<String> = (0..50).map(|_| w.scene(Split::Train).prompt()).collect();
+        let plan = VocabPlan {
+            text: 300,
+            image_codes: 256,
+            audio_codes: 8,
+            mesh_bins: 8,
+            image_rows: 8,
+            phonemes: false,
+        };
+        let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
+        let first = ids.rows.unwrap();
+        assert_eq!(tok.id_to_token(first + 7).unwrap(), "<|row_7|>");
+        let codec = crate::codecs::fit_image_codec(1, 60, 256, 5).unwrap();
+        let writer = Writer {
+            tokenizer: &tok,
+            ids,
+            image_codec: &codec,
+            mesh_bins: 8,
+            speech: None,
+        };
+        let s = writer.text_to_image(&w.scene(Split::Train)).unwrap();
+        assert_eq!(
+            s.target.len(),
+            8 * 9 + 3,
+            "start, 8 rows of marker and 8 codes, end, im_end"
+        );
+        for (r, row) in s.target[1..73].chunks(9).enumerate() {
+            assert_eq!(row[0], first + r as u32);
+            assert!(row[1..]
+                .iter()
+                .all(|&t| (ids.image..ids.image + 256).contains(&t)));
+        }
     }
 }

@@ -155,6 +155,14 @@ pub fn write_pack(
         }
     }
     let grid = (CANVAS / PATCH) as usize;
+    let row_markers = if prepared.ids.rows.is_some() {
+        let names: Vec<String> = (0..grid)
+            .map(|r| crate::vocab::code_name("row", r))
+            .collect();
+        format!("    row_markers: [{}]\n", names.join(", "))
+    } else {
+        String::new()
+    };
     let manifest = format!(
         "# anyforge model pack (docs/packs.md), made by `anyforge train --recipe` \
          (training.json says how it was trained)\n\
@@ -163,7 +171,7 @@ pub fn write_pack(
          licence: Apache-2.0\n\
          backbone: backbone\n\
          modalities:\n  image:\n    codec: image\n    layout: vocab\n    first_token: {image}\n    \
-         begin: <|image_start|>\n    end: <|image_end|>\n    grid: [{grid}, {grid}]\n  \
+         begin: <|image_start|>\n    end: <|image_end|>\n    grid: [{grid}, {grid}]\n{rows}  \
          video:\n    begin: <|video_start|>\n    end: <|video_end|>\n  \
          mesh:\n    layout: vocab\n    bins: {bins}\n    first_token: {mesh}\n    \
          begin: <|mesh_start|>\n    end: <|mesh_end|>\n{audio_block}{frontend}\
@@ -175,6 +183,7 @@ pub fn write_pack(
         name = recipe.name,
         description = recipe.description,
         image = prepared.ids.image,
+        rows = row_markers,
         bins = recipe.vocab.mesh_bins,
         mesh = prepared.ids.mesh,
         fps = crate::world::FPS,
@@ -220,6 +229,8 @@ mod tests {
 
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
+        let rows = &pack.image.as_ref().unwrap().row_markers;
+        assert_eq!(rows.len(), 8, "the starter's image blocks open rows with markers");
         // An untrained model talks until its limit: keep that short.
         pack.manifest.defaults.max_speech_seconds = 0.5;
         pack.manifest.defaults.max_mesh_faces = 4;

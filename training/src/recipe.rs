@@ -108,6 +108,10 @@ pub struct VocabRecipe {
     /// Ids kept for mel codes (the speech modality).
     pub audio_codes: usize,
     pub mesh_bins: usize,
+    /// A marker token opening each row of image codes (`<|row_0|>` ...),
+    /// so the model reads which row it draws instead of counting codes.
+    #[serde(default)]
+    pub row_markers: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

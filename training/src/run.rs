@@ -22,7 +22,7 @@ use crate::optim::{AdamW, AdamWConfig};
 use crate::recipe::{Recipe, TrainTask};
 use crate::train::{batch_loss, learning_rate};
 use crate::vocab::{build_tokenizer, CodeIds, VocabPlan};
-use crate::world::{Split, World};
+use crate::world::{Split, World, CANVAS, PATCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -64,6 +64,11 @@ impl Prepared {
         let plan = VocabPlan {
             text: recipe.vocab.text,
             image_codes: image_codec.config().codes,
+            image_rows: if recipe.vocab.row_markers {
+                (CANVAS / PATCH) as usize
+            } else {
+                0
+            },
             audio_codes: recipe.vocab.audio_codes,
             mesh_bins: recipe.vocab.mesh_bins,
             phonemes: recipe.speech.is_some(),

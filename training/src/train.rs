@@ -110,6 +110,7 @@ mod tests {
             image_codes: 64,
             audio_codes: 8,
             mesh_bins: 8,
+            image_rows: 0,
             phonemes: false,
         };
         let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();

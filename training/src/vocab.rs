@@ -33,6 +33,8 @@ pub struct VocabPlan {
     pub image_codes: usize,
     pub audio_codes: usize,
     pub mesh_bins: usize,
+    /// Row markers of image blocks (`<|row_0|>` ...); 0 for none.
+    pub image_rows: usize,
     /// One token per phoneme (and word break and pause), after the
     /// markers: the input of text-to-speech.
     pub phonemes: bool,
@@ -42,6 +44,8 @@ pub struct VocabPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CodeIds {
     pub image: u32,
+    /// The first row marker, when the plan has them.
+    pub rows: Option<u32>,
     pub audio: u32,
     pub mesh: u32,
     pub size: usize,
@@ -76,6 +80,9 @@ where
     if plan.phonemes {
         tokenizer.add_special_tokens(&special(encoders::speech_text::Sound::all_tokens()));
     }
+    tokenizer.add_special_tokens(&special(
+        (0..plan.image_rows).map(|i| code_name("row", i)).collect(),
+    ));
     let mut codes = Vec::new();
     codes.extend((0..plan.image_codes).map(|i| code_name("img", i)));
     codes.extend((0..plan.audio_codes).map(|i| code_name("mel", i)));
@@ -88,6 +95,9 @@ where
     };
     let ids = CodeIds {
         image: id(code_name("img", 0))?,
+        rows: (plan.image_rows > 0)
+            .then(|| id(code_name("row", 0)))
+            .transpose()?,
         audio: id(code_name("mel", 0))?,
         mesh: id(code_name("mesh", 0))?,
         size: tokenizer.get_vocab_size(true),
@@ -122,6 +132,7 @@ mod tests {
             image_codes: 256,
             audio_codes: 512,
             mesh_bins: 64,
+            image_rows: 0,
             phonemes: false,
         };
         let (tok, ids) = build_tokenizer(sentences().into_iter(), plan).unwrap();

@@ -23,6 +23,9 @@ pub struct ImageLayout {
     pub downsample: usize,
     /// The only grid the model makes, if it was trained on one.
     pub fixed_grid: Option<[usize; 2]>,
+    /// Tokens opening each row (the last also opens later rows); empty
+    /// when the model reads rows without markers.
+    pub row_markers: Vec<u32>,
 }
 
 impl ImageLayout {
@@ -56,24 +59,49 @@ impl ImageLayout {
         }
     }
 
-    /// `begin`, the codes row by row, `end`.
+    /// The marker opening row `row`, if the model uses them.
+    pub fn row_marker(&self, row: usize) -> Option<u32> {
+        let last = self.row_markers.len().checked_sub(1)?;
+        self.row_markers.get(row.min(last)).copied()
+    }
+
+    /// `begin`, the codes row by row (each after its row marker), `end`.
     pub fn tokens(&self, codes: &ImageCodes) -> Vec<u32> {
         let mut tokens = vec![self.begin];
-        tokens.extend(codes.codes.iter().flatten().map(|&c| self.first + c));
+        for (r, row) in codes.codes.iter().enumerate() {
+            tokens.extend(self.row_marker(r));
+            tokens.extend(row.iter().map(|&c| self.first + c));
+        }
         tokens.push(self.end);
         tokens
     }
 
-    /// The grid from the code tokens of a block (markers excluded).
+    /// Tokens of one block of `grid`, markers included.
+    pub fn block_len(&self, grid: [usize; 2]) -> usize {
+        let markers = if self.row_markers.is_empty() {
+            0
+        } else {
+            grid[0]
+        };
+        grid[0] * grid[1] + markers + 2
+    }
+
+    /// The grid from the tokens inside a block (without `begin` and
+    /// `end`; row markers are skipped).
     pub fn grid(&self, tokens: &[u32], grid: [usize; 2]) -> Result<ImageCodes> {
         let [h, w] = grid;
+        let tokens: Vec<u32> = tokens
+            .iter()
+            .copied()
+            .filter(|t| !self.row_markers.contains(t))
+            .collect();
         if tokens.len() != h * w {
             return Err(PipelineError::Request(format!(
                 "an image block of {} tokens is not {h} x {w} codes",
                 tokens.len()
             )));
         }
-        let codes = self.codes_of(tokens)?;
+        let codes = self.codes_of(&tokens)?;
         Ok(ImageCodes {
             height: h,
             width: w,
@@ -273,10 +301,69 @@ pub struct VideoLayout {
     pub end: u32,
 }
 
+/// An image layout over a codec that codes nothing, for tests of what
+/// the layout alone decides.
+#[cfg(test)]
+pub(crate) fn test_image_layout(first: u32, codes: u32, row_markers: Vec<u32>) -> ImageLayout {
+    struct NoImageCodec(usize);
+    impl Codec for NoImageCodec {
+        fn kind(&self) -> modalities::Kind {
+            modalities::Kind::Image
+        }
+        fn vocab_size(&self) -> usize {
+            self.0
+        }
+        fn structure(&self) -> encoders::Structure {
+            encoders::Structure::Image { downsample: 4 }
+        }
+        fn encode(&self, _: &Media) -> encoders::Result<Codes> {
+            Err(encoders::CodecError::Input(
+                "a test layout codes nothing".into(),
+            ))
+        }
+        fn decode(&self, _: &Codes) -> encoders::Result<Media> {
+            Err(encoders::CodecError::Input(
+                "a test layout codes nothing".into(),
+            ))
+        }
+    }
+    ImageLayout {
+        codec: Arc::new(NoImageCodec(codes as usize)),
+        first,
+        codes,
+        begin: 1,
+        end: 2,
+        downsample: 4,
+        fixed_grid: None,
+        row_markers,
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_markers_open_each_row_and_are_skipped_when_read_back() {
+        let codes = ImageCodes {
+            height: 3,
+            width: 2,
+            codes: vec![vec![0, 1], vec![2, 3], vec![4, 5]],
+        };
+        // Two markers: the second also opens the third row.
+        let layout = test_image_layout(10, 6, vec![20, 21]);
+        let tokens = layout.tokens(&codes);
+        assert_eq!(tokens, vec![1, 20, 10, 11, 21, 12, 13, 21, 14, 15, 2]);
+        assert_eq!(tokens.len(), layout.block_len([3, 2]));
+        let inside = &tokens[1..tokens.len() - 1];
+        assert_eq!(layout.grid(inside, [3, 2]).unwrap(), codes);
+        let plain = test_image_layout(10, 6, vec![]);
+        assert_eq!(plain.tokens(&codes).len(), plain.block_len([3, 2]));
+        assert_eq!(plain.block_len([3, 2]), 8);
+        let e = plain.grid(&[10, 11, 12], [3, 2]).unwrap_err().to_string();
+        assert!(e.contains("not 3 x 2"), "{e}");
+    }
 
     struct FakeAudio;
     impl Codec for FakeAudio {

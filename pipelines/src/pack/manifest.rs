@@ -77,6 +77,11 @@ pub struct VocabBlock {
     /// instead, and the image is scaled to it without smoothing.
     #[serde(default)]
     pub grid: Option<[usize; 2]>,
+    /// Tokens that open each row of codes, top row first (the last one
+    /// opens any further rows): a model trained with them knows which row
+    /// it is drawing from the nearest one, instead of counting codes.
+    #[serde(default)]
+    pub row_markers: Vec<String>,
 }
 
 /// Text to phonemes: a CMUdict-format lexicon and the letter-to-sound

@@ -4,7 +4,7 @@
 //! of every weight file (docs/packs.md). [`Pack::load`] checks all of it
 //! before anything is served.
 
-mod layout;
+pub(crate) mod layout;
 pub mod manifest;
 
 use std::collections::BTreeMap;
@@ -100,6 +100,11 @@ impl Pack {
                     end: marker(&spec.end, "modalities.image.end")?,
                     downsample,
                     fixed_grid: spec.grid,
+                    row_markers: spec
+                        .row_markers
+                        .iter()
+                        .map(|m| marker(m, "modalities.image.row_markers"))
+                        .collect::<Result<_>>()?,
                 })
             }
         };

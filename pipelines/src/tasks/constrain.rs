@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use crate::generate::{Allowed, TokenConstraint};
+use crate::pack::layout::ImageLayout;
 
 /// A fixed sequence of steps: each step's allowed set, then done. Image
 /// blocks (`begin`, h x w codes, `end`), edits (kept positions forced) and
@@ -40,20 +41,24 @@ impl TokenConstraint for TextOnly {
     fn accept(&mut self, _token: u32) {}
 }
 
-/// The steps of one image block: `begin`, a code per position (the kept
-/// token where one is given, any image code elsewhere), `end`.
+/// The steps of one image block of rows `width` codes wide: `begin`, then
+/// each row (its marker first, where the layout has them) with a code per
+/// position (the kept token where one is given, any image code
+/// elsewhere), then `end`.
 pub(crate) fn image_steps(
-    begin: u32,
-    end: u32,
-    codes: Range<u32>,
+    layout: &ImageLayout,
+    width: usize,
     kept: &[Option<u32>],
 ) -> Vec<Allowed> {
-    let mut steps = vec![Allowed::token(begin)];
-    steps.extend(kept.iter().map(|k| match k {
-        Some(t) => Allowed::token(*t),
-        None => Allowed::Only(vec![codes.clone()]),
-    }));
-    steps.push(Allowed::token(end));
+    let mut steps = vec![Allowed::token(layout.begin)];
+    for (r, row) in kept.chunks(width.max(1)).enumerate() {
+        steps.extend(layout.row_marker(r).map(Allowed::token));
+        steps.extend(row.iter().map(|k| match k {
+            Some(t) => Allowed::token(*t),
+            None => Allowed::Only(vec![layout.range()]),
+        }));
+    }
+    steps.push(Allowed::token(layout.end));
     steps
 }
 
@@ -289,8 +294,15 @@ mod tests {
     #[test]
     fn script_runs_its_steps_then_is_done() {
         let kept = [Some(7), None];
-        let mut c = Script::new(image_steps(1, 2, 5..9, &kept));
+        let layout = crate::pack::layout::test_image_layout(5, 4, vec![]);
+        let mut c = Script::new(image_steps(&layout, 2, &kept));
         let out = drive(&mut c, |r| r[0].end - 1);
         assert_eq!(out, vec![1, 7, 8, 2]);
+        // With row markers, each row opens with its own.
+        let marked = crate::pack::layout::test_image_layout(5, 4, vec![30, 31]);
+        let kept = [None, Some(6), Some(7), None];
+        let mut c = Script::new(image_steps(&marked, 2, &kept));
+        let out = drive(&mut c, |r| r[0].end - 1);
+        assert_eq!(out, vec![1, 30, 8, 6, 31, 7, 8, 2]);
     }
 }

@@ -313,7 +313,7 @@ fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
             scale,
         })
     };
-    let steps = image_steps(layout.begin, layout.end, layout.range(), &kept);
+    let steps = image_steps(layout, grid[1], &kept);
     let max_tokens = steps.len();
     let constraint: MakeConstraint = Box::new(move || Box::new(Script::new(steps.clone())));
     let decoder = layout.clone();
@@ -448,13 +448,13 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
     let mut steps = vec![Allowed::token(markers.begin)];
     for f in 0..frames {
         let kept = if f == 0 { &first_frame } else { &free };
-        steps.extend(image_steps(layout.begin, layout.end, layout.range(), kept));
+        steps.extend(image_steps(layout, grid[1], kept));
     }
     steps.push(Allowed::token(markers.end));
     let max_tokens = steps.len();
     let constraint: MakeConstraint = Box::new(move || Box::new(Script::new(steps.clone())));
     let decoder = layout.clone();
-    let block = grid[0] * grid[1] + 2;
+    let block = layout.block_len(grid);
     let finish: Finish = Box::new(move |tokens, _| {
         let images = strip(tokens)?
             .chunks(block)
