@@ -74,13 +74,17 @@ impl Writer<'_> {
     /// marker when the vocabulary has them (as the pack's image layout
     /// writes blocks).
     fn image_block(&self, codes: &ImageCodes) -> Result<Vec<u32>, DataError> {
-        let mut block = vec![self.marker("<|image_start|>")?];
-        for (r, row) in codes.codes.iter().enumerate() {
-            block.extend(self.ids.rows.map(|first| first + r as u32));
-            block.extend(row.iter().map(|&c| self.ids.image + c));
-        }
-        block.push(self.marker("<|image_end|>")?);
-        Ok(block)
+        let markers: Vec<u32> = match self.ids.rows {
+            Some(first) => (0..codes.codes.len() as u32).map(|r| first + r).collect(),
+            None => Vec::new(),
+        };
+        Ok(pipelines::pack::image_block_tokens(
+            self.marker("<|image_start|>")?,
+            self.ids.image,
+            self.marker("<|image_end|>")?,
+            &markers,
+            codes,
+        ))
     }
 
     fn scene_block(&self, scene: &Scene) -> Result<Vec<u32>, DataError> {
@@ -208,31 +212,14 @@ impl Writer<'_> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
-    use crate::vocab::{build_tokenizer, VocabPlan};
+    use crate::testing::SceneWriting;
     use crate::world::{Split, World};
 
     #[test]
     fn sequences_put_codes_in_their_ranges_between_markers() {
         let mut w = World::new(2);
-        let corpus: Vec<String> = (0..100).map(|_| w.scene(Split::Train).prompt()).collect();
-        let plan = VocabPlan {
-            text: 300,
-            image_codes: 256,
-            audio_codes: 512,
-            mesh_bins: 64,
-            image_rows: 0,
-            phonemes: false,
-        };
-        let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
-        let codec = crate::codecs::fit_image_codec(1, 60, 256, 5).unwrap();
-        let writer = Writer {
-            tokenizer: &tok,
-            ids,
-            image_codec: &codec,
-            mesh_bins: 64,
-            speech: None,
-        };
+        let parts = SceneWriting::new(&mut w, 256, 0);
+        let (writer, ids, tok) = (parts.writer(), parts.ids, &parts.tokenizer);
         let scene = w.scene(Split::Train);
         let s = writer.text_to_image(&scene).unwrap();
         assert_eq!(s.target.len(), 64 + 3, "start, 8x8 codes, end, im_end");
@@ -269,26 +256,10 @@ mod tests {
     #[test]
     fn image_blocks_open_each_row_with_its_marker_when_the_vocabulary_has_them() {
         let mut w = World::new(3);
-        let corpus: Vec<String> = (0..50).map(|_| w.scene(Split::Train).prompt()).collect();
-        let plan = VocabPlan {
-            text: 300,
-            image_codes: 256,
-            audio_codes: 8,
-            mesh_bins: 8,
-            image_rows: 8,
-            phonemes: false,
-        };
-        let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
+        let parts = SceneWriting::new(&mut w, 256, 8);
+        let (writer, ids, tok) = (parts.writer(), parts.ids, &parts.tokenizer);
         let first = ids.rows.unwrap();
         assert_eq!(tok.id_to_token(first + 7).unwrap(), "<|row_7|>");
-        let codec = crate::codecs::fit_image_codec(1, 60, 256, 5).unwrap();
-        let writer = Writer {
-            tokenizer: &tok,
-            ids,
-            image_codec: &codec,
-            mesh_bins: 8,
-            speech: None,
-        };
         let s = writer.text_to_image(&w.scene(Split::Train)).unwrap();
         assert_eq!(
             s.target.len(),

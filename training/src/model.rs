@@ -156,8 +156,7 @@ impl MoeModel {
     /// Logits `[batch, len, vocab]` for token ids `[batch, len]`, each
     /// position attending to itself and those before it.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_inner(ids, None)?
-            .broadcast_matmul(&self.lm_head.t()?)
+        self.head(&self.forward_inner(ids, None)?)
     }
 
     /// The logits and, per layer, each token's chosen experts (rows in
@@ -167,9 +166,7 @@ impl MoeModel {
         ids: &Tensor,
     ) -> candle_core::Result<(Tensor, Vec<Vec<Vec<u32>>>)> {
         let mut routes = Vec::new();
-        let logits = self
-            .forward_inner(ids, Some(&mut routes))?
-            .broadcast_matmul(&self.lm_head.t()?)?;
+        let logits = self.head(&self.forward_inner(ids, Some(&mut routes))?)?;
         Ok((logits, routes))
     }
 
@@ -201,9 +198,9 @@ impl MoeModel {
         rms_norm(&x, &self.norm, c.rms_norm_eps)
     }
 
-    /// Logits `[rows, vocab]` of final hidden states `[rows, hidden]`.
+    /// Logits `[.., vocab]` of final hidden states `[.., hidden]`.
     pub fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        hidden.matmul(&self.lm_head.t()?)
+        hidden.broadcast_matmul(&self.lm_head.t()?)
     }
 
     /// The final hidden states `[batch, len, hidden]` of token ids
@@ -261,7 +258,9 @@ impl MoeModel {
         let weights = probs.gather(&top, 1)?;
         let weights = weights.broadcast_div(&weights.sum_keepdim(1)?)?;
         let routes = top.to_vec2::<u32>()?;
-        let mut out = x.zeros_like()?;
+        // Each expert's weighted outputs, summed into their rows in one
+        // `index_add` (one per expert copied the whole activation each time).
+        let (mut all_rows, mut outputs) = (Vec::new(), Vec::new());
         for (expert, [gate, up, down]) in e.experts.iter().enumerate() {
             let (mut rows, mut slots) = (Vec::new(), Vec::new());
             for (row, picks) in routes.iter().enumerate() {
@@ -280,8 +279,15 @@ impl MoeModel {
             let hidden = (silu(&xe.matmul(&gate.t()?)?)? * xe.matmul(&up.t()?)?)?;
             let ye = hidden.matmul(&down.t()?)?;
             let we = weights.index_select(&rows, 0)?.gather(&slots, 1)?;
-            out = out.index_add(&rows, &ye.broadcast_mul(&we)?, 0)?;
+            outputs.push(ye.broadcast_mul(&we)?);
+            all_rows.push(rows);
         }
+        let out = x.zeros_like()?;
+        let out = if outputs.is_empty() {
+            out
+        } else {
+            out.index_add(&Tensor::cat(&all_rows, 0)?, &Tensor::cat(&outputs, 0)?, 0)?
+        };
         Ok((out, routes))
     }
 

@@ -53,3 +53,51 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
     recipe.mix.insert(TrainTask::Transcribe, 1.0);
     recipe
 }
+
+/// What a test needs to write image sequences: a tokenizer of a world's
+/// prompts and an image codec fitted to the world.
+pub struct SceneWriting {
+    pub tokenizer: tokenizers::Tokenizer,
+    pub ids: crate::vocab::CodeIds,
+    pub codec: encoders::image::patch::PatchCodec,
+    pub mesh_bins: u32,
+}
+
+impl SceneWriting {
+    /// A tokenizer of 100 prompts drawn from `world` with `rows` row
+    /// markers, and `codes` image codes.
+    pub fn new(world: &mut crate::world::World, codes: usize, rows: usize) -> Self {
+        let corpus: Vec<String> = (0..100)
+            .map(|_| world.scene(crate::world::Split::Train).prompt())
+            .collect();
+        let mesh_bins = 64;
+        let plan = crate::vocab::VocabPlan {
+            text: 300,
+            image_codes: codes,
+            audio_codes: 8,
+            mesh_bins,
+            image_rows: rows,
+            phonemes: false,
+        };
+        let (tokenizer, ids) = crate::vocab::build_tokenizer(corpus.into_iter(), plan)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let codec =
+            crate::codecs::fit_image_codec(1, 60, codes, 5).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            tokenizer,
+            ids,
+            codec,
+            mesh_bins: mesh_bins as u32,
+        }
+    }
+
+    pub fn writer(&self) -> crate::data::Writer<'_> {
+        crate::data::Writer {
+            tokenizer: &self.tokenizer,
+            ids: self.ids,
+            image_codec: &self.codec,
+            mesh_bins: self.mesh_bins,
+            speech: None,
+        }
+    }
+}

@@ -85,9 +85,8 @@ pub fn step(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::data::Writer;
     use crate::model::MoeConfig;
-    use crate::vocab::{build_tokenizer, VocabPlan};
+    use crate::testing::SceneWriting;
     use crate::world::{Split, World};
 
     #[test]
@@ -103,34 +102,10 @@ mod tests {
     /// one or two shapes) with its padding token.
     fn tiny_model_and_batch() -> (MoeModel, Vec<Sequence>, u32) {
         let mut w = World::new(5);
-        let scenes: Vec<_> = (0..16).map(|_| w.scene(Split::Train)).collect();
-        let corpus: Vec<String> = scenes.iter().map(|s| s.prompt()).collect();
-        let plan = VocabPlan {
-            text: 300,
-            image_codes: 64,
-            audio_codes: 8,
-            mesh_bins: 8,
-            image_rows: 0,
-            phonemes: false,
-        };
-        let (tok, ids) = build_tokenizer(corpus.into_iter(), plan).unwrap();
-        let codec = encoders::image::patch::PatchCodec::fit(
-            &scenes.iter().map(|s| s.render()).collect::<Vec<_>>(),
-            encoders::image::patch::PatchConfig::new(4, 64),
-            1,
-            10,
-        )
-        .unwrap();
-        let writer = Writer {
-            tokenizer: &tok,
-            ids,
-            image_codec: &codec,
-            mesh_bins: 8,
-            speech: None,
-        };
-        let batch: Vec<Sequence> = scenes
-            .iter()
-            .map(|s| writer.text_to_image(s).unwrap())
+        let parts = SceneWriting::new(&mut w, 64, 0);
+        let (writer, ids, tok) = (parts.writer(), parts.ids, &parts.tokenizer);
+        let batch: Vec<Sequence> = (0..16)
+            .map(|_| writer.text_to_image(&w.scene(Split::Train)).unwrap())
             .collect();
         let model = MoeModel::new(
             MoeConfig {

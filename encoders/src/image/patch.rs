@@ -1,8 +1,9 @@
 //! The patch codec: an image cut into `patch` x `patch` RGB patches, each
-//! replaced by the nearest of `codes` patches. The codebook is fitted by
-//! k-means ([`crate::kmeans`]) on images like those it will code, so a
-//! small procedural world (the starter pack's) is coded almost losslessly
-//! without a network. Decoding is a codebook lookup.
+//! replaced by the nearest of `codes` patches. The codebook is fitted to
+//! images like those it will code: exactly their distinct patches when
+//! there are no more than `codes` of them (so the starter pack's
+//! procedural world is coded losslessly), else by k-means
+//! ([`crate::kmeans`]). Decoding is a codebook lookup.
 //!
 //! On disk: `config.json` (`{"codec_type": "patch_kmeans", "patch": 4,
 //! "codes": 256}`) and `model.safetensors` with `codebook` `[codes,

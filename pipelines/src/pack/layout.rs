@@ -61,19 +61,12 @@ impl ImageLayout {
 
     /// The marker opening row `row`, if the model uses them.
     pub fn row_marker(&self, row: usize) -> Option<u32> {
-        let last = self.row_markers.len().checked_sub(1)?;
-        self.row_markers.get(row.min(last)).copied()
+        row_marker(&self.row_markers, row)
     }
 
     /// `begin`, the codes row by row (each after its row marker), `end`.
     pub fn tokens(&self, codes: &ImageCodes) -> Vec<u32> {
-        let mut tokens = vec![self.begin];
-        for (r, row) in codes.codes.iter().enumerate() {
-            tokens.extend(self.row_marker(r));
-            tokens.extend(row.iter().map(|&c| self.first + c));
-        }
-        tokens.push(self.end);
-        tokens
+        image_block_tokens(self.begin, self.first, self.end, &self.row_markers, codes)
     }
 
     /// Tokens of one block of `grid`, markers included.
@@ -122,6 +115,31 @@ impl ImageLayout {
             })
             .collect()
     }
+}
+
+/// The marker opening row `row` (the last marker opens any later rows).
+fn row_marker(row_markers: &[u32], row: usize) -> Option<u32> {
+    let last = row_markers.len().checked_sub(1)?;
+    row_markers.get(row.min(last)).copied()
+}
+
+/// How an image block sits in a sequence: `begin`, each row's codes (as
+/// tokens from `first`) after the row's marker if there are markers, then
+/// `end`. Generation and the training data both write blocks with it.
+pub fn image_block_tokens(
+    begin: u32,
+    first: u32,
+    end: u32,
+    row_markers: &[u32],
+    codes: &ImageCodes,
+) -> Vec<u32> {
+    let mut tokens = vec![begin];
+    for (r, row) in codes.codes.iter().enumerate() {
+        tokens.extend(row_marker(row_markers, r));
+        tokens.extend(row.iter().map(|&c| first + c));
+    }
+    tokens.push(end);
+    tokens
 }
 
 /// Audio codes in the vocabulary, frame by frame: one frame holds every

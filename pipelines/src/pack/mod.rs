@@ -17,7 +17,7 @@ use encoders::{Codec, Structure};
 use modalities::Kind;
 use sha2::{Digest, Sha256};
 
-pub use layout::{AudioLayout, ImageLayout, MeshLayout, VideoLayout};
+pub use layout::{image_block_tokens, AudioLayout, ImageLayout, MeshLayout, VideoLayout};
 pub use manifest::{Defaults, Layout, Manifest, Slots, TaskName, Voice};
 
 use crate::error::{PipelineError, Result};
