@@ -7,8 +7,8 @@
 //! (docs/benchmarks.md). This is the classic Goto/BLIS layout: B is packed
 //! in `KC x NR` strips that stay in L1, A in `MC x KC` blocks that stay in
 //! L2, and a 12 x 32 register tile accumulates 24 vectors of 16 floats.
-//! CPUs without AVX-512 run the same tile in plain Rust, compiled for AVX2
-//! and FMA where present.
+//! AVX2 CPUs run the same tile as four 6 x 16 quarters (12 vectors of 8);
+//! others run it in plain Rust.
 
 use rayon::prelude::*;
 
