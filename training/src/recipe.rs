@@ -138,6 +138,10 @@ pub struct TrainRecipe {
     pub warmup: usize,
     pub weight_decay: f64,
     pub checkpoint_every: usize,
+    /// Focal weight of the loss (`(1 - p)^focal` per token); 0, the
+    /// default, is plain cross-entropy.
+    #[serde(default)]
+    pub focal: f64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -255,7 +255,7 @@ pub fn train(
         let step_started = Instant::now();
         let (task, sequences) = batch(recipe, &writer, state.step)?;
         let lr = learning_rate(state.step, t.steps, t.warmup, t.learning_rate);
-        let (loss, grads) = backward_in_parallel(model, &sequences, pad)?;
+        let (loss, grads) = backward_in_parallel(model, &sequences, pad, recipe.train.focal)?;
         let stats = opt.apply(&grads, loss, lr)?;
         if !stats.loss.is_finite() {
             return Err(RunError::Model(candle_core::Error::Msg(format!(
@@ -296,6 +296,7 @@ pub fn backward_in_parallel(
     model: &MoeModel,
     sequences: &[Sequence],
     pad: u32,
+    focal: f64,
 ) -> Result<(f32, Vec<candle_core::backprop::GradStore>), RunError> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -312,7 +313,7 @@ pub fn backward_in_parallel(
                     scope.spawn(move || {
                         let share = part.iter().map(|s| s.target.len()).sum::<usize>() as f64
                             / total.max(1) as f64;
-                        let loss = (batch_loss(model, part, pad)? * share)?;
+                        let loss = (batch_loss(model, part, pad, focal)? * share)?;
                         Ok((loss.to_scalar::<f32>()?, loss.backward()?))
                     })
                 })
@@ -366,7 +367,7 @@ pub fn held_out_loss(
         let sequences = (0..per_task)
             .map(|_| example(&writer, task, &mut world, Split::HeldOut))
             .collect::<Result<Vec<_>, _>>()?;
-        let loss = batch_loss(model, &sequences, pad)?.to_scalar::<f32>()?;
+        let loss = batch_loss(model, &sequences, pad, 0.0)?.to_scalar::<f32>()?;
         out.push((task, loss));
     }
     Ok(out)

@@ -24,7 +24,16 @@ pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64) -> f64
 /// `batch`. Only those positions go through the head: with a vocabulary of
 /// two thousand, the logits of prompt and padding positions cost a fifth
 /// of a step.
-pub fn batch_loss(model: &MoeModel, batch: &[Sequence], pad: u32) -> candle_core::Result<Tensor> {
+///
+/// With `focal` above 0, each token's term is weighted by `(1 - p)^focal`
+/// (p its probability, not differentiated): tokens the model already gets
+/// right stop drowning the few it does not.
+pub fn batch_loss(
+    model: &MoeModel,
+    batch: &[Sequence],
+    pad: u32,
+    focal: f64,
+) -> candle_core::Result<Tensor> {
     let len = batch.iter().map(Sequence::len).max().unwrap_or(0);
     if len < 2 {
         candle_core::bail!("sequences need at least two tokens");
@@ -52,7 +61,12 @@ pub fn batch_loss(model: &MoeModel, batch: &[Sequence], pad: u32) -> candle_core
     let log_probs = candle_nn::ops::log_softmax(&model.head(&picked_hidden)?, D::Minus1)?;
     let n = targets.len();
     let targets = Tensor::from_vec(targets, (n, 1), &device)?;
-    log_probs.gather(&targets, 1)?.mean_all()?.neg()
+    let picked = log_probs.gather(&targets, 1)?;
+    if focal > 0.0 {
+        let weight = (1.0 - picked.detach().exp()?)?.powf(focal)?;
+        return (picked * weight)?.mean_all()?.neg();
+    }
+    picked.mean_all()?.neg()
 }
 
 /// An AdamW optimizer over the model's variables.
@@ -76,7 +90,7 @@ pub fn step(
     lr: f64,
 ) -> candle_core::Result<f32> {
     opt.set_learning_rate(lr);
-    let loss = batch_loss(model, batch, pad)?;
+    let loss = batch_loss(model, batch, pad, 0.0)?;
     opt.backward_step(&loss)?;
     loss.to_scalar::<f32>()
 }
@@ -135,7 +149,7 @@ mod tests {
         let (model, batch, pad) = tiny_model_and_batch();
         let lengths: std::collections::HashSet<usize> = batch.iter().map(Sequence::len).collect();
         assert!(lengths.len() > 1, "padding is exercised");
-        let loss = batch_loss(&model, &batch, pad)
+        let loss = batch_loss(&model, &batch, pad, 0.0)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
@@ -165,14 +179,14 @@ mod tests {
     fn training_on_world_images_reduces_the_loss_on_their_codes() {
         let (model, batch, pad) = tiny_model_and_batch();
         let mut opt = optimizer(&model, 3e-3, 0.0).unwrap();
-        let first = batch_loss(&model, &batch, pad)
+        let first = batch_loss(&model, &batch, pad, 0.0)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
         for s in 0..25 {
             step(&model, &mut opt, &batch, pad, learning_rate(s, 25, 5, 3e-3)).unwrap();
         }
-        let last = batch_loss(&model, &batch, pad)
+        let last = batch_loss(&model, &batch, pad, 0.0)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
