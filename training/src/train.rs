@@ -149,12 +149,17 @@ mod tests {
         let (model, batch, pad) = tiny_model_and_batch();
         let lengths: std::collections::HashSet<usize> = batch.iter().map(Sequence::len).collect();
         assert!(lengths.len() > 1, "padding is exercised");
-        let loss = batch_loss(&model, &batch, pad, 0.0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        // Reference: each sequence alone, every position's logits.
-        let (mut sum, mut count) = (0f64, 0usize);
+        let loss = |focal: f64| {
+            f64::from(
+                batch_loss(&model, &batch, pad, focal)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap(),
+            )
+        };
+        // Reference: each sequence alone, every position's logits; the
+        // plain and the focal (gamma 2) sums of the target tokens' terms.
+        let (mut plain, mut focal, mut count) = (0f64, 0f64, 0usize);
         for s in &batch {
             let tokens: Vec<u32> = s.prompt.iter().chain(&s.target).copied().collect();
             let ids = Tensor::new(&tokens[..tokens.len() - 1], &Device::Cpu)
@@ -167,12 +172,16 @@ mod tests {
                 .to_vec2()
                 .unwrap();
             for i in s.prompt.len() - 1..tokens.len() - 1 {
-                sum -= f64::from(log_probs[i][tokens[i + 1] as usize]);
+                let lp = f64::from(log_probs[i][tokens[i + 1] as usize]);
+                plain -= lp;
+                focal -= (1.0 - lp.exp()).powi(2) * lp;
                 count += 1;
             }
         }
-        let want = sum / count as f64;
-        assert!((f64::from(loss) - want).abs() < 1e-4, "{loss} vs {want}");
+        let (plain, focal) = (plain / count as f64, focal / count as f64);
+        assert!((loss(0.0) - plain).abs() < 1e-4, "{} vs {plain}", loss(0.0));
+        assert!((loss(2.0) - focal).abs() < 1e-4, "{} vs {focal}", loss(2.0));
+        assert!(focal < plain, "the focal weight only lowers terms");
     }
 
     #[test]
