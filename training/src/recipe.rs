@@ -192,6 +192,9 @@ impl Recipe {
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return bad("train.learning_rate must be positive");
         }
+        if !(t.focal >= 0.0 && t.focal.is_finite()) {
+            return bad("train.focal must be 0 (plain cross-entropy) or positive");
+        }
         if self.image_codec.codes == 0 || self.vocab.mesh_bins < 2 {
             return bad("image_codec.codes must be positive and vocab.mesh_bins at least 2");
         }
@@ -274,5 +277,8 @@ mod tests {
         std::fs::write(&path, text.replace("steps:", "stepz:")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("stepz"), "{e}");
+        std::fs::write(&path, format!("{text}  focal: -1\n")).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("train.focal"), "{e}");
     }
 }
