@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use training::batch::example;
 use training::model::MoeModel;
 use training::pack::{write_pack, TrainingReport};
 use training::recipe::Recipe;
-use training::run::{example, held_out_loss, train, Prepared};
+use training::run::{held_out_loss, train, Prepared};
 use training::usage::expert_usage;
 use training::world::{Split, World};
 
@@ -66,12 +67,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .context("installing the Ctrl-C handler")?;
     let state = train(&recipe, &prepared, &model, &checkpoints, |p| {
         bar.set_position(p.step as u64);
+        let tasks = match &p.by_task[..] {
+            [(task, _)] => task.name().to_string(),
+            all => format!("{} tasks", all.len()),
+        };
         let line = format!(
-            "loss {:.3} ({}) lr {:.2e} {:.0} tokens/s",
-            p.loss,
-            p.task.name(),
-            p.learning_rate,
-            p.tokens_per_second
+            "loss {:.3} ({tasks}) lr {:.2e} {:.0} tokens/s",
+            p.loss, p.learning_rate, p.tokens_per_second
         );
         if interactive {
             bar.set_message(line);

@@ -5,6 +5,7 @@
 //! and rich enough that a person recognises what the model makes. It is
 //! documented in `docs/world.md`.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod codecs;
 pub mod data;

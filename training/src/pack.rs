@@ -230,7 +230,11 @@ mod tests {
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
         let rows = &pack.image.as_ref().unwrap().row_markers;
-        assert_eq!(rows.len(), 8, "the starter's image blocks open rows with markers");
+        assert_eq!(
+            rows.len(),
+            8,
+            "the starter's image blocks open rows with markers"
+        );
         // An untrained model talks until its limit: keep that short.
         pack.manifest.defaults.max_speech_seconds = 0.5;
         pack.manifest.defaults.max_mesh_faces = 4;

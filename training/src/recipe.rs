@@ -132,7 +132,7 @@ pub struct ModelRecipe {
 #[serde(deny_unknown_fields)]
 pub struct TrainRecipe {
     pub steps: usize,
-    /// Padded tokens per batch (sequences of one task, right-padded).
+    /// Padded tokens per batch (each task's sequences right-padded together).
     pub batch_tokens: usize,
     pub learning_rate: f64,
     pub warmup: usize,
@@ -142,6 +142,11 @@ pub struct TrainRecipe {
     /// default, is plain cross-entropy.
     #[serde(default)]
     pub focal: f64,
+    /// Every step's batch holds every task of the mix, each with its
+    /// weight's share of `batch_tokens` and of the loss; false, the
+    /// default, draws one task per step.
+    #[serde(default)]
+    pub mixed_batches: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

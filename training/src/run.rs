@@ -1,21 +1,19 @@
 //! A recipe's run: fit the codecs and the vocabulary, then train the
 //! backbone on batches drawn from the world, checkpointing as it goes so
 //! an interrupted run resumes at its last checkpoint with the same result.
-//!
-//! Batches are a pure function of the recipe and the step (each step seeds
-//! its own world), so a resumed run sees exactly the data the whole run
-//! would have seen.
+//! Batches ([`crate::batch`]) are a pure function of the recipe and the
+//! step, so a resumed run sees exactly the data the whole run would have
+//! seen.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use encoders::image::patch::PatchCodec;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use crate::batch::{backward_in_parallel, batch, example};
 use crate::data::{DataError, Sequence, Writer};
 use crate::model::MoeModel;
 use crate::optim::{AdamW, AdamWConfig};
@@ -134,73 +132,15 @@ fn corpus(recipe: &Recipe) -> Vec<String> {
     sentences
 }
 
-/// One example of `task` from `world`'s `split`.
-pub fn example(
-    writer: &Writer,
-    task: TrainTask,
-    world: &mut World,
-    split: Split,
-) -> Result<Sequence, DataError> {
-    match task {
-        TrainTask::TextToImage => writer.text_to_image(&world.scene(split)),
-        TrainTask::Caption => writer.caption(&world.scene(split)),
-        TrainTask::ImageEdit => writer.image_edit(&world.edit(split)),
-        TrainTask::TextToVideo => writer.text_to_video(&world.motion(split)),
-        TrainTask::TextToMesh => writer.text_to_mesh(&world.solid(split)),
-        TrainTask::TextToSpeech => {
-            let kit = writer.speech.ok_or(DataError::NoSpeech)?;
-            writer.text_to_speech(&kit.sentence(world, split))
-        }
-        // Transcripts are world sentences: their words are the world's.
-        TrainTask::Transcribe => {
-            let kind = world.draw_seed() as usize;
-            writer.transcribe(&crate::speech::sentences::world_sentence(
-                world, split, kind,
-            ))
-        }
-    }
-}
-
-/// The batch of `step`: one task, picked by the recipe's mix, and as many
-/// of its sequences as fit in `batch_tokens` once padded.
-pub fn batch(
-    recipe: &Recipe,
-    writer: &Writer,
-    step: usize,
-) -> Result<(TrainTask, Vec<Sequence>), DataError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
-    rng.set_stream(step as u64);
-    let total: f64 = recipe.mix.values().sum();
-    let mut pick = rng.random::<f64>() * total;
-    let mut task = TrainTask::TextToImage;
-    for (&t, &w) in &recipe.mix {
-        task = t;
-        if pick < w {
-            break;
-        }
-        pick -= w;
-    }
-    let mut world = World::new(rng.random());
-    let mut batch: Vec<Sequence> = Vec::new();
-    let mut longest = 0;
-    loop {
-        let s = example(writer, task, &mut world, Split::Train)?;
-        let len = longest.max(s.len());
-        if !batch.is_empty() && len * (batch.len() + 1) > recipe.train.batch_tokens {
-            return Ok((task, batch));
-        }
-        longest = len;
-        batch.push(s);
-    }
-}
-
 /// What the run reports after each step.
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub step: usize,
     pub steps: usize,
-    pub task: TrainTask,
+    /// The step's loss (the parts' weighted mean losses).
     pub loss: f32,
+    /// Each task's mean loss in this step's batch.
+    pub by_task: Vec<(TrainTask, f32)>,
     pub learning_rate: f64,
     /// Target tokens per second over this run's steps so far.
     pub tokens_per_second: f64,
@@ -253,25 +193,29 @@ pub fn train(
     let mut interval: Vec<(TrainTask, f32)> = Vec::new();
     while state.step < t.steps {
         let step_started = Instant::now();
-        let (task, sequences) = batch(recipe, &writer, state.step)?;
+        let parts = batch(recipe, &writer, state.step)?;
         let lr = learning_rate(state.step, t.steps, t.warmup, t.learning_rate);
-        let (loss, grads) = backward_in_parallel(model, &sequences, pad, recipe.train.focal)?;
-        let stats = opt.apply(&grads, loss, lr)?;
+        let step = backward_in_parallel(model, &parts, pad, recipe.train.focal)?;
+        let stats = opt.apply(&step.grads, step.loss, lr)?;
         if !stats.loss.is_finite() {
             return Err(RunError::Model(candle_core::Error::Msg(format!(
                 "the loss is {} at step {}: lower train.learning_rate",
                 stats.loss, state.step
             ))));
         }
-        tokens += sequences.iter().map(|s| s.target.len()).sum::<usize>();
-        interval.push((task, stats.loss));
+        tokens += parts
+            .iter()
+            .flat_map(|p| &p.sequences)
+            .map(|s| s.target.len())
+            .sum::<usize>();
+        interval.extend(step.by_task.iter().copied());
         state.step += 1;
         state.seconds += step_started.elapsed().as_secs_f64();
         let go_on = on_step(&Progress {
             step: state.step,
             steps: t.steps,
-            task,
             loss: stats.loss,
+            by_task: step.by_task,
             learning_rate: lr,
             tokens_per_second: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
         });
@@ -285,56 +229,6 @@ pub fn train(
         }
     }
     Ok(state)
-}
-
-/// The batch's loss and its gradients, the batch split among one worker
-/// per core: candle runs most ops on one thread, so two halves of a batch
-/// backpropagated side by side take about half the time of the whole.
-/// Each part's mean loss is weighted by its share of the target tokens,
-/// so the parts' gradients add up to the whole batch's.
-pub fn backward_in_parallel(
-    model: &MoeModel,
-    sequences: &[Sequence],
-    pad: u32,
-    focal: f64,
-) -> Result<(f32, Vec<candle_core::backprop::GradStore>), RunError> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(sequences.len())
-        .max(1);
-    let total: usize = sequences.iter().map(|s| s.target.len()).sum();
-    let per = sequences.len().div_ceil(workers);
-    let results: Vec<candle_core::Result<(f32, candle_core::backprop::GradStore)>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = sequences
-                .chunks(per)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let share = part.iter().map(|s| s.target.len()).sum::<usize>() as f64
-                            / total.max(1) as f64;
-                        let loss = (batch_loss(model, part, pad, focal)? * share)?;
-                        Ok((loss.to_scalar::<f32>()?, loss.backward()?))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(candle_core::Error::Msg("a training worker panicked".into()))
-                    })
-                })
-                .collect()
-        });
-    let mut loss = 0f32;
-    let mut grads = Vec::with_capacity(results.len());
-    for r in results {
-        let (l, g) = r?;
-        loss += l;
-        grads.push(g);
-    }
-    Ok((loss, grads))
 }
 
 fn mean_by_task(losses: &[(TrainTask, f32)]) -> Vec<(TrainTask, f32)> {
@@ -399,26 +293,6 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
-    }
-
-    #[test]
-    fn batches_depend_only_on_the_recipe_and_the_step() {
-        let recipe = tiny();
-        let prepared = Prepared::fit(&recipe).unwrap();
-        let writer = prepared.writer(&recipe);
-        let (task, a) = batch(&recipe, &writer, 7).unwrap();
-        let (again, b) = batch(&recipe, &writer, 7).unwrap();
-        assert_eq!((task, &a), (again, &b));
-        let longest = a.iter().map(Sequence::len).max().unwrap();
-        assert!(a.len() == 1 || longest * a.len() <= recipe.train.batch_tokens);
-        let tasks: std::collections::BTreeSet<TrainTask> = (0..60)
-            .map(|s| batch(&recipe, &writer, s).unwrap().0)
-            .collect();
-        assert_eq!(
-            tasks.len(),
-            recipe.tasks().len(),
-            "the mix reaches every task"
-        );
     }
 
     #[test]
