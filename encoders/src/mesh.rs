@@ -1,8 +1,10 @@
 //! The mesh tokenizer: no weights, only geometry.
 //!
 //! Vertices are normalised into the unit cube centred on the origin (the
-//! bounding box's centre, scaled by its longest side) and quantised to
-//! `bins` levels per axis. Vertices that fall in the same cell merge; faces
+//! bounding box's centre, scaled by its longest side, as MeshGPT does; or,
+//! with [`MeshFrame::Fixed`], a fixed cube about the origin, so the codes
+//! keep the mesh's size and proportions) and quantised to `bins` levels per
+//! axis. Vertices that fall in the same cell merge; faces
 //! that collapse are dropped. Vertices are sorted by z, then y, then x;
 //! each face is rotated to start at its lowest vertex (keeping its winding)
 //! and faces are sorted by their vertices, as PolyGen and MeshGPT order them.
@@ -30,6 +32,33 @@ pub const DEFAULT_BINS: u32 = 128;
 /// Most bins a codec accepts; more would outgrow any backbone's vocabulary.
 pub const MAX_BINS: u32 = 4096;
 
+/// Which cube of space the `bins`³ grid covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum MeshFrame {
+    /// Each mesh's own bounding box, centred, scaled by its longest side:
+    /// every mesh fills the grid, whatever its size.
+    #[default]
+    BoundingBox,
+    /// The cube of side `extent` centred on the origin, the same for every
+    /// mesh: a tall solid and a plain one share their widths' codes, so a
+    /// model can learn size and shape apart. Vertices outside are an error.
+    Fixed { extent: f32 },
+}
+
+impl MeshFrame {
+    /// `None` is the bounding box; `Some(extent)` a fixed cube, which must
+    /// be positive and finite.
+    pub fn from_extent(extent: Option<f32>) -> Result<MeshFrame> {
+        match extent {
+            None => Ok(MeshFrame::BoundingBox),
+            Some(e) if e.is_finite() && e > 0.0 => Ok(MeshFrame::Fixed { extent: e }),
+            Some(e) => Err(CodecError::Codes(format!(
+                "the mesh extent must be positive and finite, got {e}"
+            ))),
+        }
+    }
+}
+
 /// A mesh on the integer grid, in canonical order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuantizedMesh {
@@ -52,22 +81,46 @@ fn check_bins(bins: u32) -> Result<u32> {
 }
 
 impl QuantizedMesh {
-    /// Normalises and quantises a mesh.
+    /// Normalises a mesh into its bounding box and quantises it.
     pub fn from_mesh(mesh: &Mesh, bins: u32) -> Result<QuantizedMesh> {
+        QuantizedMesh::from_mesh_in(mesh, bins, MeshFrame::BoundingBox)
+    }
+
+    /// Quantises a mesh on the grid over `frame`.
+    pub fn from_mesh_in(mesh: &Mesh, bins: u32, frame: MeshFrame) -> Result<QuantizedMesh> {
         let bins = check_bins(bins)?;
         mesh.validate()?;
         let [lo, hi] = mesh
             .bbox()
             .ok_or_else(|| CodecError::Input("the mesh has no vertices".into()))?;
-        let extent = (0..3).map(|a| hi[a] - lo[a]).fold(0f32, f32::max);
-        if extent <= 0.0 || !extent.is_finite() {
-            return Err(CodecError::Input(
-                "the mesh has no extent (all vertices at one point)".into(),
-            ));
-        }
+        let (centre, extent) = match frame {
+            MeshFrame::BoundingBox => {
+                let extent = (0..3).map(|a| hi[a] - lo[a]).fold(0f32, f32::max);
+                if extent <= 0.0 || !extent.is_finite() {
+                    return Err(CodecError::Input(
+                        "the mesh has no extent (all vertices at one point)".into(),
+                    ));
+                }
+                let centre: [f32; 3] = std::array::from_fn(|a| (lo[a] + hi[a]) / 2.0);
+                (centre, extent)
+            }
+            MeshFrame::Fixed { extent } => {
+                // Half a bin of slack: a vertex on the cube's face belongs in it.
+                let limit = extent / 2.0 * (1.0 + 1.0 / bins as f32);
+                if let Some(a) = (0..3).find(|&a| lo[a] < -limit || hi[a] > limit) {
+                    return Err(CodecError::Input(format!(
+                        "the mesh spans {}..{} on axis {}, outside the codec's cube of side {extent}",
+                        lo[a],
+                        hi[a],
+                        ["x", "y", "z"][a]
+                    )));
+                }
+                ([0.0; 3], extent)
+            }
+        };
         let cell = |p: [f32; 3]| -> [u32; 3] {
             std::array::from_fn(|a| {
-                let unit = (p[a] - (lo[a] + hi[a]) / 2.0) / extent + 0.5;
+                let unit = (p[a] - centre[a]) / extent + 0.5;
                 ((unit * bins as f32).floor() as i64).clamp(0, i64::from(bins) - 1) as u32
             })
         };
@@ -132,11 +185,22 @@ impl QuantizedMesh {
 
     /// Vertex positions in the unit cube centred on the origin (cell centres).
     pub fn to_mesh(&self) -> Result<Mesh> {
+        self.to_mesh_in(MeshFrame::BoundingBox)
+    }
+
+    /// The mesh in `frame`'s space: the unit cube about the origin for the
+    /// bounding box (whose size the codes do not keep), the fixed cube's
+    /// own units otherwise.
+    pub fn to_mesh_in(&self, frame: MeshFrame) -> Result<Mesh> {
         let b = self.bins as f32;
+        let scale = match frame {
+            MeshFrame::BoundingBox => 1.0,
+            MeshFrame::Fixed { extent } => extent,
+        };
         let positions = self
             .vertices
             .iter()
-            .map(|v| v.map(|c| (c as f32 + 0.5) / b - 0.5))
+            .map(|v| v.map(|c| ((c as f32 + 0.5) / b - 0.5) * scale))
             .collect();
         Ok(Mesh::new(positions, self.faces.clone())?)
     }
@@ -199,8 +263,8 @@ fn collinear(zyx: &[[u32; 3]], f: [u32; 3]) -> bool {
 
 /// The LLaMA-Mesh text form: `v x y z` with integer coordinates in
 /// `0..bins`, then `f a b c` with 1-based indices.
-pub fn to_obj_text(mesh: &Mesh, bins: u32) -> Result<String> {
-    let q = QuantizedMesh::from_mesh(mesh, bins)?;
+pub fn to_obj_text(mesh: &Mesh, bins: u32, frame: MeshFrame) -> Result<String> {
+    let q = QuantizedMesh::from_mesh_in(mesh, bins, frame)?;
     let mut text = String::new();
     for v in &q.vertices {
         text.push_str(&format!("v {} {} {}\n", v[0], v[1], v[2]));
@@ -278,6 +342,7 @@ pub fn from_obj_text(text: &str, bins: u32) -> Result<QuantizedMesh> {
 #[derive(Debug, Clone, Copy)]
 pub struct MeshCodec {
     bins: u32,
+    frame: MeshFrame,
     max_faces: usize,
 }
 
@@ -285,8 +350,14 @@ impl MeshCodec {
     pub fn new(bins: u32) -> Result<MeshCodec> {
         Ok(MeshCodec {
             bins: check_bins(bins)?,
+            frame: MeshFrame::BoundingBox,
             max_faces: crate::CodecLimits::default().max_faces,
         })
+    }
+
+    pub fn with_frame(mut self, frame: MeshFrame) -> MeshCodec {
+        self.frame = frame;
+        self
     }
 
     pub fn with_limits(mut self, limits: &crate::CodecLimits) -> MeshCodec {
@@ -333,7 +404,7 @@ impl Codec for MeshCodec {
             mesh.triangles.len() as f64,
             self.max_faces as f64,
         )?;
-        let q = QuantizedMesh::from_mesh(mesh, self.bins)?;
+        let q = QuantizedMesh::from_mesh_in(mesh, self.bins, self.frame)?;
         Ok(Codes::Mesh(MeshCodes {
             bins: self.bins,
             tokens: q.tokens(),
@@ -354,7 +425,7 @@ impl Codec for MeshCodec {
             )));
         }
         Ok(Media::Mesh(
-            QuantizedMesh::from_tokens(m.bins, &m.tokens)?.to_mesh()?,
+            QuantizedMesh::from_tokens(m.bins, &m.tokens)?.to_mesh_in(self.frame)?,
         ))
     }
 }
@@ -442,6 +513,47 @@ mod tests {
         }
     }
 
+    /// In a fixed frame, stretching a mesh along y changes only its y
+    /// codes, and decoding gives back the mesh in its own units.
+    #[test]
+    fn a_fixed_frame_keeps_size_and_proportion_in_the_codes() {
+        let frame = MeshFrame::from_extent(Some(8.0)).unwrap();
+        let codec = MeshCodec::new(64).unwrap().with_frame(frame);
+        let stretched = |h: f32| {
+            let mut m = cube();
+            m.positions.iter_mut().for_each(|p| p[1] *= h);
+            m
+        };
+        let tokens = |m: Mesh| match codec.encode(&Media::Mesh(m)).unwrap() {
+            Codes::Mesh(m) => m.tokens,
+            other => panic!("{other:?}"),
+        };
+        let (plain, tall) = (tokens(stretched(1.0)), tokens(stretched(1.25)));
+        assert_eq!(plain.len(), tall.len());
+        for (i, (a, b)) in plain.iter().zip(&tall).enumerate() {
+            // Tokens run (z, y, x) per vertex.
+            assert_eq!(a == b, i % 3 != 1, "token {i}: {a} vs {b}");
+        }
+        let back = decode(&codec, &codec.encode(&Media::Mesh(cube())).unwrap());
+        for p in &back.positions {
+            let near = cube()
+                .positions
+                .iter()
+                .any(|q| (0..3).all(|a| (p[a] - q[a]).abs() <= 4.0 / 64.0 + 1e-5));
+            assert!(near, "{p:?} is not a cube corner");
+        }
+        let e = codec
+            .encode(&Media::Mesh(stretched(3.0)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("axis y") && e.contains("side 8"), "{e}");
+        assert!(MeshFrame::from_extent(Some(-1.0)).is_err());
+        assert_eq!(
+            MeshFrame::from_extent(None).unwrap(),
+            MeshFrame::BoundingBox
+        );
+    }
+
     #[test]
     fn order_is_canonical_under_vertex_and_face_permutation() {
         let mesh = cube();
@@ -509,7 +621,7 @@ mod tests {
 
     #[test]
     fn obj_text_round_trips_and_names_bad_lines() {
-        let text = to_obj_text(&cube(), 64).unwrap();
+        let text = to_obj_text(&cube(), 64, MeshFrame::BoundingBox).unwrap();
         assert_eq!(text.lines().filter(|l| l.starts_with("v ")).count(), 8);
         assert!(text.lines().all(|l| l
             .split_whitespace()

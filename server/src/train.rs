@@ -105,7 +105,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .map(|(t, l)| format!("{} {l:.3}", t.name()))
         .collect();
     eprintln!("held-out loss: {}", parts.join(", "));
-    let writer = prepared.writer(&recipe);
+    let writer = prepared.writer();
     let mut world = World::new(recipe.world_seed ^ 0x05A6E);
     let mut sample = Vec::new();
     for task in recipe.tasks() {

@@ -327,6 +327,7 @@ fn text_to_mesh_in_the_vocab_layout_makes_faces_of_mesh_tokens() {
         first,
         begin,
         end,
+        ..
     }) = r.pack().mesh
     else {
         panic!("the default pack writes meshes as tokens")

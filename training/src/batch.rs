@@ -245,9 +245,10 @@ mod tests {
 
     #[test]
     fn batches_depend_only_on_the_recipe_and_the_step() {
-        let recipe = tiny();
+        let mut recipe = tiny();
+        recipe.train.mixed_batches = false;
         let prepared = Prepared::fit(&recipe).unwrap();
-        let writer = prepared.writer(&recipe);
+        let writer = prepared.writer();
         let a = batch(&recipe, &writer, 7).unwrap();
         assert_eq!(a, batch(&recipe, &writer, 7).unwrap());
         assert_eq!(a.len(), 1, "one task a step");
@@ -271,7 +272,7 @@ mod tests {
         recipe.train.batch_tokens = 3000;
         recipe.mix.insert(TrainTask::Caption, 0.0);
         let prepared = Prepared::fit(&recipe).unwrap();
-        let writer = prepared.writer(&recipe);
+        let writer = prepared.writer();
         let parts = batch(&recipe, &writer, 3).unwrap();
         assert_eq!(parts, batch(&recipe, &writer, 3).unwrap());
         let tasks: Vec<TrainTask> = parts.iter().map(|p| p.task).collect();
@@ -305,7 +306,7 @@ mod tests {
         recipe.train.mixed_batches = true;
         recipe.train.batch_tokens = 3000;
         let prepared = Prepared::fit(&recipe).unwrap();
-        let writer = prepared.writer(&recipe);
+        let writer = prepared.writer();
         let eos = prepared.token("<|im_end|>").unwrap();
         let pad = prepared.token("<|endoftext|>").unwrap();
         let model = MoeModel::new(recipe.model_config(prepared.ids.size, vec![eos]), 2).unwrap();

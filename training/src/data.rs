@@ -44,8 +44,8 @@ pub struct Writer<'a> {
     pub tokenizer: &'a Tokenizer,
     pub ids: CodeIds,
     pub image_codec: &'a PatchCodec,
-    /// Coordinate bins of the mesh tokens (the vocabulary's mesh range).
-    pub mesh_bins: u32,
+    /// The mesh tokenizer (its bins are the vocabulary's mesh range).
+    pub mesh_codec: encoders::mesh::MeshCodec,
     /// The teacher, phonemizer and mel codec, for the speech tasks.
     pub speech: Option<&'a crate::speech::SpeechKit>,
 }
@@ -129,11 +129,12 @@ impl Writer<'_> {
     }
 
     /// text-to-mesh: "Model: PROMPT" then the solid's faces as coordinate
-    /// tokens (PolyGen order, `mesh_bins` bins).
+    /// tokens (PolyGen order, on the mesh codec's grid).
     pub fn text_to_mesh(&self, solid: &SolidSpec) -> Result<Sequence, DataError> {
         use encoders::Codec;
-        let codec = encoders::mesh::MeshCodec::new(self.mesh_bins)?;
-        let encoders::Codes::Mesh(mesh) = codec.encode(&modalities::Media::Mesh(solid.mesh()))?
+        let encoders::Codes::Mesh(mesh) = self
+            .mesh_codec
+            .encode(&modalities::Media::Mesh(solid.mesh()))?
         else {
             return Err(DataError::Tokenizer(
                 "the mesh codec made no mesh codes".into(),

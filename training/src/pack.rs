@@ -173,7 +173,7 @@ pub fn write_pack(
          modalities:\n  image:\n    codec: image\n    layout: vocab\n    first_token: {image}\n    \
          begin: <|image_start|>\n    end: <|image_end|>\n    grid: [{grid}, {grid}]\n{rows}  \
          video:\n    begin: <|video_start|>\n    end: <|video_end|>\n  \
-         mesh:\n    layout: vocab\n    bins: {bins}\n    first_token: {mesh}\n    \
+         mesh:\n    layout: vocab\n    bins: {bins}\n{extent}    first_token: {mesh}\n    \
          begin: <|mesh_start|>\n    end: <|mesh_end|>\n{audio_block}{frontend}\
          defaults:\n  image_grid: [{grid}, {grid}]\n  image_pixels: [256, 256]\n  video_fps: {fps}\n  video_seconds: {seconds}\n  \
          max_mesh_faces: {faces}\n  guidance_scale: 1.0\n  max_text_tokens: 48\n  \
@@ -185,6 +185,11 @@ pub fn write_pack(
         image = prepared.ids.image,
         rows = row_markers,
         bins = recipe.vocab.mesh_bins,
+        extent = recipe
+            .vocab
+            .mesh_extent
+            .map(|e| format!("    extent: {e}\n"))
+            .unwrap_or_default(),
         mesh = prepared.ids.mesh,
         fps = crate::world::FPS,
         seconds = f64::from(crate::world::FRAMES) / f64::from(crate::world::FPS),
@@ -286,6 +291,14 @@ mod tests {
             assert!(runner.pack().supports(task), "{task}");
         }
         assert!(!runner.pack().supports(TaskName::Chat));
+        let Some(pipelines::pack::MeshLayout::Vocab { frame, .. }) = runner.pack().mesh else {
+            panic!("meshes are vocabulary codes")
+        };
+        assert_eq!(
+            frame,
+            encoders::mesh::MeshFrame::Fixed { extent: 2.0 },
+            "the pack decodes meshes on the grid it was trained on"
+        );
 
         // The evaluation runs every task, and hears the teacher as itself.
         let report = crate::eval::evaluate(

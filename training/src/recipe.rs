@@ -108,6 +108,10 @@ pub struct VocabRecipe {
     /// Ids kept for mel codes (the speech modality).
     pub audio_codes: usize,
     pub mesh_bins: usize,
+    /// The side of the fixed cube about the origin that the mesh grid
+    /// covers, in world units; absent, each mesh's own bounding box.
+    #[serde(default)]
+    pub mesh_extent: Option<f32>,
     /// A marker token opening each row of image codes (`<|row_0|>` ...),
     /// so the model reads which row it draws instead of counting codes.
     #[serde(default)]
@@ -200,6 +204,13 @@ impl Recipe {
         if !(t.focal >= 0.0 && t.focal.is_finite()) {
             return bad("train.focal must be 0 (plain cross-entropy) or positive");
         }
+        if self
+            .vocab
+            .mesh_extent
+            .is_some_and(|e| !(e > 0.0 && e.is_finite()))
+        {
+            return bad("vocab.mesh_extent must be positive (the side of the mesh grid's cube)");
+        }
         if self.image_codec.codes == 0 || self.vocab.mesh_bins < 2 {
             return bad("image_codec.codes must be positive and vocab.mesh_bins at least 2");
         }
@@ -282,8 +293,12 @@ mod tests {
         std::fs::write(&path, text.replace("steps:", "stepz:")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("stepz"), "{e}");
-        std::fs::write(&path, format!("{text}  focal: -1\n")).unwrap();
+        assert!(text.contains("focal: 2.0"));
+        std::fs::write(&path, text.replace("focal: 2.0", "focal: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.focal"), "{e}");
+        std::fs::write(&path, text.replace("mesh_bins: 64", "mesh_bins: 64\n  mesh_extent: 0")).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("vocab.mesh_extent"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use encoders::image::patch::PatchCodec;
+use encoders::mesh::{MeshCodec, MeshFrame};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -50,6 +51,7 @@ pub struct Prepared {
     pub tokenizer: Tokenizer,
     pub ids: CodeIds,
     pub image_codec: PatchCodec,
+    pub mesh_codec: MeshCodec,
     pub speech: Option<crate::speech::SpeechKit>,
 }
 
@@ -79,20 +81,23 @@ impl Prepared {
             .map(|s| crate::speech::SpeechKit::fit(s, recipe.world_seed))
             .transpose()
             .map_err(DataError::from)?;
+        let mesh_codec = MeshCodec::new(recipe.vocab.mesh_bins as u32)?
+            .with_frame(MeshFrame::from_extent(recipe.vocab.mesh_extent)?);
         Ok(Prepared {
             tokenizer,
             ids,
             image_codec,
+            mesh_codec,
             speech,
         })
     }
 
-    pub fn writer(&self, recipe: &Recipe) -> Writer<'_> {
+    pub fn writer(&self) -> Writer<'_> {
         Writer {
             tokenizer: &self.tokenizer,
             ids: self.ids,
             image_codec: &self.image_codec,
-            mesh_bins: recipe.vocab.mesh_bins as u32,
+            mesh_codec: self.mesh_codec,
             speech: self.speech.as_ref(),
         }
     }
@@ -170,7 +175,7 @@ pub fn train(
     mut on_step: impl FnMut(&Progress) -> bool,
 ) -> Result<RunState, RunError> {
     let t = &recipe.train;
-    let writer = prepared.writer(recipe);
+    let writer = prepared.writer();
     let pad = prepared.token("<|endoftext|>")?;
     let mut opt = AdamW::new(
         &model.varmap,
@@ -253,7 +258,7 @@ pub fn held_out_loss(
     model: &MoeModel,
     per_task: usize,
 ) -> Result<Vec<(TrainTask, f32)>, RunError> {
-    let writer = prepared.writer(recipe);
+    let writer = prepared.writer();
     let pad = prepared.token("<|endoftext|>")?;
     let mut world = World::new(recipe.world_seed ^ 0xE7A1);
     let mut out = Vec::new();
@@ -301,7 +306,7 @@ mod tests {
         let mut recipe = crate::testing::tiny_speech(dir.path());
         recipe.validate().unwrap();
         let prepared = Prepared::fit(&recipe).unwrap();
-        let writer = prepared.writer(&recipe);
+        let writer = prepared.writer();
         let ids = prepared.ids;
         let phone = prepared.token("<|ph_AA|>").unwrap();
         assert!(phone < ids.image, "phoneme tokens sit before the codes");

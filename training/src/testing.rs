@@ -15,6 +15,7 @@ pub fn tiny() -> Recipe {
     r.vocab.text = 300;
     r.vocab.audio_codes = 4;
     r.vocab.mesh_bins = 16;
+    r.vocab.mesh_extent = Some(2.0);
     r.model.hidden_size = 32;
     r.model.layers = 2;
     r.model.head_dim = 8;
@@ -60,7 +61,7 @@ pub struct SceneWriting {
     pub tokenizer: tokenizers::Tokenizer,
     pub ids: crate::vocab::CodeIds,
     pub codec: encoders::image::patch::PatchCodec,
-    pub mesh_bins: u32,
+    pub mesh_codec: encoders::mesh::MeshCodec,
 }
 
 impl SceneWriting {
@@ -87,7 +88,8 @@ impl SceneWriting {
             tokenizer,
             ids,
             codec,
-            mesh_bins: mesh_bins as u32,
+            mesh_codec: encoders::mesh::MeshCodec::new(mesh_bins as u32)
+                .unwrap_or_else(|e| panic!("{e}")),
         }
     }
 
@@ -96,7 +98,7 @@ impl SceneWriting {
             tokenizer: &self.tokenizer,
             ids: self.ids,
             image_codec: &self.codec,
-            mesh_bins: self.mesh_bins,
+            mesh_codec: self.mesh_codec,
             speech: None,
         }
     }

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use encoders::codes::{AudioCodes, ImageCodes};
+use encoders::mesh::MeshFrame;
 use encoders::{Codec, Codes};
 use modalities::{Audio, Image, Media};
 
@@ -296,19 +297,21 @@ impl AudioLayout {
 pub enum MeshLayout {
     Vocab {
         bins: u32,
+        frame: MeshFrame,
         first: u32,
         begin: u32,
         end: u32,
     },
     Text {
         bins: u32,
+        frame: MeshFrame,
     },
 }
 
 impl MeshLayout {
     pub fn bins(&self) -> u32 {
         match self {
-            MeshLayout::Vocab { bins, .. } | MeshLayout::Text { bins } => *bins,
+            MeshLayout::Vocab { bins, .. } | MeshLayout::Text { bins, .. } => *bins,
         }
     }
 }

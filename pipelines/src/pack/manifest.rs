@@ -123,6 +123,11 @@ pub struct MeshBlock {
     pub layout: Layout,
     #[serde(default = "default_bins")]
     pub bins: u32,
+    /// The side of the fixed cube about the origin the grid covers (the
+    /// codes keep size and proportions); absent, each mesh's own bounding
+    /// box (MeshGPT's normalisation).
+    #[serde(default)]
+    pub extent: Option<f32>,
     /// Vocab layout: the token of coordinate 0.
     pub first_token: Option<u32>,
     /// Vocab layout: the markers around the face tokens. The text layout

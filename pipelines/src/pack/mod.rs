@@ -151,8 +151,13 @@ impl Pack {
             None => None,
             Some(spec) => {
                 encoders::mesh::MeshCodec::new(spec.bins)?;
+                let frame = encoders::mesh::MeshFrame::from_extent(spec.extent)
+                    .map_err(|e| bad(format!("modalities.mesh.extent: {e}")))?;
                 match spec.layout {
-                    Layout::Text => Some(MeshLayout::Text { bins: spec.bins }),
+                    Layout::Text => Some(MeshLayout::Text {
+                        bins: spec.bins,
+                        frame,
+                    }),
                     Layout::Vocab => {
                         fn need<'a>(
                             v: &'a Option<String>,
@@ -166,6 +171,7 @@ impl Pack {
                         })?;
                         Some(MeshLayout::Vocab {
                             bins: spec.bins,
+                            frame,
                             first,
                             begin: marker(
                                 need(&spec.begin, "modalities.mesh.begin").map_err(&bad)?,
@@ -269,6 +275,7 @@ impl Pack {
             first,
             begin,
             end,
+            ..
         }) = &self.mesh
         {
             ranges.push(("modalities.mesh codes".into(), *first..first + bins));

@@ -486,6 +486,7 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
     let (constraint, max_tokens, finish): (MakeConstraint, usize, Finish) = match *layout {
         MeshLayout::Vocab {
             bins,
+            frame,
             first,
             begin,
             end,
@@ -494,11 +495,11 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
             2 + 9 * max_faces,
             Box::new(move |tokens, _| {
                 let coords: Vec<u32> = strip(tokens)?.iter().map(|t| t - first).collect();
-                let mesh = QuantizedMesh::from_tokens(bins, &coords)?.to_mesh()?;
+                let mesh = QuantizedMesh::from_tokens(bins, &coords)?.to_mesh_in(frame)?;
                 Ok(TaskOutput::Media(Media::Mesh(mesh)))
             }),
         ),
-        MeshLayout::Text { bins } => {
+        MeshLayout::Text { bins, frame } => {
             let tokens = runner.obj_tokens();
             let end = pack.model.tokenizer.eos_ids().to_vec();
             let tokenizer = pack.model.tokenizer.clone();
@@ -529,7 +530,7 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
                 Box::new(move |tokens, _| {
                     // Media requests skip streaming text; the tokens decode here.
                     let text = tokenizer.decode(tokens, true)?;
-                    let mesh = encoders::mesh::from_obj_text(&text, bins)?.to_mesh()?;
+                    let mesh = encoders::mesh::from_obj_text(&text, bins)?.to_mesh_in(frame)?;
                     Ok(TaskOutput::Media(Media::Mesh(mesh)))
                 }),
             )

@@ -86,17 +86,18 @@ pub(crate) fn media_tokens(pack: &Pack, media: &Media) -> Result<Vec<u32>> {
             Ok(tokens)
         }
         Media::Mesh(mesh) => match pack.mesh.as_ref().ok_or_else(|| missing("mesh"))? {
-            crate::pack::MeshLayout::Text { bins } => {
-                let text = encoders::mesh::to_obj_text(mesh, *bins)?;
+            crate::pack::MeshLayout::Text { bins, frame } => {
+                let text = encoders::mesh::to_obj_text(mesh, *bins, *frame)?;
                 pack.model.tokenizer.encode(&text, false)
             }
             crate::pack::MeshLayout::Vocab {
                 bins,
+                frame,
                 first,
                 begin,
                 end,
             } => {
-                let q = encoders::mesh::QuantizedMesh::from_mesh(mesh, *bins)?;
+                let q = encoders::mesh::QuantizedMesh::from_mesh_in(mesh, *bins, *frame)?;
                 let mut tokens = vec![*begin];
                 tokens.extend(q.tokens().iter().map(|c| first + c));
                 tokens.push(*end);
