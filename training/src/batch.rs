@@ -241,7 +241,7 @@ mod tests {
     use super::*;
     use crate::model::MoeModel;
     use crate::run::Prepared;
-    use crate::testing::tiny;
+    use crate::testing::{max_abs, tiny};
 
     #[test]
     fn batches_depend_only_on_the_recipe_and_the_step() {
@@ -345,21 +345,8 @@ mod tests {
                     sum = (sum + got).unwrap();
                 }
             }
-            let diff = (sum - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs(&(sum - want).unwrap());
+            let scale = max_abs(want);
             assert!(diff <= 1e-4 * scale.max(1e-3), "{diff} of {scale}");
             checked += 1;
         }

@@ -297,7 +297,11 @@ mod tests {
         std::fs::write(&path, text.replace("focal: 2.0", "focal: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.focal"), "{e}");
-        std::fs::write(&path, text.replace("mesh_bins: 64", "mesh_bins: 64\n  mesh_extent: 0")).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("mesh_bins: 64", "mesh_bins: 64\n  mesh_extent: 0"),
+        )
+        .unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("vocab.mesh_extent"), "{e}");
     }

@@ -4,6 +4,14 @@ use std::path::Path;
 
 use crate::recipe::{Recipe, SpeechRecipe, TrainTask};
 
+/// The largest absolute value in `t`.
+pub fn max_abs(t: &candle_core::Tensor) -> f32 {
+    t.abs()
+        .and_then(|a| a.max_all())
+        .and_then(|m| m.to_scalar::<f32>())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The starter recipe with a tiny codec, vocabulary and model.
 pub fn tiny() -> Recipe {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/recipes/starter.yaml");
