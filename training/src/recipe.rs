@@ -204,11 +204,8 @@ impl Recipe {
         if !(t.focal >= 0.0 && t.focal.is_finite()) {
             return bad("train.focal must be 0 (plain cross-entropy) or positive");
         }
-        if self
-            .vocab
-            .mesh_extent
-            .is_some_and(|e| !(e > 0.0 && e.is_finite()))
-        {
+        // The codec's own check: one rule for packs and recipes.
+        if encoders::mesh::MeshFrame::from_extent(self.vocab.mesh_extent).is_err() {
             return bad("vocab.mesh_extent must be positive (the side of the mesh grid's cube)");
         }
         if self.image_codec.codes == 0 || self.vocab.mesh_bins < 2 {
