@@ -3,7 +3,9 @@
 //! Vertices are normalised into the unit cube centred on the origin (the
 //! bounding box's centre, scaled by its longest side, as MeshGPT does; or,
 //! with [`MeshFrame::Fixed`], a fixed cube about the origin, so the codes
-//! keep the mesh's size and proportions) and quantised to `bins` levels per
+//! keep the mesh's size and proportions; or, with [`MeshFrame::Stretched`],
+//! each axis of the bounding box stretched over the grid, its size kept in
+//! three tokens before the faces) and quantised to `bins` levels per
 //! axis. Vertices that fall in the same cell merge; faces
 //! that collapse are dropped. Vertices are sorted by z, then y, then x;
 //! each face is rotated to start at its lowest vertex (keeping its winding)
@@ -43,18 +45,37 @@ pub enum MeshFrame {
     /// mesh: a tall solid and a plain one share their widths' codes, so a
     /// model can learn size and shape apart. Vertices outside are an error.
     Fixed { extent: f32 },
+    /// Each axis of the mesh's bounding box stretched over the whole grid,
+    /// and the box's size (a side of at most `extent`) in three tokens
+    /// before the faces: the faces hold the shape alone and the three
+    /// tokens its size and proportions, so a tall pyramid has a pyramid's
+    /// faces and a tall solid's size tokens.
+    Stretched { extent: f32 },
 }
 
 impl MeshFrame {
-    /// `None` is the bounding box; `Some(extent)` a fixed cube, which must
-    /// be positive and finite.
-    pub fn from_extent(extent: Option<f32>) -> Result<MeshFrame> {
-        match extent {
-            None => Ok(MeshFrame::BoundingBox),
-            Some(e) if e.is_finite() && e > 0.0 => Ok(MeshFrame::Fixed { extent: e }),
-            Some(e) => Err(CodecError::Codes(format!(
+    /// `None` is the bounding box; `Some(extent)` a fixed cube, or with
+    /// `stretch` the stretched box within it. The extent must be positive
+    /// and finite; stretching needs one.
+    pub fn new(extent: Option<f32>, stretch: bool) -> Result<MeshFrame> {
+        match (extent, stretch) {
+            (None, false) => Ok(MeshFrame::BoundingBox),
+            (None, true) => Err(CodecError::Codes(
+                "a stretched mesh frame needs the extent its size tokens measure".into(),
+            )),
+            (Some(e), _) if !(e.is_finite() && e > 0.0) => Err(CodecError::Codes(format!(
                 "the mesh extent must be positive and finite, got {e}"
             ))),
+            (Some(e), false) => Ok(MeshFrame::Fixed { extent: e }),
+            (Some(e), true) => Ok(MeshFrame::Stretched { extent: e }),
+        }
+    }
+
+    /// Tokens before the faces: the size of a stretched box.
+    pub fn header_len(self) -> usize {
+        match self {
+            MeshFrame::Stretched { .. } => 3,
+            _ => 0,
         }
     }
 }
@@ -68,6 +89,9 @@ pub struct QuantizedMesh {
     pub vertices: Vec<[u32; 3]>,
     /// Each starts at its lowest index; sorted; no degenerate or repeated faces.
     pub faces: Vec<[u32; 3]>,
+    /// In a stretched frame, the box's side on x, y, z: `s` is `(s + 1) /
+    /// bins` of the frame's extent.
+    pub size: Option<[u32; 3]>,
 }
 
 fn check_bins(bins: u32) -> Result<u32> {
@@ -102,7 +126,7 @@ impl QuantizedMesh {
                     ));
                 }
                 let centre: [f32; 3] = std::array::from_fn(|a| (lo[a] + hi[a]) / 2.0);
-                (centre, extent)
+                (centre, [extent; 3])
             }
             MeshFrame::Fixed { extent } => {
                 // Half a bin of slack: a vertex on the cube's face belongs in it.
@@ -115,17 +139,40 @@ impl QuantizedMesh {
                         ["x", "y", "z"][a]
                     )));
                 }
-                ([0.0; 3], extent)
+                ([0.0; 3], [extent; 3])
+            }
+            MeshFrame::Stretched { extent } => {
+                let limit = extent * (1.0 + 1.0 / bins as f32);
+                if let Some(a) = (0..3).find(|&a| hi[a] - lo[a] > limit) {
+                    return Err(CodecError::Input(format!(
+                        "the mesh is {} long on axis {}, more than the codec's extent {extent}",
+                        hi[a] - lo[a],
+                        ["x", "y", "z"][a]
+                    )));
+                }
+                let centre: [f32; 3] = std::array::from_fn(|a| (lo[a] + hi[a]) / 2.0);
+                (centre, std::array::from_fn(|a| hi[a] - lo[a]))
             }
         };
         let cell = |p: [f32; 3]| -> [u32; 3] {
             std::array::from_fn(|a| {
-                let unit = (p[a] - centre[a]) / extent + 0.5;
+                // A flat axis (a plane) sits in the middle bin.
+                let unit = if extent[a] > 0.0 {
+                    (p[a] - centre[a]) / extent[a] + 0.5
+                } else {
+                    0.5
+                };
                 ((unit * bins as f32).floor() as i64).clamp(0, i64::from(bins) - 1) as u32
             })
         };
         let vertices: Vec<[u32; 3]> = mesh.positions.iter().map(|&p| cell(p)).collect();
-        let q = QuantizedMesh::canonical(bins, &vertices, &mesh.triangles);
+        let mut q = QuantizedMesh::canonical(bins, &vertices, &mesh.triangles);
+        if let MeshFrame::Stretched { extent: cube } = frame {
+            q.size = Some(extent.map(|side| {
+                let s = (side / cube * bins as f32).round() as i64 - 1;
+                s.clamp(0, i64::from(bins) - 1) as u32
+            }));
+        }
         if q.faces.is_empty() {
             return Err(CodecError::Input(format!(
                 "no triangle survives quantisation to {bins} bins (the mesh is degenerate or too fine)"
@@ -180,6 +227,7 @@ impl QuantizedMesh {
                 .into_iter()
                 .map(|f| f.map(|i| renumber[i as usize]))
                 .collect(),
+            size: None,
         }
     }
 
@@ -190,40 +238,56 @@ impl QuantizedMesh {
 
     /// The mesh in `frame`'s space: the unit cube about the origin for the
     /// bounding box (whose size the codes do not keep), the fixed cube's
-    /// own units otherwise.
+    /// own units otherwise (a stretched box centred on the origin).
     pub fn to_mesh_in(&self, frame: MeshFrame) -> Result<Mesh> {
         let b = self.bins as f32;
-        let scale = match frame {
-            MeshFrame::BoundingBox => 1.0,
-            MeshFrame::Fixed { extent } => extent,
+        let scale: [f32; 3] = match frame {
+            MeshFrame::BoundingBox => [1.0; 3],
+            MeshFrame::Fixed { extent } => [extent; 3],
+            MeshFrame::Stretched { extent } => {
+                let size = self.size.ok_or_else(|| {
+                    CodecError::Codes("a stretched mesh frame needs the mesh's size tokens".into())
+                })?;
+                size.map(|s| (s as f32 + 1.0) / b * extent)
+            }
         };
         let positions = self
             .vertices
             .iter()
-            .map(|v| v.map(|c| ((c as f32 + 0.5) / b - 0.5) * scale))
+            .map(|v| std::array::from_fn(|a| ((v[a] as f32 + 0.5) / b - 0.5) * scale[a]))
             .collect();
         Ok(Mesh::new(positions, self.faces.clone())?)
     }
 
-    /// Nine tokens per face: (z, y, x) of each of its vertices.
+    /// The size (z, y, x) in a stretched frame, then nine tokens per face:
+    /// (z, y, x) of each of its vertices.
     pub fn tokens(&self) -> Vec<u32> {
-        self.faces
-            .iter()
-            .flat_map(|f| {
+        let header = self.size.map(|s| [s[2], s[1], s[0]]);
+        header
+            .into_iter()
+            .flatten()
+            .chain(self.faces.iter().flat_map(|f| {
                 f.iter().flat_map(|&i| {
                     let v = self.vertices[i as usize];
                     [v[2], v[1], v[0]]
                 })
-            })
+            }))
             .collect()
     }
 
     /// Rebuilds a mesh from tokens, repairing duplicates and degenerate faces.
     pub fn from_tokens(bins: u32, tokens: &[u32]) -> Result<QuantizedMesh> {
+        QuantizedMesh::from_tokens_in(bins, tokens, MeshFrame::BoundingBox)
+    }
+
+    /// Rebuilds a mesh from the tokens of `frame` (a stretched frame's
+    /// start with the size).
+    pub fn from_tokens_in(bins: u32, tokens: &[u32], frame: MeshFrame) -> Result<QuantizedMesh> {
         let bins = check_bins(bins)?;
-        if tokens.is_empty() || !tokens.len().is_multiple_of(9) {
+        let header = frame.header_len();
+        if tokens.len() < header {
             return Err(CodecError::Codes(format!(
-                "{} tokens is not a positive multiple of 9 (3 vertices x (z, y, x) per face)",
+                "{} tokens cannot hold the {header} size tokens of a stretched mesh",
                 tokens.len()
             )));
         }
@@ -232,15 +296,25 @@ impl QuantizedMesh {
                 "token {t} at position {at} is outside 0..{bins}"
             )));
         }
+        let (size, tokens) = tokens.split_at(header);
+        if tokens.is_empty() || !tokens.len().is_multiple_of(9) {
+            return Err(CodecError::Codes(format!(
+                "{} face tokens is not a positive multiple of 9 (3 vertices x (z, y, x) per face)",
+                tokens.len()
+            )));
+        }
         let vertices: Vec<[u32; 3]> = tokens.chunks_exact(3).map(|c| [c[2], c[1], c[0]]).collect();
         let faces: Vec<[u32; 3]> = (0..vertices.len() as u32 / 3)
             .map(|f| [3 * f, 3 * f + 1, 3 * f + 2])
             .collect();
-        let q = QuantizedMesh::canonical(bins, &vertices, &faces);
+        let mut q = QuantizedMesh::canonical(bins, &vertices, &faces);
         if q.faces.is_empty() {
             return Err(CodecError::Codes(
                 "every face is degenerate (repeated or collinear vertices)".into(),
             ));
+        }
+        if let [z, y, x] = *size {
+            q.size = Some([x, y, z]);
         }
         Ok(q)
     }
@@ -264,6 +338,11 @@ fn collinear(zyx: &[[u32; 3]], f: [u32; 3]) -> bool {
 /// The LLaMA-Mesh text form: `v x y z` with integer coordinates in
 /// `0..bins`, then `f a b c` with 1-based indices.
 pub fn to_obj_text(mesh: &Mesh, bins: u32, frame: MeshFrame) -> Result<String> {
+    if frame.header_len() > 0 {
+        return Err(CodecError::Codes(
+            "the OBJ text form has no place for a stretched frame's size".into(),
+        ));
+    }
     let q = QuantizedMesh::from_mesh_in(mesh, bins, frame)?;
     let mut text = String::new();
     for v in &q.vertices {
@@ -425,7 +504,8 @@ impl Codec for MeshCodec {
             )));
         }
         Ok(Media::Mesh(
-            QuantizedMesh::from_tokens(m.bins, &m.tokens)?.to_mesh_in(self.frame)?,
+            QuantizedMesh::from_tokens_in(m.bins, &m.tokens, self.frame)?
+                .to_mesh_in(self.frame)?,
         ))
     }
 }
@@ -517,7 +597,7 @@ mod tests {
     /// codes, and decoding gives back the mesh in its own units.
     #[test]
     fn a_fixed_frame_keeps_size_and_proportion_in_the_codes() {
-        let frame = MeshFrame::from_extent(Some(8.0)).unwrap();
+        let frame = MeshFrame::new(Some(8.0), false).unwrap();
         let codec = MeshCodec::new(64).unwrap().with_frame(frame);
         let stretched = |h: f32| {
             let mut m = cube();
@@ -547,11 +627,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("axis y") && e.contains("side 8"), "{e}");
-        assert!(MeshFrame::from_extent(Some(-1.0)).is_err());
+        assert!(MeshFrame::new(Some(-1.0), false).is_err());
         assert_eq!(
-            MeshFrame::from_extent(None).unwrap(),
+            MeshFrame::new(None, false).unwrap(),
             MeshFrame::BoundingBox
         );
+    }
+
+    /// In a stretched frame a tall cube has the plain cube's face tokens
+    /// and differs only in its y size token; decoding restores its size.
+    #[test]
+    fn a_stretched_frame_keeps_shape_in_the_faces_and_size_in_three_tokens() {
+        let frame = MeshFrame::new(Some(8.0), true).unwrap();
+        let codec = MeshCodec::new(64).unwrap().with_frame(frame);
+        let stretched = |h: f32| {
+            let mut m = cube();
+            m.positions.iter_mut().for_each(|p| p[1] *= h);
+            m
+        };
+        let tokens = |m: Mesh| match codec.encode(&Media::Mesh(m)).unwrap() {
+            Codes::Mesh(m) => m.tokens,
+            other => panic!("{other:?}"),
+        };
+        let (plain, tall) = (tokens(stretched(1.0)), tokens(stretched(1.5)));
+        // The cube is 2 x 2 x 2: a quarter of the extent, 16 bins (s = 15).
+        assert_eq!(plain[..3], [15, 15, 15]);
+        assert_eq!(tall[..3], [15, 23, 15], "(z, y, x): only y grows");
+        assert_eq!(plain[3..], tall[3..], "the same faces");
+        let back = decode(
+            &codec,
+            &Codes::Mesh(MeshCodes {
+                bins: 64,
+                tokens: tall.clone(),
+            }),
+        );
+        let [lo, hi] = back.bbox().unwrap();
+        let sides: Vec<f32> = (0..3).map(|a| hi[a] - lo[a]).collect();
+        // Cell centres: the outer vertices sit half a bin inside the box.
+        assert!((sides[1] / sides[0] - 1.5).abs() < 0.01, "{sides:?}");
+        assert!((sides[0] - 2.0 * 63.0 / 64.0).abs() < 1e-4, "{sides:?}");
+        // Errors: a size token out of range, a mesh longer than the
+        // extent, a frame without an extent, the text form.
+        let mut bad = tall.clone();
+        bad[1] = 64;
+        let e = QuantizedMesh::from_tokens_in(64, &bad, frame).unwrap_err();
+        assert!(e.to_string().contains("position 1"), "{e}");
+        let e = codec
+            .encode(&Media::Mesh(stretched(5.0)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("axis y") && e.contains("extent 8"), "{e}");
+        assert!(MeshFrame::new(None, true).is_err());
+        assert!(to_obj_text(&cube(), 64, frame).is_err());
+        assert!(QuantizedMesh::from_tokens(64, &tall[3..])
+            .unwrap()
+            .to_mesh_in(frame)
+            .is_err());
     }
 
     #[test]

@@ -169,9 +169,22 @@ impl Writer<'_> {
 
     /// text-to-speech: "Say: " and the sentence's phonemes, then the
     /// teacher's reading as mel codes.
+    /// With word markers, marker `k` opens word `k`'s phonemes in the
+    /// prompt and its codes in the audio.
     pub fn text_to_speech(&self, sentence: &str) -> Result<Sequence, DataError> {
-        let phonemes = self.speech()?.phonemizer.tokens(sentence);
-        let mut target = self.speech_block(sentence)?;
+        let kit = self.speech()?;
+        let phonemes = kit.phonemizer.marked_tokens(sentence, &kit.word_markers);
+        let mut target = if kit.word_markers.is_empty() {
+            self.speech_block(sentence)?
+        } else {
+            let mut block = vec![self.marker("<|audio_start|>")?];
+            for (k, codes) in kit.word_codes(sentence)?.into_iter().enumerate() {
+                block.push(self.marker(&kit.word_markers[k % kit.word_markers.len()])?);
+                block.extend(codes.iter().map(|&c| self.ids.audio + c));
+            }
+            block.push(self.marker("<|audio_end|>")?);
+            block
+        };
         target.push(self.end()?);
         Ok(Sequence {
             prompt: self.text(&user_turn(&format!("Say: {phonemes}")))?,

@@ -131,8 +131,13 @@ pub fn write_pack(
         )?;
         audio_block = format!(
             "  audio:\n    codec: audio\n    layout: vocab\n    first_token: {}\n    slots: level\n    \
-             begin: <|audio_start|>\n    end: <|audio_end|>\n",
-            prepared.ids.audio
+             begin: <|audio_start|>\n    end: <|audio_end|>\n{}",
+            prepared.ids.audio,
+            if kit.word_markers.is_empty() {
+                String::new()
+            } else {
+                format!("    word_markers: [{}]\n", kit.word_markers.join(", "))
+            }
         );
         frontend =
             "speech:\n  lexicon: speech/cmudict.dict\n  rules: speech/letter-to-sound.json\n"
@@ -177,7 +182,7 @@ pub fn write_pack(
          begin: <|mesh_start|>\n    end: <|mesh_end|>\n{audio_block}{frontend}\
          defaults:\n  image_grid: [{grid}, {grid}]\n  image_pixels: [256, 256]\n  video_fps: {fps}\n  video_seconds: {seconds}\n  \
          max_mesh_faces: {faces}\n  guidance_scale: 1.0\n  max_text_tokens: 48\n  \
-         max_speech_seconds: 8.0\n\
+         max_speech_seconds: 12.0\n\
          tasks:\n{tasks}\
          sha256:\n{hashes}",
         name = recipe.name,
@@ -188,7 +193,14 @@ pub fn write_pack(
         extent = recipe
             .vocab
             .mesh_extent
-            .map(|e| format!("    extent: {e}\n"))
+            .map(|e| {
+                let stretch = if recipe.vocab.mesh_stretch {
+                    "    stretch: true\n"
+                } else {
+                    ""
+                };
+                format!("    extent: {e}\n{stretch}")
+            })
             .unwrap_or_default(),
         mesh = prepared.ids.mesh,
         fps = crate::world::FPS,
@@ -234,6 +246,7 @@ mod tests {
 
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
+        assert_eq!(pack.audio.as_ref().unwrap().word_markers.len(), 4);
         let rows = &pack.image.as_ref().unwrap().row_markers;
         assert_eq!(
             rows.len(),
@@ -296,7 +309,7 @@ mod tests {
         };
         assert_eq!(
             frame,
-            encoders::mesh::MeshFrame::Fixed { extent: 2.0 },
+            encoders::mesh::MeshFrame::Stretched { extent: 2.0 },
             "the pack decodes meshes on the grid it was trained on"
         );
 

@@ -72,6 +72,9 @@ pub struct Recipe {
     pub train: TrainRecipe,
 }
 
+/// More markers than words in any sentence only cost vocabulary.
+const MAX_WORD_MARKERS: usize = 256;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpeechRecipe {
@@ -87,6 +90,11 @@ pub struct SpeechRecipe {
     /// Share of text-to-speech sentences drawn over the whole lexicon
     /// (the rest are world sentences).
     pub broad_share: f64,
+    /// Numbered markers (`<|word_0|>` ...) that open each word's phonemes
+    /// in a text-to-speech prompt and each word's codes in its audio (the
+    /// teacher then reads word by word); 0 for none.
+    #[serde(default)]
+    pub word_markers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +120,11 @@ pub struct VocabRecipe {
     /// covers, in world units; absent, each mesh's own bounding box.
     #[serde(default)]
     pub mesh_extent: Option<f32>,
+    /// Each axis of a mesh's bounding box stretched over the grid and its
+    /// size (within `mesh_extent`) in three tokens before the faces: the
+    /// faces hold the shape, the size tokens its proportions.
+    #[serde(default)]
+    pub mesh_stretch: bool,
     /// A marker token opening each row of image codes (`<|row_0|>` ...),
     /// so the model reads which row it draws instead of counting codes.
     #[serde(default)]
@@ -205,8 +218,10 @@ impl Recipe {
             return bad("train.focal must be 0 (plain cross-entropy) or positive");
         }
         // The codec's own check: one rule for packs and recipes.
-        if encoders::mesh::MeshFrame::from_extent(self.vocab.mesh_extent).is_err() {
-            return bad("vocab.mesh_extent must be positive (the side of the mesh grid's cube)");
+        if let Err(e) =
+            encoders::mesh::MeshFrame::new(self.vocab.mesh_extent, self.vocab.mesh_stretch)
+        {
+            return bad(&format!("vocab.mesh_extent, vocab.mesh_stretch: {e}"));
         }
         if self.image_codec.codes == 0 || self.vocab.mesh_bins < 2 {
             return bad("image_codec.codes must be positive and vocab.mesh_bins at least 2");
@@ -221,6 +236,9 @@ impl Recipe {
             }
             Some(s) if !(0.0..=1.0).contains(&s.broad_share) => {
                 return bad("speech.broad_share must be between 0 and 1");
+            }
+            Some(s) if s.word_markers > MAX_WORD_MARKERS => {
+                return bad("speech.word_markers must be at most 256");
             }
             _ => {}
         }

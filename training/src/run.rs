@@ -72,6 +72,7 @@ impl Prepared {
             audio_codes: recipe.vocab.audio_codes,
             mesh_bins: recipe.vocab.mesh_bins,
             phonemes: recipe.speech.is_some(),
+            word_markers: recipe.speech.as_ref().map_or(0, |s| s.word_markers),
         };
         let (tokenizer, ids) = build_tokenizer(corpus(recipe).into_iter(), plan)
             .map_err(|e| RunError::Tokenizer(e.to_string()))?;
@@ -82,7 +83,7 @@ impl Prepared {
             .transpose()
             .map_err(DataError::from)?;
         let mesh_codec = MeshCodec::new(recipe.vocab.mesh_bins as u32)?
-            .with_frame(MeshFrame::from_extent(recipe.vocab.mesh_extent)?);
+            .with_frame(MeshFrame::new(recipe.vocab.mesh_extent, recipe.vocab.mesh_stretch)?);
         Ok(Prepared {
             tokenizer,
             ids,
@@ -314,16 +315,37 @@ mod tests {
         for _ in 0..4 {
             let s = example(&writer, TrainTask::TextToSpeech, &mut world, Split::Train).unwrap();
             let prompt = prepared.tokenizer.decode(&s.prompt, false).unwrap();
-            assert!(prompt.contains("Say: <|ph_"), "{prompt}");
-            let codes = &s.target[1..s.target.len() - 2];
-            assert!(
-                codes.len() > 30,
-                "a second of speech is 62 codes: {}",
-                codes.len()
-            );
-            assert!(codes
+            assert!(prompt.contains("Say: <|word_0|><|ph_"), "{prompt}");
+            // Each word's codes open with the marker that opens its
+            // phonemes in the prompt, in the same order.
+            let markers: Vec<u32> = (0..4)
+                .map(|k| prepared.token(&format!("<|word_{k}|>")).unwrap())
+                .collect();
+            let in_prompt: Vec<u32> = s
+                .prompt
                 .iter()
-                .all(|&c| (ids.audio..ids.audio + 16).contains(&c)));
+                .copied()
+                .filter(|t| markers.contains(t))
+                .collect();
+            let block = &s.target[1..s.target.len() - 2];
+            let in_audio: Vec<u32> = block
+                .iter()
+                .copied()
+                .filter(|t| markers.contains(t))
+                .collect();
+            assert!(in_prompt.len() >= 3 && in_prompt == in_audio, "{prompt}");
+            assert_eq!(in_audio[..4], markers[..], "numbered in order");
+            for word in block.split(|t| markers.contains(t)).skip(1) {
+                assert!(
+                    word.len() > 5
+                        && word
+                            .iter()
+                            .all(|&c| (ids.audio..ids.audio + 16).contains(&c)),
+                    "each word has its mel codes: {word:?}"
+                );
+            }
+            let codes = block.len() - in_audio.len();
+            assert!(codes > 30, "a second of speech is 62 codes: {codes}");
             let t = example(&writer, TrainTask::Transcribe, &mut world, Split::Train).unwrap();
             let text = prepared
                 .tokenizer

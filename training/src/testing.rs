@@ -24,6 +24,7 @@ pub fn tiny() -> Recipe {
     r.vocab.audio_codes = 4;
     r.vocab.mesh_bins = 16;
     r.vocab.mesh_extent = Some(2.0);
+    r.vocab.mesh_stretch = true;
     r.model.hidden_size = 32;
     r.model.layers = 2;
     r.model.head_dim = 8;
@@ -38,7 +39,7 @@ pub fn tiny() -> Recipe {
 }
 
 /// [`tiny`] with speech: a lexicon of a few world words written into
-/// `dir` (the rest are read by rule), 16 mel codes.
+/// `dir` (the rest are read by rule), 16 mel codes, 4 word markers.
 pub fn tiny_speech(dir: &Path) -> Recipe {
     let lexicon = dir.join("lexicon.dict");
     std::fs::write(
@@ -57,6 +58,7 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
         fit_sentences: 6,
         iterations: 3,
         broad_share: 0.5,
+        word_markers: 4,
     });
     recipe.mix.insert(TrainTask::TextToSpeech, 1.0);
     recipe.mix.insert(TrainTask::Transcribe, 1.0);
@@ -86,6 +88,7 @@ impl SceneWriting {
             audio_codes: 8,
             mesh_bins,
             image_rows: rows,
+            word_markers: 0,
             phonemes: false,
         };
         let (tokenizer, ids) = crate::vocab::build_tokenizer(corpus.into_iter(), plan)

@@ -38,6 +38,8 @@ pub struct VocabPlan {
     /// One token per phoneme (and word break and pause), after the
     /// markers: the input of text-to-speech.
     pub phonemes: bool,
+    /// Word markers of speech (`<|word_0|>` ...); 0 for none.
+    pub word_markers: usize,
 }
 
 /// The first id of each code range in a built tokenizer.
@@ -83,6 +85,9 @@ where
     tokenizer.add_special_tokens(&special(
         (0..plan.image_rows).map(|i| code_name("row", i)).collect(),
     ));
+    tokenizer.add_special_tokens(&special(encoders::speech_text::word_marker_tokens(
+        plan.word_markers,
+    )));
     let mut codes = Vec::new();
     codes.extend((0..plan.image_codes).map(|i| code_name("img", i)));
     codes.extend((0..plan.audio_codes).map(|i| code_name("mel", i)));
@@ -134,6 +139,7 @@ mod tests {
             mesh_bins: 64,
             image_rows: 0,
             phonemes: false,
+            word_markers: 0,
         };
         let (tok, ids) = build_tokenizer(sentences().into_iter(), plan).unwrap();
         assert!(ids.image as usize <= plan.text + MARKERS.len());

@@ -50,21 +50,35 @@ pub struct Phonemizer {
 }
 
 impl Phonemizer {
-    /// The sounds of `text`: words separated by word breaks, pauses where
-    /// the punctuation puts them.
-    pub fn sounds(&self, text: &str) -> Vec<Sound> {
-        let mut out = Vec::new();
-        for spoken in normalize(text, |w| self.lexicon.contains(w)) {
-            match spoken {
-                Spoken::Pause => out.push(Sound::Pause),
+    /// The spoken words of `text` with their phones, and the pauses the
+    /// punctuation puts between them; words with no phones are dropped.
+    pub fn words(&self, text: &str) -> Vec<Said> {
+        normalize(text, |w| self.lexicon.contains(w))
+            .into_iter()
+            .filter_map(|spoken| match spoken {
+                Spoken::Pause => Some(Said::Pause),
                 Spoken::Word(w) => {
-                    if matches!(out.last(), Some(Sound::Phone(_))) {
-                        out.push(Sound::WordBreak);
-                    }
                     let phones = match self.lexicon.get(&w) {
                         Some(p) => p.to_vec(),
                         None => self.rules.predict(&w),
                     };
+                    (!phones.is_empty()).then_some(Said::Word(w, phones))
+                }
+            })
+            .collect()
+    }
+
+    /// The sounds of `text`: words separated by word breaks, pauses where
+    /// the punctuation puts them.
+    pub fn sounds(&self, text: &str) -> Vec<Sound> {
+        let mut out = Vec::new();
+        for said in self.words(text) {
+            match said {
+                Said::Pause => out.push(Sound::Pause),
+                Said::Word(_, phones) => {
+                    if matches!(out.last(), Some(Sound::Phone(_))) {
+                        out.push(Sound::WordBreak);
+                    }
                     out.extend(phones.into_iter().map(Sound::Phone));
                 }
             }
@@ -76,6 +90,42 @@ impl Phonemizer {
     pub fn tokens(&self, text: &str) -> String {
         self.sounds(text).into_iter().map(Sound::token).collect()
     }
+
+    /// The sounds of `text` as tokens with word `k` opened by
+    /// `markers[k % markers.len()]` instead of word breaks between words:
+    /// a speech model trained to open each word's audio with the same
+    /// marker finds the word it is saying by matching it. No markers: the
+    /// plain [`Phonemizer::tokens`].
+    pub fn marked_tokens(&self, text: &str, markers: &[String]) -> String {
+        if markers.is_empty() {
+            return self.tokens(text);
+        }
+        let mut out = String::new();
+        let mut k = 0;
+        for said in self.words(text) {
+            match said {
+                Said::Pause => out.push_str(&Sound::Pause.token()),
+                Said::Word(_, phones) => {
+                    out.push_str(&markers[k % markers.len()]);
+                    k += 1;
+                    out.extend(phones.into_iter().map(|p| Sound::Phone(p).token()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A spoken word with its phones, or a pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    Word(String, Vec<Phone>),
+    Pause,
+}
+
+/// Numbered word markers: `<|word_0|>`, `<|word_1|>`, ...
+pub fn word_marker_tokens(count: usize) -> Vec<String> {
+    (0..count).map(|k| format!("<|word_{k}|>")).collect()
 }
 
 #[cfg(test)]
@@ -105,5 +155,22 @@ mod tests {
         assert_eq!(p.tokens("2"), "<|ph_T|><|ph_UW|>");
         assert_eq!(p.tokens("mit"), "<|ph_M|><|ph_IH|><|ph_T|>");
         assert_eq!(Sound::all_tokens().len(), 41);
+        // Markers open the words (cycling), pauses stay.
+        let markers = word_marker_tokens(2);
+        assert_eq!(
+            p.marked_tokens("Hello, the cat.", &markers),
+            "<|word_0|><|ph_HH|><|ph_AH|><|ph_L|><|ph_OW|><|ph_pau|><|word_1|><|ph_DH|><|ph_AH|>\
+             <|word_0|><|ph_K|><|ph_AE|><|ph_T|>"
+        );
+        assert_eq!(p.marked_tokens("the cat", &[]), p.tokens("the cat"));
+        let words: Vec<String> = p
+            .words("2 cats!")
+            .into_iter()
+            .filter_map(|s| match s {
+                Said::Word(w, _) => Some(w),
+                Said::Pause => None,
+            })
+            .collect();
+        assert_eq!(words, ["two", "cats"], "the words as spoken");
     }
 }

@@ -162,6 +162,9 @@ pub struct AudioLayout {
     pub strides: Vec<usize>,
     /// The level and the index within the frame of each frame position.
     pub frame: Vec<(usize, usize)>,
+    /// Tokens that open each word's frames (word `k` by marker `k` modulo
+    /// their number); empty when the model speaks without them.
+    pub word_markers: Vec<u32>,
 }
 
 impl AudioLayout {
@@ -190,7 +193,22 @@ impl AudioLayout {
             hop,
             strides,
             frame,
+            word_markers: Vec::new(),
         }
+    }
+
+    /// The markers opening the words of a prompt of `words` words, in order.
+    pub fn word_plan(&self, words: usize) -> Vec<u32> {
+        if self.word_markers.is_empty() {
+            return Vec::new();
+        }
+        (0..words)
+            .map(|k| self.word_markers[k % self.word_markers.len()])
+            .collect()
+    }
+
+    pub fn is_word_marker(&self, token: u32) -> bool {
+        self.word_markers.contains(&token)
     }
 
     /// Tokens in one frame.
@@ -264,8 +282,14 @@ impl AudioLayout {
         tokens
     }
 
-    /// The codes of whole frames of tokens (markers excluded).
+    /// The codes of whole frames of tokens (`begin` and `end` excluded;
+    /// word markers are skipped).
     pub fn codes(&self, tokens: &[u32]) -> Result<AudioCodes> {
+        let tokens: Vec<u32> = tokens
+            .iter()
+            .copied()
+            .filter(|&t| !self.is_word_marker(t))
+            .collect();
         let n = self.frame_len();
         if tokens.is_empty() || !tokens.len().is_multiple_of(n) {
             return Err(PipelineError::Request(format!(

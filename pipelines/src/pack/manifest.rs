@@ -115,6 +115,12 @@ pub struct AudioBlock {
     pub slots: Slots,
     pub begin: String,
     pub end: String,
+    /// Tokens that open each word's frames, word `k` by the `k`-th modulo
+    /// their number; the speech frontend opens the prompt's words with the
+    /// same ones, so the model finds the word it says by matching its
+    /// marker instead of counting frames.
+    #[serde(default)]
+    pub word_markers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +134,11 @@ pub struct MeshBlock {
     /// box (MeshGPT's normalisation).
     #[serde(default)]
     pub extent: Option<f32>,
+    /// Each axis of the mesh's bounding box stretched over the grid, the
+    /// box's size (within `extent`) in three tokens before the faces, so
+    /// the faces hold the shape alone (needs `extent`).
+    #[serde(default)]
+    pub stretch: bool,
     /// Vocab layout: the token of coordinate 0.
     pub first_token: Option<u32>,
     /// Vocab layout: the markers around the face tokens. The text layout

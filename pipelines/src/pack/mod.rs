@@ -127,13 +127,24 @@ impl Pack {
                     marker(&spec.begin, "modalities.audio.begin")?,
                     marker(&spec.end, "modalities.audio.end")?,
                 );
-                Some(AudioLayout::new(
+                if !spec.word_markers.is_empty() && manifest.speech.is_none() {
+                    return Err(bad("modalities.audio.word_markers: a model that opens words \
+                         with markers needs the speech frontend (`speech`) to mark the prompt's words"
+                        .into()));
+                }
+                let mut layout = AudioLayout::new(
                     codec,
                     spec.first_token,
                     spec.slots,
                     markers,
                     (sample_rate, hop, strides),
-                ))
+                );
+                layout.word_markers = spec
+                    .word_markers
+                    .iter()
+                    .map(|w| marker(w, "modalities.audio.word_markers"))
+                    .collect::<Result<_>>()?;
+                Some(layout)
             }
         };
         let video = match &m.video {
@@ -151,9 +162,14 @@ impl Pack {
             None => None,
             Some(spec) => {
                 encoders::mesh::MeshCodec::new(spec.bins)?;
-                let frame = encoders::mesh::MeshFrame::from_extent(spec.extent)
+                let frame = encoders::mesh::MeshFrame::new(spec.extent, spec.stretch)
                     .map_err(|e| bad(format!("modalities.mesh.extent: {e}")))?;
                 match spec.layout {
+                    Layout::Text if spec.stretch => {
+                        return Err(bad("modalities.mesh.stretch: the text layout writes \
+                             OBJ lines, which have no place for the size tokens"
+                            .into()))
+                    }
                     Layout::Text => Some(MeshLayout::Text {
                         bins: spec.bins,
                         frame,

@@ -64,25 +64,44 @@ pub(crate) fn image_steps(
 
 /// `begin`, then whole frames (each position from its own range), then
 /// `end` at a frame boundary: after at least one frame, and at the latest
-/// after `max_frames`.
+/// after `max_frames`. A model trained with word markers opens each word's
+/// frames with its marker: `words` lists them in order (one per word of the
+/// prompt), the first comes right after `begin`, each later one at a frame
+/// boundary once its word has a frame, and `end` only after the last.
 pub(crate) struct AudioFrames {
     pub(crate) begin: u32,
     pub(crate) end: u32,
     pub(crate) positions: Vec<Range<u32>>,
     pub(crate) max_frames: usize,
-    /// Tokens accepted so far.
-    count: usize,
+    pub(crate) words: Vec<u32>,
+    started: bool,
+    /// Code tokens accepted so far (markers left out).
+    codes: usize,
+    /// Word markers accepted so far.
+    said: usize,
+    /// Whether the last token was a word marker (its word has no frame yet).
+    after_marker: bool,
     ended: bool,
 }
 
 impl AudioFrames {
-    pub(crate) fn new(begin: u32, end: u32, positions: Vec<Range<u32>>, max_frames: usize) -> Self {
+    pub(crate) fn new(
+        begin: u32,
+        end: u32,
+        positions: Vec<Range<u32>>,
+        max_frames: usize,
+        words: Vec<u32>,
+    ) -> Self {
         AudioFrames {
             begin,
             end,
             positions,
             max_frames: max_frames.max(1),
-            count: 0,
+            words,
+            started: false,
+            codes: 0,
+            said: 0,
+            after_marker: false,
             ended: false,
         }
     }
@@ -93,30 +112,49 @@ impl TokenConstraint for AudioFrames {
         if self.ended {
             return Allowed::Done;
         }
-        if self.count == 0 {
+        if !self.started {
             return Allowed::token(self.begin);
         }
-        let n = self.positions.len();
-        let in_frame = (self.count - 1) % n;
-        let frames = (self.count - 1) / n;
-        match in_frame {
-            0 if frames >= self.max_frames => Allowed::token(self.end),
-            0 if frames > 0 => {
-                Allowed::Only(vec![self.positions[0].clone(), self.end..self.end + 1])
-            }
-            p => Allowed::Only(vec![self.positions[p].clone()]),
+        if let (0, Some(&first)) = (self.said, self.words.first()) {
+            return Allowed::token(first);
         }
+        let n = self.positions.len();
+        let (frames, in_frame) = (self.codes / n, self.codes % n);
+        if in_frame != 0 {
+            return Allowed::Only(vec![self.positions[in_frame].clone()]);
+        }
+        if frames >= self.max_frames {
+            return Allowed::token(self.end);
+        }
+        let mut allowed = vec![self.positions[0].clone()];
+        if !self.after_marker {
+            match self.words.get(self.said) {
+                Some(&next) => allowed.push(next..next + 1),
+                None if frames > 0 => allowed.push(self.end..self.end + 1),
+                None => {}
+            }
+        }
+        Allowed::Only(allowed)
     }
     fn accept(&mut self, token: u32) {
-        if self.count > 0 && token == self.end {
+        let at_boundary = self.codes.is_multiple_of(self.positions.len().max(1));
+        if !self.started {
+            self.started = true;
+        } else if token == self.end {
             self.ended = true;
+        } else if at_boundary && self.words.get(self.said) == Some(&token) {
+            self.said += 1;
+            self.after_marker = true;
+        } else {
+            self.codes += 1;
+            self.after_marker = false;
         }
-        self.count += 1;
     }
 }
 
-/// Mesh faces as coordinate tokens: `begin`, faces of nine tokens (z, y, x
-/// of three vertices), `end` at a face boundary after at least one face.
+/// Mesh faces as coordinate tokens: `begin`, `header` size tokens (a
+/// stretched frame's), faces of nine tokens (z, y, x of three vertices),
+/// `end` at a face boundary after at least one face.
 /// Within a face the vertices must span a triangle, so every face survives
 /// decoding: the last free coordinates exclude the values that would
 /// repeat a vertex or make the three collinear.
@@ -126,6 +164,8 @@ pub(crate) struct MeshFaces {
     pub(crate) first: u32,
     pub(crate) bins: u32,
     pub(crate) max_faces: usize,
+    /// Size tokens still to come before the faces.
+    header: usize,
     face: Vec<u32>,
     faces: usize,
     started: bool,
@@ -133,13 +173,21 @@ pub(crate) struct MeshFaces {
 }
 
 impl MeshFaces {
-    pub(crate) fn new(begin: u32, end: u32, first: u32, bins: u32, max_faces: usize) -> Self {
+    pub(crate) fn new(
+        begin: u32,
+        end: u32,
+        first: u32,
+        bins: u32,
+        max_faces: usize,
+        header: usize,
+    ) -> Self {
         MeshFaces {
             begin,
             end,
             first,
             bins,
             max_faces: max_faces.max(1),
+            header,
             face: Vec::new(),
             faces: 0,
             started: false,
@@ -204,6 +252,9 @@ impl TokenConstraint for MeshFaces {
         if !self.started {
             return Allowed::token(self.begin);
         }
+        if self.header > 0 {
+            return Allowed::Only(vec![self.codes()]);
+        }
         if self.face.is_empty() {
             if self.faces >= self.max_faces {
                 return Allowed::token(self.end);
@@ -224,6 +275,8 @@ impl TokenConstraint for MeshFaces {
     fn accept(&mut self, token: u32) {
         if !self.started {
             self.started = true;
+        } else if self.header > 0 {
+            self.header -= 1;
         } else if self.face.is_empty() && token == self.end {
             self.ended = true;
         } else {
@@ -263,21 +316,39 @@ mod tests {
     fn audio_frames_end_only_at_frame_boundaries_and_at_the_cap() {
         let positions = vec![10..12, 12..14, 14..16];
         // Always the last allowed token: the end marker whenever allowed.
-        let mut c = AudioFrames::new(1, 2, positions.clone(), 5);
+        let mut c = AudioFrames::new(1, 2, positions.clone(), 5, vec![]);
         let out = drive(&mut c, |r| r.last().unwrap().end - 1);
         assert_eq!(out, vec![1, 11, 13, 15, 2], "ends after the first frame");
         // Always the first: codes until the cap of five frames.
-        let mut c = AudioFrames::new(1, 2, positions, 5);
+        let mut c = AudioFrames::new(1, 2, positions, 5, vec![]);
         let out = drive(&mut c, |r| r[0].start);
         assert_eq!(out.len(), 1 + 5 * 3 + 1);
         assert_eq!(out.last(), Some(&2));
     }
 
     #[test]
+    fn word_markers_open_every_word_in_order_before_the_end() {
+        let positions: Vec<Range<u32>> = std::iter::once(10..12).collect();
+        // Word markers 5, 6, 5 (three words, two markers cycling).
+        // Always the last allowed: a marker or the end as soon as allowed.
+        let mut c = AudioFrames::new(1, 2, positions.clone(), 9, vec![5, 6, 5]);
+        let out = drive(&mut c, |r| r.last().unwrap().end - 1);
+        assert_eq!(
+            out,
+            vec![1, 5, 11, 6, 11, 5, 11, 2],
+            "each word gets a frame; the end waits for the last word"
+        );
+        // Always a code: the markers still come first, then codes to the cap.
+        let mut c = AudioFrames::new(1, 2, positions, 3, vec![5, 6, 5]);
+        let out = drive(&mut c, |r| r[0].start);
+        assert_eq!(out, vec![1, 5, 10, 10, 10, 2], "the cap ends it");
+    }
+
+    #[test]
     fn mesh_faces_never_repeat_or_line_up_vertices() {
         // A chooser that tries to degenerate: always the smallest allowed
         // coordinate (all zeros would collapse every face).
-        let mut c = MeshFaces::new(1, 2, 100, 4, 3);
+        let mut c = MeshFaces::new(1, 2, 100, 4, 3, 0);
         let out = drive(&mut c, |r| r[0].start);
         assert_eq!(out.first(), Some(&1));
         assert_eq!(out.last(), Some(&2));

@@ -350,6 +350,20 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
             "prompt: text-to-speech needs the text to say".into(),
         ));
     }
+    let word_markers = pack
+        .manifest
+        .modalities
+        .audio
+        .as_ref()
+        .map(|a| a.word_markers.clone())
+        .unwrap_or_default();
+    let words = pack.phonemizer.as_ref().map_or(0, |p| {
+        p.words(&options.prompt)
+            .iter()
+            .filter(|s| matches!(s, encoders::speech_text::Said::Word(..)))
+            .count()
+    });
+    let word_plan = layout.word_plan(words);
     let mut blocks = Blocks::default();
     let mut vars = Vars {
         prompt: options.prompt.clone(),
@@ -357,7 +371,7 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         phonemes: pack
             .phonemizer
             .as_ref()
-            .map(|p| p.tokens(&options.prompt))
+            .map(|p| p.marked_tokens(&options.prompt, &word_markers))
             .unwrap_or_default(),
         ..Vars::default()
     };
@@ -385,8 +399,16 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         .map(|p| layout.position_range(p))
         .collect();
     let (begin, end) = (layout.begin, layout.end);
-    let constraint: MakeConstraint =
-        Box::new(move || Box::new(AudioFrames::new(begin, end, positions.clone(), max_frames)));
+    let max_tokens = 2 + max_frames * layout.frame_len() + word_plan.len();
+    let constraint: MakeConstraint = Box::new(move || {
+        Box::new(AudioFrames::new(
+            begin,
+            end,
+            positions.clone(),
+            max_frames,
+            word_plan.clone(),
+        ))
+    });
     let decoder = layout.clone();
     let speed = options.speed;
     let rate = pack.defaults().audio_rate;
@@ -403,7 +425,6 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         };
         Ok(TaskOutput::Media(Media::Audio(audio)))
     });
-    let max_tokens = 2 + max_frames * layout.frame_len();
     Ok(media_plan(
         pack, options, prompt, None, max_tokens, constraint, finish,
     ))
@@ -491,11 +512,20 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
             begin,
             end,
         } => (
-            Box::new(move || Box::new(MeshFaces::new(begin, end, first, bins, max_faces))),
-            2 + 9 * max_faces,
+            Box::new(move || {
+                Box::new(MeshFaces::new(
+                    begin,
+                    end,
+                    first,
+                    bins,
+                    max_faces,
+                    frame.header_len(),
+                ))
+            }),
+            2 + frame.header_len() + 9 * max_faces,
             Box::new(move |tokens, _| {
                 let coords: Vec<u32> = strip(tokens)?.iter().map(|t| t - first).collect();
-                let mesh = QuantizedMesh::from_tokens(bins, &coords)?.to_mesh_in(frame)?;
+                let mesh = QuantizedMesh::from_tokens_in(bins, &coords, frame)?.to_mesh_in(frame)?;
                 Ok(TaskOutput::Media(Media::Mesh(mesh)))
             }),
         ),

@@ -8,7 +8,8 @@ pub mod teacher;
 use encoders::mel::{MelCodec, MelConfig};
 use encoders::speech_text::lexicon::Lexicon;
 use encoders::speech_text::lts::LetterToSound;
-use encoders::speech_text::Phonemizer;
+use encoders::speech_text::{Phonemizer, Said};
+use modalities::Audio;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -34,7 +35,15 @@ pub struct SpeechKit {
     /// Words sentences over the lexicon draw from.
     pub pool: Vec<String>,
     pub broad_share: f64,
+    /// The markers opening each word of a text-to-speech example; empty
+    /// when the teacher reads whole sentences.
+    pub word_markers: Vec<String>,
 }
+
+/// Silence around each word of a word-by-word reading, and after a word
+/// that punctuation ends.
+const WORD_GAP_S: f64 = 0.03;
+const PAUSE_S: f64 = 0.2;
 
 impl SpeechKit {
     /// Reads the lexicon, learns its letter-to-sound rules, checks the
@@ -71,6 +80,7 @@ impl SpeechKit {
             pool,
             phonemizer: Phonemizer { lexicon, rules },
             broad_share: recipe.broad_share,
+            word_markers: encoders::speech_text::word_marker_tokens(recipe.word_markers),
         })
     }
 
@@ -85,6 +95,46 @@ impl SpeechKit {
         let audio = self.teacher.speak(text)?;
         let codes = self.codec.encode_audio(&audio)?;
         Ok(codes.codes.into_iter().next().unwrap_or_default())
+    }
+
+    /// The teacher's reading of `text` word by word as mel codes, one list
+    /// per word the phonemizer reads (so per word marker of the prompt):
+    /// each word with a short silence either side, and a longer one after
+    /// a word that punctuation ends.
+    pub fn word_codes(&self, text: &str) -> Result<Vec<Vec<u32>>, SpeechError> {
+        let said = self.phonemizer.words(text);
+        let mut words = Vec::new();
+        let mut pause_after = Vec::new();
+        for s in said {
+            match s {
+                Said::Word(w, _) => {
+                    words.push(w);
+                    pause_after.push(false);
+                }
+                Said::Pause => {
+                    if let Some(last) = pause_after.last_mut() {
+                        *last = true;
+                    }
+                }
+            }
+        }
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pieces = self.teacher.speak_words(&words)?;
+        pieces
+            .into_iter()
+            .zip(pause_after)
+            .map(|(piece, pause)| {
+                let silence = |s: f64| vec![0f32; (s * f64::from(piece.sample_rate)) as usize];
+                let mut samples = silence(WORD_GAP_S);
+                samples.extend_from_slice(&piece.samples);
+                samples.extend(silence(if pause { PAUSE_S } else { WORD_GAP_S }));
+                let audio = Audio { samples, ..piece };
+                let codes = self.codec.encode_audio(&audio)?;
+                Ok(codes.codes.into_iter().next().unwrap_or_default())
+            })
+            .collect()
     }
 }
 
