@@ -593,22 +593,28 @@ mod tests {
         }
     }
 
+    /// The test cube with its height scaled by `h`.
+    fn stretched_cube(h: f32) -> Mesh {
+        let mut m = cube();
+        m.positions.iter_mut().for_each(|p| p[1] *= h);
+        m
+    }
+
+    fn mesh_tokens(codec: &MeshCodec, mesh: Mesh) -> Vec<u32> {
+        match codec.encode(&Media::Mesh(mesh)).unwrap() {
+            Codes::Mesh(m) => m.tokens,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// In a fixed frame, stretching a mesh along y changes only its y
     /// codes, and decoding gives back the mesh in its own units.
     #[test]
     fn a_fixed_frame_keeps_size_and_proportion_in_the_codes() {
         let frame = MeshFrame::new(Some(8.0), false).unwrap();
         let codec = MeshCodec::new(64).unwrap().with_frame(frame);
-        let stretched = |h: f32| {
-            let mut m = cube();
-            m.positions.iter_mut().for_each(|p| p[1] *= h);
-            m
-        };
-        let tokens = |m: Mesh| match codec.encode(&Media::Mesh(m)).unwrap() {
-            Codes::Mesh(m) => m.tokens,
-            other => panic!("{other:?}"),
-        };
-        let (plain, tall) = (tokens(stretched(1.0)), tokens(stretched(1.25)));
+        let tokens = |m: Mesh| mesh_tokens(&codec, m);
+        let (plain, tall) = (tokens(stretched_cube(1.0)), tokens(stretched_cube(1.25)));
         assert_eq!(plain.len(), tall.len());
         for (i, (a, b)) in plain.iter().zip(&tall).enumerate() {
             // Tokens run (z, y, x) per vertex.
@@ -623,7 +629,7 @@ mod tests {
             assert!(near, "{p:?} is not a cube corner");
         }
         let e = codec
-            .encode(&Media::Mesh(stretched(3.0)))
+            .encode(&Media::Mesh(stretched_cube(3.0)))
             .unwrap_err()
             .to_string();
         assert!(e.contains("axis y") && e.contains("side 8"), "{e}");
@@ -640,16 +646,8 @@ mod tests {
     fn a_stretched_frame_keeps_shape_in_the_faces_and_size_in_three_tokens() {
         let frame = MeshFrame::new(Some(8.0), true).unwrap();
         let codec = MeshCodec::new(64).unwrap().with_frame(frame);
-        let stretched = |h: f32| {
-            let mut m = cube();
-            m.positions.iter_mut().for_each(|p| p[1] *= h);
-            m
-        };
-        let tokens = |m: Mesh| match codec.encode(&Media::Mesh(m)).unwrap() {
-            Codes::Mesh(m) => m.tokens,
-            other => panic!("{other:?}"),
-        };
-        let (plain, tall) = (tokens(stretched(1.0)), tokens(stretched(1.5)));
+        let tokens = |m: Mesh| mesh_tokens(&codec, m);
+        let (plain, tall) = (tokens(stretched_cube(1.0)), tokens(stretched_cube(1.5)));
         // The cube is 2 x 2 x 2: a quarter of the extent, 16 bins (s = 15).
         assert_eq!(plain[..3], [15, 15, 15]);
         assert_eq!(tall[..3], [15, 23, 15], "(z, y, x): only y grows");
@@ -673,7 +671,7 @@ mod tests {
         let e = QuantizedMesh::from_tokens_in(64, &bad, frame).unwrap_err();
         assert!(e.to_string().contains("position 1"), "{e}");
         let e = codec
-            .encode(&Media::Mesh(stretched(5.0)))
+            .encode(&Media::Mesh(stretched_cube(5.0)))
             .unwrap_err()
             .to_string();
         assert!(e.contains("axis y") && e.contains("extent 8"), "{e}");
