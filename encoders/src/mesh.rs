@@ -504,8 +504,7 @@ impl Codec for MeshCodec {
             )));
         }
         Ok(Media::Mesh(
-            QuantizedMesh::from_tokens_in(m.bins, &m.tokens, self.frame)?
-                .to_mesh_in(self.frame)?,
+            QuantizedMesh::from_tokens_in(m.bins, &m.tokens, self.frame)?.to_mesh_in(self.frame)?,
         ))
     }
 }
@@ -634,10 +633,7 @@ mod tests {
             .to_string();
         assert!(e.contains("axis y") && e.contains("side 8"), "{e}");
         assert!(MeshFrame::new(Some(-1.0), false).is_err());
-        assert_eq!(
-            MeshFrame::new(None, false).unwrap(),
-            MeshFrame::BoundingBox
-        );
+        assert_eq!(MeshFrame::new(None, false).unwrap(), MeshFrame::BoundingBox);
     }
 
     /// In a stretched frame a tall cube has the plain cube's face tokens

@@ -552,6 +552,12 @@ fn packs_with_a_wrong_layout_are_refused_with_the_reason() {
         ),
         (
             Box::new(|t: String| {
+                t.replace("  text-to-mesh:\n", "  text-to-mesh:\n    top_p: 1.5\n")
+            }),
+            "tasks.text-to-mesh.top_p",
+        ),
+        (
+            Box::new(|t: String| {
                 let at = t.find("  image/model.safetensors").unwrap();
                 t[..at].to_string()
             }),
@@ -649,4 +655,32 @@ fn a_pack_trained_on_one_grid_makes_that_grid_scaled_to_the_pixels_asked_without
         .unwrap_err()
         .to_string();
     assert!(e.contains("pixels"), "{e}");
+}
+
+#[test]
+fn a_packs_task_sampling_applies_unless_the_request_sets_its_own() {
+    let greedy_images = pack_copy(|t| {
+        t.replace(
+            "  text-to-image:\n",
+            "  text-to-image:\n    temperature: 0\n",
+        )
+    });
+    let runner = Runner::new(
+        Arc::new(Pack::load(greedy_images.path()).unwrap()),
+        EngineConfig::default(),
+    );
+    let tokens = |r: &Runner, seed: u64, temperature: Option<f32>| {
+        let mut o = options("a red circle", seed);
+        o.size = Some([3, 3]);
+        o.temperature = temperature;
+        r.run(TaskName::TextToImage, &o, &TaskInputs::default())
+            .unwrap()
+            .tokens
+            .remove(0)
+    };
+    // The pack's temperature 0: greedy, whatever the seed.
+    assert_eq!(tokens(&runner, 1, None), tokens(&runner, 2, None));
+    // The request's own temperature wins; the default pack samples.
+    assert_ne!(tokens(&runner, 1, Some(1.0)), tokens(&runner, 2, Some(1.0)));
+    assert_ne!(tokens(&RUNNER, 1, None), tokens(&RUNNER, 2, None));
 }

@@ -82,8 +82,10 @@ impl Prepared {
             .map(|s| crate::speech::SpeechKit::fit(s, recipe.world_seed))
             .transpose()
             .map_err(DataError::from)?;
-        let mesh_codec = MeshCodec::new(recipe.vocab.mesh_bins as u32)?
-            .with_frame(MeshFrame::new(recipe.vocab.mesh_extent, recipe.vocab.mesh_stretch)?);
+        let mesh_codec = MeshCodec::new(recipe.vocab.mesh_bins as u32)?.with_frame(MeshFrame::new(
+            recipe.vocab.mesh_extent,
+            recipe.vocab.mesh_stretch,
+        )?);
         Ok(Prepared {
             tokenizer,
             ids,

@@ -204,6 +204,13 @@ pub struct TaskSpec {
     /// A `minijinja` template for the prompt (docs/packs.md lists its
     /// variables). `chat` may leave it out to use the tokenizer's template.
     pub template: Option<String>,
+    /// The task's sampling unless a request sets its own (else the
+    /// checkpoint's `generation_config.json`): speech models sample their
+    /// codes (Orpheus suggests a temperature of 0.6) where text answers
+    /// may stay greedy.
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -363,6 +363,15 @@ impl Pack {
                     "tasks.{task}: needs the {kind} modality, which the pack does not define"
                 ));
             }
+            let spec = &self.manifest.tasks[&task];
+            if let Some(t) = spec.temperature.filter(|t| !(t.is_finite() && *t >= 0.0)) {
+                return Err(format!(
+                    "tasks.{task}.temperature: {t} is not a finite value of 0 or more"
+                ));
+            }
+            if let Some(p) = spec.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+                return Err(format!("tasks.{task}.top_p: {p} is not in (0, 1]"));
+            }
             let has_template = self.has_template(task);
             if !(has_template || task == TaskName::Chat && self.model.tokenizer.has_chat_template())
             {

@@ -68,16 +68,33 @@ impl Vars {
     }
 }
 
-fn sampling(pack: &Pack, options: &TaskOptions, max_tokens: usize) -> SamplingParams {
+/// The request's sampling, else the pack's for the task, else the
+/// checkpoint's `generation_config.json`.
+fn sampling(
+    pack: &Pack,
+    task: TaskName,
+    options: &TaskOptions,
+    max_tokens: usize,
+) -> SamplingParams {
     let mut p = pack.model.default_params();
-    p.temperature = options.temperature.unwrap_or(p.temperature);
-    p.top_k = options.top_k.unwrap_or(p.top_k);
-    p.top_p = options.top_p.unwrap_or(p.top_p);
+    let spec = pack.manifest.tasks.get(&task);
+    let temperature = options
+        .temperature
+        .or_else(|| spec.and_then(|s| s.temperature));
+    p.temperature = temperature.unwrap_or(p.temperature);
+    p.top_k = options
+        .top_k
+        .or_else(|| spec.and_then(|s| s.top_k))
+        .unwrap_or(p.top_k);
+    p.top_p = options
+        .top_p
+        .or_else(|| spec.and_then(|s| s.top_p))
+        .unwrap_or(p.top_p);
     p.max_tokens = max_tokens;
     p
 }
 
-fn text_plan(pack: &Pack, options: &TaskOptions, prompt: Vec<u32>) -> Plan {
+fn text_plan(pack: &Pack, task: TaskName, options: &TaskOptions, prompt: Vec<u32>) -> Plan {
     let max = options
         .max_tokens
         .unwrap_or(pack.defaults().max_text_tokens);
@@ -85,7 +102,7 @@ fn text_plan(pack: &Pack, options: &TaskOptions, prompt: Vec<u32>) -> Plan {
     Plan {
         prompt,
         guidance: None,
-        params: sampling(pack, options, max.max(1)),
+        params: sampling(pack, task, options, max.max(1)),
         constraint: Some(Box::new(move || Box::new(TextOnly(text.clone())))),
         structured: false,
         finish: Box::new(|_, text| Ok(TaskOutput::Text(text.to_owned()))),
@@ -95,6 +112,7 @@ fn text_plan(pack: &Pack, options: &TaskOptions, prompt: Vec<u32>) -> Plan {
 /// A plan whose output is a media structure that must be complete.
 fn media_plan(
     pack: &Pack,
+    task: TaskName,
     options: &TaskOptions,
     prompt: Vec<u32>,
     guidance: Option<Guidance>,
@@ -105,7 +123,7 @@ fn media_plan(
     Plan {
         prompt,
         guidance,
-        params: sampling(pack, options, max_tokens),
+        params: sampling(pack, task, options, max_tokens),
         constraint: Some(constraint),
         structured: true,
         finish,
@@ -164,7 +182,7 @@ fn chat(pack: &Pack, options: &TaskOptions, inputs: &TaskInputs) -> Result<Plan>
         pack.model.tokenizer.apply_chat_template(&messages, true)?
     };
     let prompt = blocks.splice(pack, &rendered)?;
-    Ok(text_plan(pack, options, prompt))
+    Ok(text_plan(pack, TaskName::Chat, options, prompt))
 }
 
 /// `caption` (an image or a video) and `transcribe` (speech) to text.
@@ -197,7 +215,7 @@ fn describe(
         vars.media = vars.video.clone();
     }
     let prompt = vars.render(pack, task, &blocks)?;
-    Ok(text_plan(pack, options, prompt))
+    Ok(text_plan(pack, task, options, prompt))
 }
 
 fn image_layout(pack: &Pack) -> Result<&ImageLayout> {
@@ -325,7 +343,7 @@ fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         )?)))
     });
     Ok(media_plan(
-        pack, options, prompt, guidance, max_tokens, constraint, finish,
+        pack, task, options, prompt, guidance, max_tokens, constraint, finish,
     ))
 }
 
@@ -426,7 +444,7 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         Ok(TaskOutput::Media(Media::Audio(audio)))
     });
     Ok(media_plan(
-        pack, options, prompt, None, max_tokens, constraint, finish,
+        pack, task, options, prompt, None, max_tokens, constraint, finish,
     ))
 }
 
@@ -486,7 +504,7 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         )?)))
     });
     Ok(media_plan(
-        pack, options, prompt, None, max_tokens, constraint, finish,
+        pack, task, options, prompt, None, max_tokens, constraint, finish,
     ))
 }
 
@@ -525,7 +543,8 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
             2 + frame.header_len() + 9 * max_faces,
             Box::new(move |tokens, _| {
                 let coords: Vec<u32> = strip(tokens)?.iter().map(|t| t - first).collect();
-                let mesh = QuantizedMesh::from_tokens_in(bins, &coords, frame)?.to_mesh_in(frame)?;
+                let mesh =
+                    QuantizedMesh::from_tokens_in(bins, &coords, frame)?.to_mesh_in(frame)?;
                 Ok(TaskOutput::Media(Media::Mesh(mesh)))
             }),
         ),
@@ -567,7 +586,7 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
         }
     };
     Ok(media_plan(
-        pack, options, prompt, None, max_tokens, constraint, finish,
+        pack, task, options, prompt, None, max_tokens, constraint, finish,
     ))
 }
 

@@ -83,10 +83,7 @@ impl Teacher {
         if let Some(pieces) = split_at_breaks(&reading, words.len()) {
             return Ok(pieces);
         }
-        words
-            .iter()
-            .map(|w| Ok(trimmed(&self.speak(w)?)))
-            .collect()
+        words.iter().map(|w| Ok(trimmed(&self.speak(w)?))).collect()
     }
 
     fn run(&self, input: &str, text: &str, ssml: bool) -> Result<Audio, TeacherError> {
@@ -256,11 +253,21 @@ mod tests {
         let seconds: Vec<f64> = pieces.iter().map(Audio::duration_s).collect();
         // "a" is the shortest word, "circle" longer than "red"; no piece
         // holds a break.
-        assert!(seconds.iter().all(|&s| (0.03..0.8).contains(&s)), "{seconds:?}");
-        assert!(seconds[3] > seconds[2] && seconds[0] < seconds[1], "{seconds:?}");
+        assert!(
+            seconds.iter().all(|&s| (0.03..0.8).contains(&s)),
+            "{seconds:?}"
+        );
+        assert!(
+            seconds[3] > seconds[2] && seconds[0] < seconds[1],
+            "{seconds:?}"
+        );
         // Each piece read alone has about the same length as its cut.
         let alone = trimmed(&t.speak("circle").unwrap()).duration_s();
-        assert!((alone - seconds[3]).abs() < 0.25, "{alone} vs {}", seconds[3]);
+        assert!(
+            (alone - seconds[3]).abs() < 0.25,
+            "{alone} vs {}",
+            seconds[3]
+        );
     }
 
     #[test]
@@ -283,7 +290,13 @@ mod tests {
         };
         let pieces = split_at_breaks(&audio, 2).unwrap();
         let lens: Vec<usize> = pieces.iter().map(|p| p.samples.len()).collect();
-        assert!((350..=400).contains(&lens[0]) && (200..=240).contains(&lens[1]), "{lens:?}");
-        assert!(split_at_breaks(&audio, 3).is_none(), "the closure is no break");
+        assert!(
+            (350..=400).contains(&lens[0]) && (200..=240).contains(&lens[1]),
+            "{lens:?}"
+        );
+        assert!(
+            split_at_breaks(&audio, 3).is_none(),
+            "the closure is no break"
+        );
     }
 }
