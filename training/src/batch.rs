@@ -43,7 +43,10 @@ pub fn example(
         TrainTask::Caption => writer.caption(&world.scene(split)),
         TrainTask::ImageEdit => writer.image_edit(&world.edit(split)),
         TrainTask::TextToVideo => writer.text_to_video(&world.motion(split)),
-        TrainTask::TextToMesh => writer.text_to_mesh(&world.solid(split)),
+        TrainTask::TextToMesh => {
+            let solid = world.solid(split);
+            writer.text_to_mesh(&solid, world.draw_seed())
+        }
         TrainTask::TextToSpeech => {
             let kit = writer.speech.ok_or(DataError::NoSpeech)?;
             writer.text_to_speech(&kit.sentence(world, split))

@@ -129,12 +129,13 @@ impl Writer<'_> {
     }
 
     /// text-to-mesh: "Model: PROMPT" then the solid's faces as coordinate
-    /// tokens (PolyGen order, on the mesh codec's grid).
-    pub fn text_to_mesh(&self, solid: &SolidSpec) -> Result<Sequence, DataError> {
+    /// tokens (PolyGen order, on the mesh codec's grid); the solid at the
+    /// size `seed` draws (`SolidSpec::varied_mesh`).
+    pub fn text_to_mesh(&self, solid: &SolidSpec, seed: u64) -> Result<Sequence, DataError> {
         use encoders::Codec;
         let encoders::Codes::Mesh(mesh) = self
             .mesh_codec
-            .encode(&modalities::Media::Mesh(solid.mesh()))?
+            .encode(&modalities::Media::Mesh(solid.varied_mesh(seed)))?
         else {
             return Err(DataError::Tokenizer(
                 "the mesh codec made no mesh codes".into(),
@@ -254,7 +255,7 @@ mod tests {
         assert_eq!(e.target.len(), 67);
         let v = writer.text_to_video(&w.motion(Split::Train)).unwrap();
         assert_eq!(v.target.len(), 6 * 66 + 3);
-        let m = writer.text_to_mesh(&w.solid(Split::Train)).unwrap();
+        let m = writer.text_to_mesh(&w.solid(Split::Train), 1).unwrap();
         let faces = &m.target[1..m.target.len() - 2];
         assert!(
             !faces.is_empty() && faces.len().is_multiple_of(9),

@@ -157,6 +157,14 @@ pub fn write_pack(
                 task.name(),
                 template(*task)
             ));
+            if let (TrainTask::TextToSpeech, Some(s)) = (task, &recipe.speech) {
+                if let Some(t) = s.temperature {
+                    tasks.push_str(&format!("    temperature: {t}\n"));
+                }
+                if let Some(p) = s.top_p {
+                    tasks.push_str(&format!("    top_p: {p}\n"));
+                }
+            }
         }
     }
     let grid = (CANVAS / PATCH) as usize;
@@ -247,6 +255,8 @@ mod tests {
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
         assert_eq!(pack.audio.as_ref().unwrap().word_markers.len(), 4);
+        let speech = &pack.manifest.tasks[&TaskName::TextToSpeech];
+        assert_eq!((speech.temperature, speech.top_p), (Some(0.7), Some(0.95)));
         let rows = &pack.image.as_ref().unwrap().row_markers;
         assert_eq!(
             rows.len(),

@@ -95,6 +95,12 @@ pub struct SpeechRecipe {
     /// teacher then reads word by word); 0 for none.
     #[serde(default)]
     pub word_markers: usize,
+    /// The pack's text-to-speech sampling (`tasks.text-to-speech` in
+    /// `pack.yaml`); absent, greedy.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -240,6 +246,12 @@ impl Recipe {
             Some(s) if s.word_markers > MAX_WORD_MARKERS => {
                 return bad("speech.word_markers must be at most 256");
             }
+            Some(s) if s.temperature.is_some_and(|t| !(t.is_finite() && t >= 0.0)) => {
+                return bad("speech.temperature must be a finite value of 0 or more");
+            }
+            Some(s) if s.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) => {
+                return bad("speech.top_p must be in (0, 1]");
+            }
             _ => {}
         }
         Ok(())
@@ -312,12 +324,11 @@ mod tests {
         std::fs::write(&path, text.replace("focal: 2.0", "focal: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.focal"), "{e}");
-        std::fs::write(
-            &path,
-            text.replace("mesh_bins: 64", "mesh_bins: 64\n  mesh_extent: 0"),
-        )
-        .unwrap();
+        std::fs::write(&path, text.replace("mesh_extent: 2.0", "mesh_extent: 0")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("vocab.mesh_extent"), "{e}");
+        std::fs::write(&path, text.replace("temperature: 0.7", "temperature: -1")).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("speech.temperature"), "{e}");
     }
 }

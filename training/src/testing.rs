@@ -59,6 +59,8 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
         iterations: 3,
         broad_share: 0.5,
         word_markers: 4,
+        temperature: Some(0.7),
+        top_p: Some(0.95),
     });
     recipe.mix.insert(TrainTask::TextToSpeech, 1.0);
     recipe.mix.insert(TrainTask::Transcribe, 1.0);

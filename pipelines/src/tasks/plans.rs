@@ -111,19 +111,16 @@ fn text_plan(pack: &Pack, task: TaskName, options: &TaskOptions, prompt: Vec<u32
 
 /// A plan whose output is a media structure that must be complete.
 fn media_plan(
-    pack: &Pack,
-    task: TaskName,
-    options: &TaskOptions,
+    params: SamplingParams,
     prompt: Vec<u32>,
     guidance: Option<Guidance>,
-    max_tokens: usize,
     constraint: MakeConstraint,
     finish: Finish,
 ) -> Plan {
     Plan {
         prompt,
         guidance,
-        params: sampling(pack, task, options, max_tokens),
+        params,
         constraint: Some(constraint),
         structured: true,
         finish,
@@ -343,7 +340,11 @@ fn image(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         )?)))
     });
     Ok(media_plan(
-        pack, task, options, prompt, guidance, max_tokens, constraint, finish,
+        sampling(pack, task, options, max_tokens),
+        prompt,
+        guidance,
+        constraint,
+        finish,
     ))
 }
 
@@ -444,7 +445,11 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         Ok(TaskOutput::Media(Media::Audio(audio)))
     });
     Ok(media_plan(
-        pack, task, options, prompt, None, max_tokens, constraint, finish,
+        sampling(pack, task, options, max_tokens),
+        prompt,
+        None,
+        constraint,
+        finish,
     ))
 }
 
@@ -504,7 +509,11 @@ fn video(pack: &Pack, task: TaskName, options: &TaskOptions, inputs: &TaskInputs
         )?)))
     });
     Ok(media_plan(
-        pack, task, options, prompt, None, max_tokens, constraint, finish,
+        sampling(pack, task, options, max_tokens),
+        prompt,
+        None,
+        constraint,
+        finish,
     ))
 }
 
@@ -586,7 +595,11 @@ fn mesh(runner: &Runner, options: &TaskOptions) -> Result<Plan> {
         }
     };
     Ok(media_plan(
-        pack, task, options, prompt, None, max_tokens, constraint, finish,
+        sampling(pack, task, options, max_tokens),
+        prompt,
+        None,
+        constraint,
+        finish,
     ))
 }
 

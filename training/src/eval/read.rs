@@ -429,6 +429,20 @@ mod tests {
                     panic!("not a mesh")
                 };
                 assert_eq!(read_solid(&mesh), Some(spec), "{}", spec.prompt());
+                // Varied sizes read as the same solid, through a stretched
+                // frame whose cube holds the tallest.
+                let stretched = encoders::mesh::MeshCodec::new(64)
+                    .unwrap()
+                    .with_frame(encoders::mesh::MeshFrame::new(Some(2.0), true).unwrap());
+                for seed in 0..20 {
+                    let codes = stretched
+                        .encode(&modalities::Media::Mesh(spec.varied_mesh(seed)))
+                        .unwrap();
+                    let modalities::Media::Mesh(mesh) = stretched.decode(&codes).unwrap() else {
+                        panic!("not a mesh")
+                    };
+                    assert_eq!(read_solid(&mesh), Some(spec), "{} {seed}", spec.prompt());
+                }
             }
         }
     }

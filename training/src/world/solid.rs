@@ -3,6 +3,8 @@
 use std::f32::consts::TAU;
 
 use modalities::Mesh;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::vocab::{article, Proportion, Solid};
@@ -66,6 +68,27 @@ impl SolidSpec {
             uvs: None,
             colors: None,
         }
+    }
+}
+
+impl SolidSpec {
+    /// The solid at a size and proportion drawn from `seed`, still read as
+    /// itself: 0.8 to 0.9 of its width (so a tall one stays within the
+    /// cube of side 2), its height a further 0.9 to 1.1 times. Training
+    /// meshes vary, so the faces a model writes cannot hang on one exact
+    /// size; the ranges keep the heights of plain, tall and flat solids
+    /// apart, so the height alone still says the proportion (a wider
+    /// spread, 0.55 to 0.85 and 0.87 to 1.15, made tall and plain heights
+    /// overlap, and a model trained on it made a held-out tall pyramid flat).
+    pub fn varied_mesh(&self, seed: u64) -> Mesh {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let size = rng.random_range(0.8..=0.9f32);
+        let height = size * rng.random_range(0.9..=1.1f32);
+        let mut mesh = self.mesh();
+        for p in &mut mesh.positions {
+            *p = [p[0] * size, p[1] * height, p[2] * size];
+        }
+        mesh
     }
 }
 
@@ -226,6 +249,41 @@ mod tests {
             }
             .prompt(),
             "a tall cube"
+        );
+    }
+
+    /// Varied sizes keep each proportion's heights apart from the others'
+    /// and every solid within the cube of side 2.
+    #[test]
+    fn varied_solids_keep_the_heights_of_their_proportions_apart() {
+        let spec = |proportion| SolidSpec {
+            solid: Solid::Cube,
+            proportion,
+        };
+        let heights = |proportion| {
+            let h: Vec<f32> = (0..200)
+                .map(|seed| extent(&spec(proportion).varied_mesh(seed), 1))
+                .collect();
+            let lo = h.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = h.iter().copied().fold(0f32, f32::max);
+            (lo, hi)
+        };
+        let (flat, plain, tall) = (
+            heights(Proportion::Flat),
+            heights(Proportion::Plain),
+            heights(Proportion::Tall),
+        );
+        assert!(
+            flat.1 < plain.0 && plain.1 < tall.0,
+            "{flat:?} {plain:?} {tall:?}"
+        );
+        assert!(
+            tall.1 <= 2.0 && plain.1 - plain.0 > 0.1,
+            "{plain:?} {tall:?}"
+        );
+        assert_ne!(
+            spec(Proportion::Plain).varied_mesh(1),
+            spec(Proportion::Plain).varied_mesh(2)
         );
     }
 }
