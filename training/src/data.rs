@@ -4,6 +4,7 @@
 
 use encoders::codes::ImageCodes;
 use encoders::image::patch::PatchCodec;
+use encoders::speech_text::{Said, Sound};
 use encoders::CodecError;
 use tokenizers::Tokenizer;
 
@@ -171,7 +172,8 @@ impl Writer<'_> {
     /// text-to-speech: "Say: " and the sentence's phonemes, then the
     /// teacher's reading as mel codes.
     /// With word markers, marker `k` opens word `k`'s phonemes in the
-    /// prompt and its codes in the audio.
+    /// prompt and its codes in the audio (after the word's phonemes again
+    /// with `word_phonemes`).
     pub fn text_to_speech(&self, sentence: &str) -> Result<Sequence, DataError> {
         let kit = self.speech()?;
         let phonemes = kit.phonemizer.marked_tokens(sentence, &kit.word_markers);
@@ -179,8 +181,26 @@ impl Writer<'_> {
             self.speech_block(sentence)?
         } else {
             let mut block = vec![self.marker("<|audio_start|>")?];
-            for (k, codes) in kit.word_codes(sentence)?.into_iter().enumerate() {
+            let phones = kit
+                .phonemizer
+                .words(sentence)
+                .into_iter()
+                .filter_map(|s| match s {
+                    Said::Word(_, phones) => Some(phones),
+                    Said::Pause => None,
+                });
+            for (k, (codes, phones)) in kit
+                .word_codes(sentence)?
+                .into_iter()
+                .zip(phones)
+                .enumerate()
+            {
                 block.push(self.marker(&kit.word_markers[k % kit.word_markers.len()])?);
+                if kit.word_phonemes {
+                    for p in phones {
+                        block.push(self.marker(&Sound::Phone(p).token())?);
+                    }
+                }
                 block.extend(codes.iter().map(|&c| self.ids.audio + c));
             }
             block.push(self.marker("<|audio_end|>")?);

@@ -136,7 +136,15 @@ pub fn write_pack(
             if kit.word_markers.is_empty() {
                 String::new()
             } else {
-                format!("    word_markers: [{}]\n", kit.word_markers.join(", "))
+                format!(
+                    "    word_markers: [{}]\n{}",
+                    kit.word_markers.join(", "),
+                    if kit.word_phonemes {
+                        "    word_phonemes: true\n"
+                    } else {
+                        ""
+                    }
+                )
             }
         );
         frontend =
@@ -255,6 +263,7 @@ mod tests {
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
         assert_eq!(pack.audio.as_ref().unwrap().word_markers.len(), 4);
+        assert_eq!(pack.audio.as_ref().unwrap().word_phonemes.len(), 39);
         let speech = &pack.manifest.tasks[&TaskName::TextToSpeech];
         assert_eq!((speech.temperature, speech.top_p), (Some(0.7), Some(0.95)));
         let rows = &pack.image.as_ref().unwrap().row_markers;

@@ -95,6 +95,10 @@ pub struct SpeechRecipe {
     /// teacher then reads word by word); 0 for none.
     #[serde(default)]
     pub word_markers: usize,
+    /// Each word's marker is followed by the word's phonemes in the audio
+    /// too (needs `word_markers`).
+    #[serde(default)]
+    pub word_phonemes: bool,
     /// The pack's text-to-speech sampling (`tasks.text-to-speech` in
     /// `pack.yaml`); absent, greedy.
     #[serde(default)]
@@ -245,6 +249,11 @@ impl Recipe {
             }
             Some(s) if s.word_markers > MAX_WORD_MARKERS => {
                 return bad("speech.word_markers must be at most 256");
+            }
+            Some(s) if s.word_phonemes && s.word_markers == 0 => {
+                return bad(
+                    "speech.word_phonemes follow each word's marker: set speech.word_markers",
+                );
             }
             Some(s) if s.temperature.is_some_and(|t| !(t.is_finite() && t >= 0.0)) => {
                 return bad("speech.temperature must be a finite value of 0 or more");

@@ -337,16 +337,24 @@ mod tests {
                 .collect();
             assert!(in_prompt.len() >= 3 && in_prompt == in_audio, "{prompt}");
             assert_eq!(in_audio[..4], markers[..], "numbered in order");
-            for word in block.split(|t| markers.contains(t)).skip(1) {
+            // Each word's phonemes again after its marker, then its codes.
+            let prompt_words: Vec<&[u32]> =
+                s.prompt.split(|t| markers.contains(t)).skip(1).collect();
+            let audio = |c: &u32| (ids.audio..ids.audio + 16).contains(c);
+            let mut codes = 0;
+            for (k, word) in block.split(|t| markers.contains(t)).skip(1).enumerate() {
+                let phonemes = word.iter().take_while(|c| !audio(c)).count();
+                assert!(phonemes > 0, "word {k} repeats its phonemes: {word:?}");
                 assert!(
-                    word.len() > 5
-                        && word
-                            .iter()
-                            .all(|&c| (ids.audio..ids.audio + 16).contains(&c)),
+                    prompt_words[k].starts_with(&word[..phonemes]),
+                    "word {k}: the prompt's phonemes"
+                );
+                assert!(
+                    word.len() - phonemes > 5 && word[phonemes..].iter().all(audio),
                     "each word has its mel codes: {word:?}"
                 );
+                codes += word.len() - phonemes;
             }
-            let codes = block.len() - in_audio.len();
             assert!(codes > 30, "a second of speech is 62 codes: {codes}");
             let t = example(&writer, TrainTask::Transcribe, &mut world, Split::Train).unwrap();
             let text = prepared

@@ -59,6 +59,7 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
         iterations: 3,
         broad_share: 0.5,
         word_markers: 4,
+        word_phonemes: true,
         temperature: Some(0.7),
         top_p: Some(0.95),
     });

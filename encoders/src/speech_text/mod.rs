@@ -33,6 +33,13 @@ impl Sound {
         }
     }
 
+    /// The tokens of the phonemes alone.
+    pub fn phoneme_tokens() -> Vec<String> {
+        (0..lexicon::PHONES.len())
+            .map(|i| Sound::Phone(Phone(i as u8)).token())
+            .collect()
+    }
+
     /// Every token, phonemes first.
     pub fn all_tokens() -> Vec<String> {
         (0..lexicon::PHONES.len())

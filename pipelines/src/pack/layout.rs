@@ -165,6 +165,9 @@ pub struct AudioLayout {
     /// Tokens that open each word's frames (word `k` by marker `k` modulo
     /// their number); empty when the model speaks without them.
     pub word_markers: Vec<u32>,
+    /// The phoneme tokens, sorted, when each word's marker is followed by
+    /// the word's phonemes; empty otherwise.
+    pub word_phonemes: Vec<u32>,
 }
 
 impl AudioLayout {
@@ -194,21 +197,34 @@ impl AudioLayout {
             strides,
             frame,
             word_markers: Vec::new(),
+            word_phonemes: Vec::new(),
         }
     }
 
-    /// The markers opening the words of a prompt of `words` words, in order.
-    pub fn word_plan(&self, words: usize) -> Vec<u32> {
+    /// The tokens opening each word of a prompt whose words have these
+    /// phoneme tokens, in order: the word's marker, then its phonemes when
+    /// the layout interleaves them. Empty without word markers.
+    pub fn word_plan(&self, words: &[Vec<u32>]) -> Vec<Vec<u32>> {
         if self.word_markers.is_empty() {
             return Vec::new();
         }
-        (0..words)
-            .map(|k| self.word_markers[k % self.word_markers.len()])
+        words
+            .iter()
+            .enumerate()
+            .map(|(k, phonemes)| {
+                let mut opening = vec![self.word_markers[k % self.word_markers.len()]];
+                if !self.word_phonemes.is_empty() {
+                    opening.extend(phonemes);
+                }
+                opening
+            })
             .collect()
     }
 
-    pub fn is_word_marker(&self, token: u32) -> bool {
-        self.word_markers.contains(&token)
+    /// Whether `token` opens a word (a marker or an interleaved phoneme)
+    /// rather than coding audio.
+    pub fn is_word_token(&self, token: u32) -> bool {
+        self.word_markers.contains(&token) || self.word_phonemes.binary_search(&token).is_ok()
     }
 
     /// Tokens in one frame.
@@ -283,12 +299,12 @@ impl AudioLayout {
     }
 
     /// The codes of whole frames of tokens (`begin` and `end` excluded;
-    /// word markers are skipped).
+    /// word openings are skipped).
     pub fn codes(&self, tokens: &[u32]) -> Result<AudioCodes> {
         let tokens: Vec<u32> = tokens
             .iter()
             .copied()
-            .filter(|&t| !self.is_word_marker(t))
+            .filter(|&t| !self.is_word_token(t))
             .collect();
         let n = self.frame_len();
         if tokens.is_empty() || !tokens.len().is_multiple_of(n) {

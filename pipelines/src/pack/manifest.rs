@@ -121,6 +121,12 @@ pub struct AudioBlock {
     /// marker instead of counting frames.
     #[serde(default)]
     pub word_markers: Vec<String>,
+    /// Each word's marker is followed by the word's phoneme tokens in the
+    /// audio too (needs `word_markers`), as ELLA-V interleaves phonemes
+    /// ahead of their acoustic tokens: the frames have their phonemes
+    /// beside them instead of a lookup back into the prompt.
+    #[serde(default)]
+    pub word_phonemes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -144,6 +144,19 @@ impl Pack {
                     .iter()
                     .map(|w| marker(w, "modalities.audio.word_markers"))
                     .collect::<Result<_>>()?;
+                if spec.word_phonemes {
+                    if spec.word_markers.is_empty() {
+                        return Err(bad("modalities.audio.word_phonemes: the phonemes follow \
+                             each word's marker; the pack names no word_markers"
+                            .into()));
+                    }
+                    let mut phonemes = encoders::speech_text::Sound::phoneme_tokens()
+                        .iter()
+                        .map(|p| marker(p, "modalities.audio.word_phonemes"))
+                        .collect::<Result<Vec<u32>>>()?;
+                    phonemes.sort_unstable();
+                    layout.word_phonemes = phonemes;
+                }
                 Some(layout)
             }
         };

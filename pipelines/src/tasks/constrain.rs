@@ -65,22 +65,26 @@ pub(crate) fn image_steps(
 /// `begin`, then whole frames (each position from its own range), then
 /// `end` at a frame boundary: after at least one frame, and at the latest
 /// after `max_frames`. A model trained with word markers opens each word's
-/// frames with its marker: `words` lists them in order (one per word of the
-/// prompt), the first comes right after `begin`, each later one at a frame
-/// boundary once its word has a frame, and `end` only after the last.
+/// frames with its opening (its marker, and its phonemes where the layout
+/// interleaves them): `words` lists the openings in order, one per word
+/// of the prompt. The first comes right after `begin`, each later one at
+/// a frame boundary once its word has a frame, every token of an opening
+/// is forced once it has begun, and `end` comes only after the last word.
 pub(crate) struct AudioFrames {
     pub(crate) begin: u32,
     pub(crate) end: u32,
     pub(crate) positions: Vec<Range<u32>>,
     pub(crate) max_frames: usize,
-    pub(crate) words: Vec<u32>,
+    pub(crate) words: Vec<Vec<u32>>,
     started: bool,
-    /// Code tokens accepted so far (markers left out).
+    /// Code tokens accepted so far (openings left out).
     codes: usize,
-    /// Word markers accepted so far.
+    /// Words whose opening has begun.
     said: usize,
-    /// Whether the last token was a word marker (its word has no frame yet).
-    after_marker: bool,
+    /// Tokens of the current opening still to come.
+    pending: usize,
+    /// Whether the current word has no frame yet.
+    after_opening: bool,
     ended: bool,
 }
 
@@ -90,20 +94,25 @@ impl AudioFrames {
         end: u32,
         positions: Vec<Range<u32>>,
         max_frames: usize,
-        words: Vec<u32>,
+        words: Vec<Vec<u32>>,
     ) -> Self {
         AudioFrames {
             begin,
             end,
             positions,
             max_frames: max_frames.max(1),
-            words,
+            words: words.into_iter().filter(|w| !w.is_empty()).collect(),
             started: false,
             codes: 0,
             said: 0,
-            after_marker: false,
+            pending: 0,
+            after_opening: false,
             ended: false,
         }
+    }
+
+    fn next_opening(&self) -> Option<u32> {
+        self.words.get(self.said).map(|w| w[0])
     }
 }
 
@@ -115,7 +124,11 @@ impl TokenConstraint for AudioFrames {
         if !self.started {
             return Allowed::token(self.begin);
         }
-        if let (0, Some(&first)) = (self.said, self.words.first()) {
+        if self.pending > 0 {
+            let opening = &self.words[self.said - 1];
+            return Allowed::token(opening[opening.len() - self.pending]);
+        }
+        if let (0, Some(first)) = (self.said, self.next_opening()) {
             return Allowed::token(first);
         }
         let n = self.positions.len();
@@ -127,9 +140,9 @@ impl TokenConstraint for AudioFrames {
             return Allowed::token(self.end);
         }
         let mut allowed = vec![self.positions[0].clone()];
-        if !self.after_marker {
-            match self.words.get(self.said) {
-                Some(&next) => allowed.push(next..next + 1),
+        if !self.after_opening {
+            match self.next_opening() {
+                Some(next) => allowed.push(next..next + 1),
                 None if frames > 0 => allowed.push(self.end..self.end + 1),
                 None => {}
             }
@@ -140,14 +153,17 @@ impl TokenConstraint for AudioFrames {
         let at_boundary = self.codes.is_multiple_of(self.positions.len().max(1));
         if !self.started {
             self.started = true;
+        } else if self.pending > 0 {
+            self.pending -= 1;
         } else if token == self.end {
             self.ended = true;
-        } else if at_boundary && self.words.get(self.said) == Some(&token) {
+        } else if at_boundary && self.next_opening() == Some(token) {
+            self.pending = self.words[self.said].len() - 1;
             self.said += 1;
-            self.after_marker = true;
+            self.after_opening = true;
         } else {
             self.codes += 1;
-            self.after_marker = false;
+            self.after_opening = false;
         }
     }
 }
@@ -331,7 +347,8 @@ mod tests {
         let positions: Vec<Range<u32>> = std::iter::once(10..12).collect();
         // Word markers 5, 6, 5 (three words, two markers cycling).
         // Always the last allowed: a marker or the end as soon as allowed.
-        let mut c = AudioFrames::new(1, 2, positions.clone(), 9, vec![5, 6, 5]);
+        let words = vec![vec![5], vec![6], vec![5]];
+        let mut c = AudioFrames::new(1, 2, positions.clone(), 9, words.clone());
         let out = drive(&mut c, |r| r.last().unwrap().end - 1);
         assert_eq!(
             out,
@@ -339,9 +356,15 @@ mod tests {
             "each word gets a frame; the end waits for the last word"
         );
         // Always a code: the markers still come first, then codes to the cap.
-        let mut c = AudioFrames::new(1, 2, positions, 3, vec![5, 6, 5]);
+        let mut c = AudioFrames::new(1, 2, positions.clone(), 3, words);
         let out = drive(&mut c, |r| r[0].start);
         assert_eq!(out, vec![1, 5, 10, 10, 10, 2], "the cap ends it");
+        // Openings with interleaved phonemes (30, 31): forced whole, and
+        // none of their tokens counts as a frame.
+        let words = vec![vec![5, 30, 31], vec![6, 31]];
+        let mut c = AudioFrames::new(1, 2, positions, 9, words);
+        let out = drive(&mut c, |r| r.last().unwrap().end - 1);
+        assert_eq!(out, vec![1, 5, 30, 31, 11, 6, 31, 11, 2]);
     }
 
     #[test]

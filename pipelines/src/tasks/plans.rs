@@ -10,7 +10,7 @@ use super::prompt::Blocks;
 use super::{Finish, MakeConstraint, Part, Plan, Runner, TaskInputs, TaskOptions, TaskOutput};
 use crate::error::{PipelineError, Result};
 use crate::generate::{Allowed, Guidance, SamplingParams};
-use crate::pack::{ImageLayout, MeshLayout, Pack, TaskName};
+use crate::pack::{AudioLayout, ImageLayout, MeshLayout, Pack, TaskName};
 use crate::tokenizer::ChatMessage;
 
 pub(super) fn build(
@@ -376,13 +376,7 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         .as_ref()
         .map(|a| a.word_markers.clone())
         .unwrap_or_default();
-    let words = pack.phonemizer.as_ref().map_or(0, |p| {
-        p.words(&options.prompt)
-            .iter()
-            .filter(|s| matches!(s, encoders::speech_text::Said::Word(..)))
-            .count()
-    });
-    let word_plan = layout.word_plan(words);
+    let word_plan = layout.word_plan(&word_phonemes(pack, layout, &options.prompt)?);
     let mut blocks = Blocks::default();
     let mut vars = Vars {
         prompt: options.prompt.clone(),
@@ -418,7 +412,8 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         .map(|p| layout.position_range(p))
         .collect();
     let (begin, end) = (layout.begin, layout.end);
-    let max_tokens = 2 + max_frames * layout.frame_len() + word_plan.len();
+    let openings: usize = word_plan.iter().map(Vec::len).sum();
+    let max_tokens = 2 + max_frames * layout.frame_len() + openings;
     let constraint: MakeConstraint = Box::new(move || {
         Box::new(AudioFrames::new(
             begin,
@@ -451,6 +446,37 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         constraint,
         finish,
     ))
+}
+
+/// Each spoken word of `text` with its phoneme tokens when the layout
+/// interleaves them (else empty lists, one per word).
+fn word_phonemes(pack: &Pack, layout: &AudioLayout, text: &str) -> Result<Vec<Vec<u32>>> {
+    use encoders::speech_text::{Said, Sound};
+    let Some(phonemizer) = &pack.phonemizer else {
+        return Ok(Vec::new());
+    };
+    phonemizer
+        .words(text)
+        .into_iter()
+        .filter_map(|s| match s {
+            Said::Word(_, phones) => Some(phones),
+            Said::Pause => None,
+        })
+        .map(|phones| {
+            if layout.word_phonemes.is_empty() {
+                return Ok(Vec::new());
+            }
+            phones
+                .into_iter()
+                .map(|p| {
+                    let name = Sound::Phone(p).token();
+                    pack.model.tokenizer.token_to_id(&name).ok_or_else(|| {
+                        PipelineError::Request(format!("{name} is not a token of the pack"))
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `text-to-video` and `image-to-video`: frames one after another, each

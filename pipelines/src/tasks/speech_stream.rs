@@ -99,7 +99,7 @@ impl SpeechStream {
             Some(Event::Token { id, .. }) => {
                 if id == self.layout.end {
                     self.finished = true;
-                } else if id != self.layout.begin && !self.layout.is_word_marker(id) {
+                } else if id != self.layout.begin && !self.layout.is_word_token(id) {
                     self.tokens.push(id);
                 }
                 Ok(())

@@ -38,6 +38,8 @@ pub struct SpeechKit {
     /// The markers opening each word of a text-to-speech example; empty
     /// when the teacher reads whole sentences.
     pub word_markers: Vec<String>,
+    /// Whether each word's phonemes follow its marker in the audio too.
+    pub word_phonemes: bool,
 }
 
 /// Silence around each word of a word-by-word reading, and after a word
@@ -81,6 +83,7 @@ impl SpeechKit {
             phonemizer: Phonemizer { lexicon, rules },
             broad_share: recipe.broad_share,
             word_markers: encoders::speech_text::word_marker_tokens(recipe.word_markers),
+            word_phonemes: recipe.word_phonemes,
         })
     }
 
