@@ -4,7 +4,7 @@
 
 use encoders::codes::ImageCodes;
 use encoders::image::patch::PatchCodec;
-use encoders::speech_text::{Said, Sound};
+use encoders::speech_text::Sound;
 use encoders::CodecError;
 use tokenizers::Tokenizer;
 
@@ -181,20 +181,7 @@ impl Writer<'_> {
             self.speech_block(sentence)?
         } else {
             let mut block = vec![self.marker("<|audio_start|>")?];
-            let phones = kit
-                .phonemizer
-                .words(sentence)
-                .into_iter()
-                .filter_map(|s| match s {
-                    Said::Word(_, phones) => Some(phones),
-                    Said::Pause => None,
-                });
-            for (k, (codes, phones)) in kit
-                .word_codes(sentence)?
-                .into_iter()
-                .zip(phones)
-                .enumerate()
-            {
+            for (k, (phones, codes)) in kit.word_codes(sentence)?.into_iter().enumerate() {
                 block.push(self.marker(&kit.word_markers[k % kit.word_markers.len()])?);
                 if kit.word_phonemes {
                     for p in phones {

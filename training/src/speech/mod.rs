@@ -7,6 +7,7 @@ pub mod teacher;
 
 use encoders::mel::{MelCodec, MelConfig};
 use encoders::speech_text::lexicon::Lexicon;
+use encoders::speech_text::lexicon::Phone;
 use encoders::speech_text::lts::LetterToSound;
 use encoders::speech_text::{Phonemizer, Said};
 use modalities::Audio;
@@ -100,18 +101,19 @@ impl SpeechKit {
         Ok(codes.codes.into_iter().next().unwrap_or_default())
     }
 
-    /// The teacher's reading of `text` word by word as mel codes, one list
-    /// per word the phonemizer reads (so per word marker of the prompt):
-    /// each word with a short silence either side, and a longer one after
-    /// a word that punctuation ends.
-    pub fn word_codes(&self, text: &str) -> Result<Vec<Vec<u32>>, SpeechError> {
+    /// The teacher's reading of `text` word by word: each word the
+    /// phonemizer reads (so each word marker of the prompt) with its phones
+    /// and its mel codes, a short silence either side of the word, and a
+    /// longer one after a word that punctuation ends.
+    pub fn word_codes(&self, text: &str) -> Result<Vec<(Vec<Phone>, Vec<u32>)>, SpeechError> {
         let said = self.phonemizer.words(text);
-        let mut words = Vec::new();
+        let (mut words, mut phones) = (Vec::new(), Vec::new());
         let mut pause_after = Vec::new();
         for s in said {
             match s {
-                Said::Word(w, _) => {
+                Said::Word(w, p) => {
                     words.push(w);
+                    phones.push(p);
                     pause_after.push(false);
                 }
                 Said::Pause => {
@@ -128,14 +130,15 @@ impl SpeechKit {
         pieces
             .into_iter()
             .zip(pause_after)
-            .map(|(piece, pause)| {
+            .zip(phones)
+            .map(|((piece, pause), phones)| {
                 let silence = |s: f64| vec![0f32; (s * f64::from(piece.sample_rate)) as usize];
                 let mut samples = silence(WORD_GAP_S);
                 samples.extend_from_slice(&piece.samples);
                 samples.extend(silence(if pause { PAUSE_S } else { WORD_GAP_S }));
                 let audio = Audio { samples, ..piece };
                 let codes = self.codec.encode_audio(&audio)?;
-                Ok(codes.codes.into_iter().next().unwrap_or_default())
+                Ok((phones, codes.codes.into_iter().next().unwrap_or_default()))
             })
             .collect()
     }
