@@ -48,6 +48,9 @@ pub struct SpeechKit {
 const WORD_GAP_S: f64 = 0.03;
 const PAUSE_S: f64 = 0.2;
 
+/// One word of a word-by-word reading: its phones and its mel codes.
+pub type SpokenWord = (Vec<Phone>, Vec<u32>);
+
 impl SpeechKit {
     /// Reads the lexicon, learns its letter-to-sound rules, checks the
     /// teacher and fits the mel codebook to the teacher reading
@@ -105,7 +108,7 @@ impl SpeechKit {
     /// phonemizer reads (so each word marker of the prompt) with its phones
     /// and its mel codes, a short silence either side of the word, and a
     /// longer one after a word that punctuation ends.
-    pub fn word_codes(&self, text: &str) -> Result<Vec<(Vec<Phone>, Vec<u32>)>, SpeechError> {
+    pub fn word_codes(&self, text: &str) -> Result<Vec<SpokenWord>, SpeechError> {
         let said = self.phonemizer.words(text);
         let (mut words, mut phones) = (Vec::new(), Vec::new());
         let mut pause_after = Vec::new();
