@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = args
         .first()
         .map(Into::into)
-        .unwrap_or_else(pack::default_dir);
+        .unwrap_or_else(pack::random_dir);
     let runs: usize = args.get(1).and_then(|r| r.parse().ok()).unwrap_or(5);
     let t = Instant::now();
     let pack = Pack::load(&dir)?;

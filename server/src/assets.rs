@@ -101,7 +101,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = unpack(&DEFAULT_PACK, root.path()).unwrap();
         let pack = pipelines::pack::Pack::load(&dir).unwrap();
-        assert_eq!(pack.manifest.name, "anyforge-default");
+        assert_eq!(pack.manifest.name, "anyforge-starter");
         // The second call finds it.
         assert_eq!(unpack(&DEFAULT_PACK, root.path()).unwrap(), dir);
         assert_eq!(

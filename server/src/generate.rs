@@ -18,7 +18,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     task: TaskName,
     /// A model pack folder (default: $ANYFORGE_PACK, else the default pack).
-    #[arg(long)]
+    #[arg(long, env = "ANYFORGE_PACK")]
     pack: Option<PathBuf>,
     #[arg(long, default_value = "")]
     prompt: String,

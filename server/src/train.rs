@@ -135,8 +135,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The pack to evaluate (default: the default pack).
-    #[arg(long)]
+    /// The pack to evaluate (default: $ANYFORGE_PACK, else the default pack).
+    #[arg(long, env = "ANYFORGE_PACK")]
     pack: Option<PathBuf>,
     /// Cases per task.
     #[arg(long, default_value_t = 50)]
@@ -176,6 +176,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             },
             seed: args.seed,
             concurrency: 8,
+            outside: training::eval::OUTSIDE.len(),
         },
     )?;
     let mut text = format!(

@@ -45,7 +45,7 @@ pub struct RunArgs {
 #[derive(Args)]
 pub struct ExecFlags {
     /// A model pack folder (default: $ANYFORGE_PACK, else the default pack).
-    #[arg(long)]
+    #[arg(long, env = "ANYFORGE_PACK")]
     pack: Option<PathBuf>,
     /// The run's seed; each step's seed mixes it with the step's id.
     #[arg(long, default_value_t = 0)]

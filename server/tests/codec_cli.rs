@@ -372,8 +372,8 @@ fn fitted_codecs_are_written_and_then_code_like_any_other() {
         "two flat colours code exactly"
     );
 
-    // Audio: the voice of the default pack.
-    let voice = repo("assets/packs/default/voices/default.wav");
+    // Audio: the voice of the random pack.
+    let voice = repo("assets/packs/random/voices/default.wav");
     let mel = at("mel");
     ok(&[
         "codec",

@@ -1,14 +1,17 @@
 #![allow(clippy::unwrap_used)]
-//! `anyforge generate` as a user runs it, on the default pack.
+//! `anyforge generate` as a user runs it.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The random-weight pack with every task (the default pack is the trained
+/// starter pack, whose tasks are its world's).
+const RANDOM_PACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/packs/random");
+
 fn anyforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_anyforge"))
         .args(args)
-        // The default pack, whatever the caller's environment says.
-        .env_remove("ANYFORGE_PACK")
+        .env("ANYFORGE_PACK", RANDOM_PACK)
         .output()
         .expect("run anyforge")
 }
@@ -143,4 +146,33 @@ fn generate_refuses_before_working_when_the_request_is_wrong() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "want {want:?} in {stderr}");
     }
+}
+
+/// Issue 8's example as a new user runs it: no `--pack`, so the default
+/// (trained starter) pack draws the picture, read back by the evaluation's
+/// scene reader.
+#[test]
+fn the_default_pack_draws_what_it_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a.png");
+    let prompt = "a large red circle at the top left on a blue background";
+    let run = Command::new(env!("CARGO_BIN_EXE_anyforge"))
+        .args(["generate", "--task", "text-to-image", "--prompt", prompt])
+        .args(["--seed", "1", "--out", s(&out)])
+        .env_remove("ANYFORGE_PACK")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let image = modalities::Image::read(&out, &modalities::Limits::default()).unwrap();
+    assert_eq!((image.width, image.height), (256, 256), "the pack's pixels");
+    let reading = training::eval::read::read_scene(&image).expect("a world scene");
+    let shown = training::world::Scene {
+        background: reading.background,
+        objects: reading.objects,
+    };
+    assert_eq!(shown.prompt(), prompt);
 }

@@ -1,4 +1,4 @@
-//! Every generation task end to end on the default pack: outputs decode
+//! Every generation task end to end on the random-weight pack: outputs decode
 //! with the requested properties, generated tokens lie in their modality's
 //! range and structure, seeds reproduce outputs exactly, edits keep the
 //! codes outside the mask, and packs that are wrong are refused.
@@ -15,7 +15,7 @@ use pipelines::tasks::{
 };
 
 static RUNNER: LazyLock<Runner> = LazyLock::new(|| {
-    let pack = Pack::load(&pack::default_dir()).unwrap();
+    let pack = Pack::load(&pack::random_dir()).unwrap();
     Runner::new(Arc::new(pack), EngineConfig::default())
 });
 
@@ -330,7 +330,7 @@ fn text_to_mesh_in_the_vocab_layout_makes_faces_of_mesh_tokens() {
         ..
     }) = r.pack().mesh
     else {
-        panic!("the default pack writes meshes as tokens")
+        panic!("the random pack writes meshes as tokens")
     };
     let result = r
         .run(
@@ -356,10 +356,10 @@ fn text_to_mesh_in_the_vocab_layout_makes_faces_of_mesh_tokens() {
     assert_eq!(again.outputs, result.outputs);
 }
 
-/// A copy of the default pack whose pack.yaml is edited by `edit`.
+/// A copy of the random pack whose pack.yaml is edited by `edit`.
 fn pack_copy(edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&pack::default_dir(), dir.path());
+    copy_dir(&pack::random_dir(), dir.path());
     let manifest = dir.path().join("pack.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, edit(text)).unwrap();
@@ -420,7 +420,7 @@ fn chat_caption_and_transcribe_read_media_and_answer_in_text() {
     let r = &*RUNNER;
     let image = test_image(40, 40);
     let voice = Audio::read(
-        &pack::default_dir().join("voices/default.wav"),
+        &pack::random_dir().join("voices/default.wav"),
         &modalities::Limits::default(),
     )
     .unwrap();
@@ -680,7 +680,7 @@ fn a_packs_task_sampling_applies_unless_the_request_sets_its_own() {
     };
     // The pack's temperature 0: greedy, whatever the seed.
     assert_eq!(tokens(&runner, 1, None), tokens(&runner, 2, None));
-    // The request's own temperature wins; the default pack samples.
+    // The request's own temperature wins; the random pack samples.
     assert_ne!(tokens(&runner, 1, Some(1.0)), tokens(&runner, 2, Some(1.0)));
     assert_ne!(tokens(&RUNNER, 1, None), tokens(&RUNNER, 2, None));
 }

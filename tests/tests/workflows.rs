@@ -1,4 +1,4 @@
-//! The built-in workflows end to end on the default pack, and the step
+//! The built-in workflows end to end on the random-weight pack, and the step
 //! cache: a re-run executes nothing, a changed input re-runs only what
 //! depends on it.
 #![allow(clippy::unwrap_used)]
@@ -15,7 +15,7 @@ use workflows::{Event, RunOptions, RunReport, Value, WorkflowLimits};
 
 static RUNNER: LazyLock<Runner> = LazyLock::new(|| {
     Runner::new(
-        Arc::new(Pack::load(&pack::default_dir()).unwrap()),
+        Arc::new(Pack::load(&pack::random_dir()).unwrap()),
         EngineConfig::default(),
     )
 });

@@ -147,8 +147,11 @@ pub fn write_pack(
                 )
             }
         );
+        // The teacher's is the one voice the pack speaks in: named `default`
+        // so requests and workflows that ask for the default voice work.
         frontend =
-            "speech:\n  lexicon: speech/cmudict.dict\n  rules: speech/letter-to-sound.json\n"
+            "speech:\n  lexicon: speech/cmudict.dict\n  rules: speech/letter-to-sound.json\n\
+                    voices:\n  default: {}\n"
                 .into();
     }
     let mut hashes = String::new();
@@ -266,6 +269,10 @@ mod tests {
         assert_eq!(pack.audio.as_ref().unwrap().word_phonemes.len(), 39);
         let speech = &pack.manifest.tasks[&TaskName::TextToSpeech];
         assert_eq!((speech.temperature, speech.top_p), (Some(0.7), Some(0.95)));
+        assert!(
+            pack.voice("default").unwrap().1.is_none(),
+            "the teacher's voice, no sample"
+        );
         let rows = &pack.image.as_ref().unwrap().row_markers;
         assert_eq!(
             rows.len(),
@@ -340,6 +347,7 @@ mod tests {
                 split: crate::world::Split::HeldOut,
                 seed: 3,
                 concurrency: 2,
+                outside: 3,
             },
         )
         .unwrap();
@@ -349,7 +357,7 @@ mod tests {
             .iter()
             .map(|r| (r.sentences, r.count))
             .collect();
-        assert_eq!(rows, [("world", 1), ("outside", 20)]);
+        assert_eq!(rows, [("world", 1), ("outside", 3)]);
         assert!(
             report.speech.iter().all(|r| r.teacher_wer < 0.1),
             "{:?}",

@@ -29,13 +29,12 @@ const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 /// File extensions that hold weights: each must have a hash in the manifest.
 const WEIGHT_EXTENSIONS: &[&str] = &["safetensors", "bin", "pt", "pth", "gguf", "ckpt"];
 
-/// The pack used when none is named: `$ANYFORGE_PACK`, or the default pack
-/// in the source tree's `assets/packs/default`.
-pub fn default_dir() -> PathBuf {
-    match std::env::var_os("ANYFORGE_PACK") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/packs/default"),
-    }
+/// The source tree's random-weight pack (`assets/packs/random`): small, with
+/// every task, every codec kind and a voice, so tests exercise all of them
+/// where the trained default pack (`assets/packs/default`, which the binary
+/// carries: `server/src/assets.rs`) has only its world's tasks.
+pub fn random_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/packs/random")
 }
 
 /// A loaded, checked model pack.

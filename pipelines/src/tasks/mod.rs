@@ -312,6 +312,26 @@ impl Runner {
         Ok(SpeechStream::new(handle, layout, window, seed))
     }
 
+    /// Refuses a task the pack's manifest does not list (a trained world
+    /// pack has no chat, though its backbone would babble one).
+    fn serves(&self, task: TaskName) -> Result<()> {
+        if self.pack.supports(task) {
+            return Ok(());
+        }
+        let tasks: Vec<&str> = self
+            .pack
+            .manifest
+            .tasks
+            .keys()
+            .map(|t| t.as_str())
+            .collect();
+        Err(PipelineError::Request(format!(
+            "the pack {} does not serve {task} (it serves: {})",
+            self.pack.manifest.name,
+            tasks.join(", ")
+        )))
+    }
+
     /// A checked task's plan, and the seed its first output uses.
     fn plan(
         &self,
@@ -320,20 +340,7 @@ impl Runner {
         inputs: &TaskInputs,
     ) -> Result<(Plan, u64)> {
         options.validate()?;
-        if !self.pack.supports(task) {
-            let tasks: Vec<&str> = self
-                .pack
-                .manifest
-                .tasks
-                .keys()
-                .map(|t| t.as_str())
-                .collect();
-            return Err(PipelineError::Request(format!(
-                "the pack {} does not serve {task} (it serves: {})",
-                self.pack.manifest.name,
-                tasks.join(", ")
-            )));
-        }
+        self.serves(task)?;
         let seed = options.seed.unwrap_or_else(rand_seed);
         let plan = plans::build(self, task, options, inputs)?;
         let context = self.engine.config().max_context;
@@ -377,6 +384,7 @@ impl Runner {
         inputs: &TaskInputs,
     ) -> Result<(Vec<u32>, SamplingParams)> {
         options.validate()?;
+        self.serves(TaskName::Chat)?;
         let plan = plans::build(self, TaskName::Chat, options, inputs)?;
         Ok((plan.prompt, plan.params))
     }

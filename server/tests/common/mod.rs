@@ -1,4 +1,4 @@
-//! A served default pack for the tests that talk to `anyforge serve` over
+//! A served random-weight pack for the tests that talk to `anyforge serve` over
 //! loopback: started on a free port, killed when dropped.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -7,6 +7,10 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The random-weight pack with every task (the default pack is the trained
+/// starter pack, whose tasks are its world's).
+pub const RANDOM_PACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/packs/random");
 
 pub struct Server {
     pub child: Child,
@@ -38,7 +42,7 @@ pub fn serve(port: u16, data: &Path) -> Server {
             "--data-dir",
             data.to_str().unwrap(),
         ])
-        .env_remove("ANYFORGE_PACK")
+        .env("ANYFORGE_PACK", RANDOM_PACK)
         .env_remove("ANYFORGE_API_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

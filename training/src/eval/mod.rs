@@ -14,7 +14,8 @@ use std::time::Instant;
 use modalities::Media;
 use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
 
-use crate::speech::sentences::{world_sentence, OUTSIDE};
+use crate::speech::sentences::world_sentence;
+pub use crate::speech::sentences::OUTSIDE;
 use crate::speech::teacher::{Teacher, TeacherError};
 use crate::world::{Edit, Motion, Scene, SolidSpec, Split, World};
 use read::{read_motion, read_scene, read_solid, Reading};
@@ -229,6 +230,9 @@ pub struct EvalConfig {
     pub seed: u64,
     /// Requests in flight at once (the engine batches them).
     pub concurrency: usize,
+    /// How many of the sentences outside the world text-to-speech says
+    /// (at most all of them, [`OUTSIDE`]).
+    pub outside: usize,
 }
 
 /// One task's results.
@@ -304,10 +308,15 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
         }
     }
     if supports(TaskName::TextToSpeech) {
-        out.extend(OUTSIDE.iter().map(|s| Case::TextToSpeech {
-            sentence: s.to_string(),
-            outside: true,
-        }));
+        out.extend(
+            OUTSIDE
+                .iter()
+                .take(config.outside)
+                .map(|s| Case::TextToSpeech {
+                    sentence: s.to_string(),
+                    outside: true,
+                }),
+        );
     }
     out
 }

@@ -189,7 +189,7 @@ async fn cancelling_a_running_job_stops_its_generation() {
     // Its own server: the shared one's worker may be busy with other tests.
     let data = tempfile::tempdir().unwrap();
     let own = crate::serve::state(
-        &pipelines::pack::default_dir(),
+        &pipelines::pack::random_dir(),
         Some(data.path()),
         None,
         crate::serve::ServeLimits::default(),

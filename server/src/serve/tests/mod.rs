@@ -14,7 +14,7 @@ use super::{router, state, ServeLimits, Shared};
 static DATA: LazyLock<tempfile::TempDir> = LazyLock::new(|| tempfile::tempdir().unwrap());
 pub(super) static STATE: LazyLock<Shared> = LazyLock::new(|| {
     state(
-        &pipelines::pack::default_dir(),
+        &pipelines::pack::random_dir(),
         Some(DATA.path()),
         None,
         ServeLimits::default(),
@@ -102,7 +102,7 @@ async fn health_models_and_unknown_routes() {
     );
     let (status, body, _) = call(&STATE, "GET", "/v1/models", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(json_of(&body)["data"][0]["id"], "anyforge-default");
+    assert_eq!(json_of(&body)["data"][0]["id"], "anyforge-random");
     let (status, body, _) = call(&STATE, "GET", "/v1/nothing", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(json_of(&body)["error"]["type"], "not_found_error");
@@ -110,7 +110,7 @@ async fn health_models_and_unknown_routes() {
 
 #[tokio::test]
 async fn chat_answers_plainly_and_streams_server_sent_events() {
-    let body = json!({"model": "anyforge-default", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5, "seed": 1, "n": 2});
+    let body = json!({"model": "anyforge-random", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5, "seed": 1, "n": 2});
     let (status, bytes, _) = call(&STATE, "POST", "/v1/chat/completions", Some(body), None).await;
     assert_eq!(
         status,
@@ -310,7 +310,7 @@ async fn bad_requests_get_the_error_envelope_naming_the_field() {
 #[tokio::test]
 async fn an_api_key_guards_v1_but_not_health() {
     let guarded = state(
-        &pipelines::pack::default_dir(),
+        &pipelines::pack::random_dir(),
         None,
         Some("sekrit".into()),
         ServeLimits::default(),
@@ -417,7 +417,7 @@ async fn a_full_queue_is_answered_429_with_retry_after() {
         },
         ..ServeLimits::default()
     };
-    let full = state(&pipelines::pack::default_dir(), None, None, limits).unwrap();
+    let full = state(&pipelines::pack::random_dir(), None, None, limits).unwrap();
     let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
     let request = Request::builder()
         .method("POST")
@@ -500,7 +500,7 @@ mod uploads;
 #[tokio::test]
 async fn a_pack_of_one_grid_serves_any_size_in_pixels() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&pipelines::pack::default_dir(), dir.path());
+    copy_dir(&pipelines::pack::random_dir(), dir.path());
     let manifest = dir.path().join("pack.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(

@@ -113,7 +113,7 @@ async fn bodies_too_large_too_deep_or_not_json_are_refused_and_the_server_lives_
         max_json_depth: 8,
         ..ServeLimits::default()
     };
-    let small = state(&pipelines::pack::default_dir(), None, None, limits).unwrap();
+    let small = state(&pipelines::pack::random_dir(), None, None, limits).unwrap();
     let huge = json!({"prompt": "x".repeat(10_000)}).to_string();
     let reply = send(
         &small,
@@ -174,7 +174,7 @@ async fn media_limits_come_from_configuration() {
     };
     let data = tempfile::tempdir().unwrap();
     let tight = state(
-        &pipelines::pack::default_dir(),
+        &pipelines::pack::random_dir(),
         Some(data.path()),
         None,
         limits,
@@ -234,7 +234,7 @@ async fn every_response_carries_a_request_id_and_keeps_the_clients() {
     assert_eq!(reply.headers["x-request-id"], "client-42");
 }
 
-/// Four 512x512 images: seconds of generation on the default pack.
+/// Four 512x512 images: seconds of generation on the random pack.
 fn long_image_request() -> Request<Body> {
     let body = json!({"prompt": "a long job", "n": 4, "size": "512x512"}).to_string();
     post_raw("/v1/images/generations", "application/json", body)
@@ -245,7 +245,7 @@ fn long_image_request() -> Request<Body> {
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_its_generation() {
     let own = state(
-        &pipelines::pack::default_dir(),
+        &pipelines::pack::random_dir(),
         None,
         None,
         ServeLimits::default(),
@@ -269,7 +269,7 @@ async fn a_client_that_disconnects_cancels_its_generation() {
 #[tokio::test]
 async fn a_draining_server_refuses_new_work_and_cancels_what_outlives_the_deadline() {
     let own = state(
-        &pipelines::pack::default_dir(),
+        &pipelines::pack::random_dir(),
         None,
         None,
         ServeLimits::default(),

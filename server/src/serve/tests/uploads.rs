@@ -93,7 +93,7 @@ async fn image_edits_and_transcriptions_take_uploads() {
         STATE.runner.pack().defaults().image_grid[1] * layout.downsample
     );
 
-    let voice = std::fs::read(pipelines::pack::default_dir().join("voices/default.wav")).unwrap();
+    let voice = std::fs::read(pipelines::pack::random_dir().join("voices/default.wav")).unwrap();
     for (format, check) in [
         ("json", "\"text\""),
         ("text", ""),
@@ -105,7 +105,7 @@ async fn image_edits_and_transcriptions_take_uploads() {
             "/v1/audio/transcriptions",
             &[
                 ("file", Some("voice.wav"), voice.clone()),
-                ("model", None, b"anyforge-default".to_vec()),
+                ("model", None, b"anyforge-random".to_vec()),
                 ("response_format", None, format.as_bytes().to_vec()),
             ],
         )

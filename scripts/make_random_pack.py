@@ -1,11 +1,12 @@
-"""Builds the default model pack in assets/packs/default with the reference tools.
+"""Builds the random-weight test pack in assets/packs/random with the reference tools.
 
-    ~/venvs/ref/bin/python scripts/make_default_pack.py
+    ~/venvs/ref/bin/python scripts/make_random_pack.py
 
 Needs torch, transformers, tokenizers, safetensors and snac (see README).
 Seeded: running it again writes the same files. The weights are random
-(a later step trains them); the layout is what matters here: a Qwen3-MoE
-backbone whose vocabulary holds text, image codes (Janus VQ), SNAC audio
+(the default pack, assets/packs/default, is the trained starter pack); the
+layout is what matters, and the tests use it to exercise every task: a
+Qwen3-MoE backbone whose vocabulary holds text, image codes (Janus VQ), SNAC audio
 codes in the Orpheus frame layout, and mesh coordinate tokens, with the
 codecs beside it and a pack.yaml tying them together (docs/packs.md).
 """
@@ -25,7 +26,7 @@ from safetensors.torch import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OUT = ROOT / "assets" / "packs" / "default"
+OUT = ROOT / "assets" / "packs" / "random"
 TEXT_VOCAB = 512
 IMAGE_CODES = 256
 AUDIO_CODES = 256
@@ -185,7 +186,7 @@ def main():
 
     weights = sorted(p for p in OUT.rglob("*.safetensors"))
     manifest = {
-        "name": "anyforge-default",
+        "name": "anyforge-random",
         "description": "Small random-weight pack that exercises every task; not trained.",
         "licence": "Apache-2.0",
         "backbone": "backbone",
@@ -205,7 +206,7 @@ def main():
         "sha256": {str(p.relative_to(OUT)): sha256(p) for p in weights},
     }
     yaml.SafeDumper.add_representer(str, block_strings)
-    (OUT / "pack.yaml").write_text("# anyforge model pack (docs/packs.md); made by scripts/make_default_pack.py\n"
+    (OUT / "pack.yaml").write_text("# anyforge model pack (docs/packs.md); made by scripts/make_random_pack.py\n"
                                    + yaml.safe_dump(manifest, sort_keys=False, width=120))
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT} ({total / 1e6:.1f} MB); vocab {tok.get_vocab_size()}")
