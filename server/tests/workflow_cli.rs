@@ -1,17 +1,15 @@
 #![allow(clippy::unwrap_used)]
 //! `anyforge run` and `anyforge workflow ...` as a user runs them.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
-
-/// The random-weight pack with every task (the default pack is the trained
-/// starter pack, whose tasks are its world's).
-const RANDOM_PACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/packs/random");
 
 fn anyforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_anyforge"))
         .args(args)
-        .env("ANYFORGE_PACK", RANDOM_PACK)
+        .env("ANYFORGE_PACK", common::RANDOM_PACK)
         .output()
         .expect("run anyforge")
 }
@@ -194,7 +192,7 @@ outputs:
     // Killed mid-way: at least four rows recorded, not all twenty.
     let mut child = Command::new(env!("CARGO_BIN_EXE_anyforge"))
         .args(&args)
-        .env("ANYFORGE_PACK", RANDOM_PACK)
+        .env("ANYFORGE_PACK", common::RANDOM_PACK)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

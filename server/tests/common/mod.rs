@@ -1,5 +1,6 @@
-//! A served random-weight pack for the tests that talk to `anyforge serve` over
-//! loopback: started on a free port, killed when dropped.
+//! Shared by the CLI tests: the random-weight pack's path, and a served
+//! pack for the tests that talk to `anyforge serve` over loopback (started
+//! on a free port, killed when dropped).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
