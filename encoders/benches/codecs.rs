@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use encoders::Codes;
 
-// As the `anyforge` binary: freed buffers are reused, not unmapped.
+// As the `anyforge` binary: mimalloc, keeping freed buffers for reuse
+// (`kernels::keep_freed_memory` in main).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,6 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [dir, codes, reps] = args.as_slice() else {
         return Err("usage: codecs DIR CODES.json REPS".into());
     };
+    kernels::keep_freed_memory();
     let reps: usize = reps.parse()?;
     let codec = encoders::open(dir)?;
     let codes = Codes::read(std::path::Path::new(codes), 1 << 30)?;

@@ -1,5 +1,5 @@
-//! `C = A B` (or `C += A B`) in f32, blocked for the caches, with an
-//! AVX-512 micro-kernel where the CPU has one.
+//! `C = A B` (or `C += A B`) in f32, blocked for the caches, with AVX-512
+//! and AVX2 micro-kernels.
 //!
 //! Why our own: the `gemm` crate, which candle uses, runs its AVX2 kernels
 //! on stable Rust (its AVX-512 path needs a nightly feature), and measured
@@ -8,7 +8,10 @@
 //! in `KC x NR` strips that stay in L1, A in `MC x KC` blocks that stay in
 //! L2, and a 12 x 32 register tile accumulates 24 vectors of 16 floats.
 //! AVX2 CPUs run the same tile as four 6 x 16 quarters (12 vectors of 8);
-//! others run it in plain Rust.
+//! others run it in plain Rust. Whole tiles are added into C straight from
+//! the registers, with C's rows prefetched when the tile starts: written
+//! through a scratch tile, the loads of C stalled after every tile (11% of
+//! a Janus VQ decode on an AVX2 core).
 
 use rayon::prelude::*;
 
@@ -183,52 +186,42 @@ pub fn sgemm_into<B: PackB>(
     } else {
         1
     };
+    // The product's rows, each exactly its n columns.
+    let mut rows: Vec<&mut [f32]> = c.chunks_mut(ldc).take(m).map(|r| &mut r[..n]).collect();
     if threads == 1 {
-        blocked(a, b, 0..n, c, ldc, accumulate);
+        blocked(a, b, 0..n, &mut rows, accumulate);
         return;
     }
     if m >= threads * MC {
-        // Tall: each thread takes whole rows of C (contiguous) and packs B itself.
+        // Tall: each thread takes whole rows of C and packs B itself.
         let rows_per = m.div_ceil(threads).div_ceil(MR) * MR;
-        let c = &mut c[..(m - 1) * ldc + n];
-        c.par_chunks_mut(rows_per * ldc)
+        rows.par_chunks_mut(rows_per)
             .enumerate()
-            .for_each(|(t, rows)| {
-                let count = (rows.len() + ldc - n) / ldc;
-                blocked(
-                    a.sub_rows(t * rows_per, count),
-                    b,
-                    0..n,
-                    rows,
-                    ldc,
-                    accumulate,
-                );
+            .for_each(|(t, band)| {
+                let a = a.sub_rows(t * rows_per, band.len());
+                blocked(a, b, 0..n, band, accumulate);
             });
         return;
     }
-    // Short and wide: each thread takes a range of columns, so none packs
-    // another's part of B, into its own buffer.
+    // Short and wide: each thread takes a range of columns of every row, so
+    // none packs another's part of B, and writes them in place.
     let cols_per = n.div_ceil(threads).div_ceil(NR) * NR;
-    let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(cols_per))
-        .into_par_iter()
-        .map(|t| {
-            let (j0, nc) = (t * cols_per, cols_per.min(n - t * cols_per));
-            let mut part = vec![0f32; m * nc];
-            blocked(a, b, j0..j0 + nc, &mut part, nc, false);
-            (j0, part)
-        })
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(cols_per))
+        .map(|_| Vec::with_capacity(m))
         .collect();
-    for (j0, part) in parts {
-        let nc = part.len() / m;
-        for (row, values) in c.chunks_mut(ldc).zip(part.chunks_exact(nc)) {
-            let dst = &mut row[j0..j0 + nc];
-            if accumulate {
-                dst.iter_mut().zip(values).for_each(|(d, v)| *d += v);
-            } else {
-                dst.copy_from_slice(values);
-            }
+    for row in rows {
+        let mut rest = row;
+        for part in parts.iter_mut() {
+            let (head, tail) = rest.split_at_mut(cols_per.min(rest.len()));
+            part.push(head);
+            rest = tail;
         }
     }
+    parts.into_par_iter().enumerate().for_each(|(t, mut part)| {
+        let j0 = t * cols_per;
+        let width = part.first().map_or(0, |r| r.len());
+        blocked(a, b, j0..j0 + width, &mut part, accumulate);
+    });
 }
 
 /// Packs rows `r0..r0+mc`, columns `p0..p0+kc` of `a` as `MR`-row strips,
@@ -252,22 +245,26 @@ fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32
     }
 }
 
-/// Columns `cols` of `a b` into `c` (its column 0 is `cols.start`), rows
-/// `ldc` apart, on the calling thread.
+/// Columns `cols` of `a b` into `c`, on the calling thread: `c[i]` is row
+/// `i` of the product's columns `cols` (its element 0 is column
+/// `cols.start`).
 fn blocked<B: PackB>(
     a: MatRef,
     b: &B,
     cols: std::ops::Range<usize>,
-    c: &mut [f32],
-    ldc: usize,
+    c: &mut [&mut [f32]],
     accumulate: bool,
 ) {
     let (m, k) = (a.rows, a.cols);
     let n = cols.len();
+    assert!(
+        c.len() == m && c.iter().all(|row| row.len() >= n),
+        "c does not hold the product's rows"
+    );
     let kernel = Micro::detect();
     let mut bp = vec![0f32; KC * NC.min(n).div_ceil(NR) * NR];
     let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * KC];
-    let mut tile = [0f32; MR * NR];
+    let mut tile = [[0f32; NR]; MR];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
@@ -293,20 +290,58 @@ fn blocked<B: PackB>(
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let a_strip = &ap[(ir / MR) * kc * MR..][..kc * MR];
-                        kernel.run(kc, a_strip, b_strip, &mut tile);
-                        for i in 0..mr {
-                            let row = &mut c[(ic + ir + i) * ldc + jc + jr..][..nr];
-                            let values = &tile[i * NR..i * NR + nr];
+                        let rows = &mut c[ic + ir..ic + ir + mr];
+                        if mr == MR && nr == NR {
+                            // A whole tile: the kernel adds into C from its
+                            // registers (no round trip through `tile`).
+                            kernel.run(
+                                kc,
+                                a_strip,
+                                b_strip,
+                                TileOut {
+                                    rows,
+                                    col: jc + jr,
+                                    add,
+                                },
+                            );
+                            continue;
+                        }
+                        let mut scratch = tile.each_mut().map(|r| r.as_mut_slice());
+                        let out = TileOut {
+                            rows: &mut scratch,
+                            col: 0,
+                            add: false,
+                        };
+                        kernel.run(kc, a_strip, b_strip, out);
+                        for (row, values) in rows.iter_mut().zip(&tile) {
+                            let row = &mut row[jc + jr..][..nr];
                             if add {
                                 row.iter_mut().zip(values).for_each(|(d, v)| *d += v);
                             } else {
-                                row.copy_from_slice(values);
+                                row.copy_from_slice(&values[..nr]);
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Where a micro-kernel leaves its `MR x NR` tile: row `i` is
+/// `rows[i][col..col + NR]`, added to what is there when `add`.
+struct TileOut<'r, 'c> {
+    rows: &'r mut [&'c mut [f32]],
+    col: usize,
+    add: bool,
+}
+
+impl TileOut<'_, '_> {
+    /// Each row's first element of the tile, bounds checked.
+    fn row_starts(&mut self) -> [*mut f32; MR] {
+        assert!(self.rows.len() >= MR, "a tile needs MR rows");
+        let col = self.col;
+        std::array::from_fn(|i| self.rows[i][col..col + NR].as_mut_ptr())
     }
 }
 
@@ -332,21 +367,22 @@ impl Micro {
         Micro::Portable
     }
 
-    /// `tile = a_strip^T b_strip` over `kc` steps.
-    fn run(self, kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+    /// `a_strip^T b_strip` over `kc` steps, into (or added to) `dst`.
+    fn run(self, kc: usize, a: &[f32], b: &[f32], mut dst: TileOut) {
         assert!(a.len() >= kc * MR && b.len() >= kc * NR, "strips too short");
+
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` saw AVX-512F on this CPU; the assert above
-            // keeps every load in bounds.
+            // keeps every load in bounds, `row_starts` every store.
             #[allow(unsafe_code)]
-            Micro::Avx512 => unsafe { micro_avx512(kc, a, b, tile) },
+            Micro::Avx512 => unsafe { micro_avx512(kc, a, b, dst.row_starts(), dst.add) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` saw AVX2 and FMA on this CPU; the function is
-            // otherwise safe code.
+            // SAFETY: `detect` saw AVX2 and FMA on this CPU; the assert
+            // above keeps every load in bounds, `row_starts` every store.
             #[allow(unsafe_code)]
-            Micro::Avx2 => unsafe { micro_avx2(kc, a, b, tile) },
-            _ => micro_portable(kc, a, b, tile),
+            Micro::Avx2 => unsafe { micro_avx2(kc, a, b, dst.row_starts(), dst.add) },
+            _ => micro_portable(kc, a, b, dst),
         }
     }
 }
@@ -354,7 +390,7 @@ impl Micro {
 /// The tile in plain Rust: the compiler vectorises the inner loops for
 /// whatever the function is compiled for.
 #[inline(always)]
-fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+fn micro_portable(kc: usize, a: &[f32], b: &[f32], dst: TileOut) {
     let mut acc = [[0f32; NR]; MR];
     for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
         for (row, &ai) in acc.iter_mut().zip(ap) {
@@ -363,8 +399,13 @@ fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
             }
         }
     }
-    for (dst, row) in tile.chunks_exact_mut(NR).zip(&acc) {
-        dst.copy_from_slice(row);
+    for (row, out) in acc.iter().zip(dst.rows.iter_mut()) {
+        let out = &mut out[dst.col..][..NR];
+        if dst.add {
+            out.iter_mut().zip(row).for_each(|(d, v)| *d += v);
+        } else {
+            out.copy_from_slice(row);
+        }
     }
 }
 
@@ -375,12 +416,19 @@ fn micro_portable(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], out: [*mut f32; MR], add: bool) {
     use std::arch::x86_64::*;
     const QR: usize = MR / 2;
     const QC: usize = NR / 2;
-    for r0 in [0, QR] {
-        for c0 in [0, QC] {
+    for c0 in [0, QC] {
+        for r0 in [0, QR] {
+            // Ask for the quarter's rows of C now: they are read at the end,
+            // and C is the one operand not packed into the caches.
+            for i in 0..QR {
+                let row = out[r0 + i].add(c0) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(row);
+                _mm_prefetch::<_MM_HINT_T0>(row.add(4 * QC - 1));
+            }
             let mut acc = [_mm256_setzero_ps(); 2 * QR];
             let (mut ap, mut bp) = (a.as_ptr().add(r0), b.as_ptr().add(c0));
             for _ in 0..kc {
@@ -397,10 +445,16 @@ unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR])
                 ap = ap.add(MR);
                 bp = bp.add(NR);
             }
+            // Each of `out`'s rows holds NR floats (`TileOut::row_starts`).
             for i in 0..QR {
-                let row = tile.as_mut_ptr().add((r0 + i) * NR + c0);
-                _mm256_storeu_ps(row, acc[2 * i]);
-                _mm256_storeu_ps(row.add(8), acc[2 * i + 1]);
+                let row = out[r0 + i].add(c0);
+                let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
+                if add {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
+                }
+                _mm256_storeu_ps(row, v0);
+                _mm256_storeu_ps(row.add(8), v1);
             }
         }
     }
@@ -409,8 +463,13 @@ unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR])
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR]) {
+unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], out: [*mut f32; MR], add: bool) {
     use std::arch::x86_64::*;
+    for &row in &out {
+        let row = row as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.add(4 * NR - 1));
+    }
     let mut acc = [_mm512_setzero_ps(); 2 * MR];
     let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
     for _ in 0..kc {
@@ -426,10 +485,15 @@ unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32; MR * NR
         ap = ap.add(MR);
         bp = bp.add(NR);
     }
-    for i in 0..MR {
-        // The tile holds MR * NR floats: rows of NR, two vectors each.
-        _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR), acc[2 * i]);
-        _mm512_storeu_ps(tile.as_mut_ptr().add(i * NR + 16), acc[2 * i + 1]);
+    // Each of `out`'s rows holds NR floats (`TileOut::row_starts`).
+    for (i, &row) in out.iter().enumerate() {
+        let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
+        if add {
+            v0 = _mm512_add_ps(v0, _mm512_loadu_ps(row));
+            v1 = _mm512_add_ps(v1, _mm512_loadu_ps(row.add(16)));
+        }
+        _mm512_storeu_ps(row, v0);
+        _mm512_storeu_ps(row.add(16), v1);
     }
 }
 
@@ -468,6 +532,8 @@ mod tests {
             (25, 513, 3100),
             (12, 256, 32),
             (300, 40, 50),
+            // Tall enough to split by rows over two threads.
+            (300, 64, 100),
         ] {
             let a_data = values(m * k, 1);
             let b_data = values(k * n, 2);
@@ -502,7 +568,12 @@ mod tests {
             .num_threads(2)
             .build()
             .unwrap();
-        for &(m, k, n, ldc) in &[(5, 9, 7, 10), (300, 20, 40, 45), (40, 300, 100, 130)] {
+        for &(m, k, n, ldc) in &[
+            (5, 9, 7, 10),
+            (300, 20, 40, 45),
+            (40, 300, 100, 130),
+            (300, 40, 100, 110),
+        ] {
             let (a_data, b_data) = (values(m * k, 3), values(k * n, 4));
             let a = MatRef::row_major(&a_data, m, k).unwrap();
             let b = MatRef::row_major(&b_data, k, n).unwrap();
@@ -529,22 +600,46 @@ mod tests {
     fn every_micro_kernel_computes_the_same_tile() {
         let kc = 37;
         let (a, b) = (values(kc * MR, 5), values(kc * NR, 6));
-        let mut want = [0f32; MR * NR];
-        Micro::Portable.run(kc, &a, &b, &mut want);
-        for kernel in [Micro::detect(), Micro::Avx2] {
-            if matches!(kernel, Micro::Avx2) && !std::is_x86_feature_detected!("avx2") {
-                continue;
-            }
-            let mut got = [0f32; MR * NR];
-            kernel.run(kc, &a, &b, &mut got);
-            for (x, y) in got.iter().zip(&want) {
-                assert!((x - y).abs() < 1e-4, "{kernel:?}");
-            }
-        }
+        let mut want = [[0f32; NR]; MR];
+        let mut rows = want.each_mut().map(|r| r.as_mut_slice());
+        let out = TileOut {
+            rows: &mut rows,
+            col: 0,
+            add: false,
+        };
+        Micro::Portable.run(kc, &a, &b, out);
         for i in 0..MR {
             for j in 0..NR {
                 let naive: f32 = (0..kc).map(|p| a[p * MR + i] * b[p * NR + j]).sum();
-                assert!((want[i * NR + j] - naive).abs() < 1e-4);
+                assert!((want[i][j] - naive).abs() < 1e-4);
+            }
+        }
+        // Every kernel, into columns 3.. of wider rows: written, then added
+        // once more, leaving the columns around the tile alone.
+        let (col, width) = (3, NR + 5);
+        for kernel in [Micro::detect(), Micro::Avx2, Micro::Portable] {
+            if matches!(kernel, Micro::Avx2) && !std::is_x86_feature_detected!("avx2") {
+                continue;
+            }
+            let mut got = vec![vec![7f32; width]; MR];
+            for (add, times) in [(false, 1.0), (true, 2.0)] {
+                let mut rows: Vec<&mut [f32]> = got.iter_mut().map(|r| r.as_mut_slice()).collect();
+                let out = TileOut {
+                    rows: &mut rows,
+                    col,
+                    add,
+                };
+                kernel.run(kc, &a, &b, out);
+                for (i, row) in got.iter().enumerate() {
+                    for (j, &x) in row.iter().enumerate() {
+                        if (col..col + NR).contains(&j) {
+                            let y = times * want[i][j - col];
+                            assert!((x - y).abs() < 1e-4, "{kernel:?} ({i}, {j})");
+                        } else {
+                            assert_eq!(x, 7.0, "{kernel:?} wrote outside the tile");
+                        }
+                    }
+                }
             }
         }
     }

@@ -2,8 +2,15 @@
 //!
 //! - [`gemm::sgemm`]: `C = A B` in f32 over strided views (or any
 //!   [`PackB`] operand, such as an im2col computed while packing), threaded,
-//!   with an AVX-512 micro-kernel.
+//!   with AVX-512 and AVX2 micro-kernels.
+//! - [`activation::silu`]: swish over a slice, vectorised.
+//! - [`keep_freed_memory`]: the allocator policy of the binary and the
+//!   benchmarks.
 
+pub mod activation;
 pub mod gemm;
+mod memory;
+
+pub use memory::keep_freed_memory;
 
 pub use gemm::{sgemm, sgemm_into, MatRef, PackB, NR_PACKED};

@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-// As the `anyforge` binary: freed buffers are reused, not unmapped.
+// As the `anyforge` binary: mimalloc, keeping freed buffers for reuse
+// (`kernels::keep_freed_memory` in main).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -205,6 +206,7 @@ fn bench_machine() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    kernels::keep_freed_memory();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+// As the `anyforge` binary: mimalloc, keeping freed buffers for reuse
+// (`kernels::keep_freed_memory` in main).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -26,6 +28,7 @@ fn picture(side: u32) -> Image {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    kernels::keep_freed_memory();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")

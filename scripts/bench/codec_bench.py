@@ -64,6 +64,12 @@ def make_snac():
     return folder, codes
 
 
+def simd():
+    """The widest vector unit kernels::sgemm runs on this CPU."""
+    flags = pathlib.Path("/proc/cpuinfo").read_text() if pathlib.Path("/proc/cpuinfo").exists() else ""
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "portable"
+
+
 def run(cmd, env):
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -120,7 +126,7 @@ def write_report(rows, machine):
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; measured on {time.strftime('%Y-%m-%d')}.",
         "",
-        "GEMM ceilings: f32 1024³ with anyforge's kernel (`kernels::sgemm`, AVX-512) and with PyTorch's",
+        f"GEMM ceilings: f32 1024³ with anyforge's kernel (`kernels::sgemm`, {simd()}) and with PyTorch's",
         "(MKL), at the same thread count.",
         "",
         "| decode | threads | GFLOP | anyforge s | PyTorch s | anyforge vs PyTorch | anyforge GFLOP/s | PyTorch GFLOP/s | GEMM ceiling GFLOP/s (ours / MKL) |",

@@ -19,23 +19,6 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (mimalloc.h);
-/// libmimalloc-sys names the options around it but not this one.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Keeps freed memory mapped for reuse instead of returning it to the OS a
-/// second after it is freed. A training step frees its activations and
-/// allocates them again about a second later; purged, every one came back
-/// as fresh pages the kernel had to zero (a quarter of the profile). For
-/// batch commands whose peak memory is their steady state.
-fn keep_freed_memory() {
-    // SAFETY: sets a plain integer option; mimalloc reads options on use.
-    #[allow(unsafe_code)]
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1)
-    };
-}
-
 #[derive(Parser)]
 #[command(
     name = "anyforge",
@@ -84,6 +67,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    kernels::keep_freed_memory();
     let result = match cli.command {
         Command::Media { command } => media::run(command),
         Command::Codec { command } => codec::run(command),
@@ -94,10 +78,7 @@ fn main() -> ExitCode {
         Command::Workflow { command } => workflow::command(command),
         Command::Complete(args) => text::complete(args),
         Command::Chat(args) => text::chat(args),
-        Command::Train(args) => {
-            keep_freed_memory();
-            train::run(args)
-        }
+        Command::Train(args) => train::run(args),
         Command::Eval(args) => train::eval(args),
     };
     match result {

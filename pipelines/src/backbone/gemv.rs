@@ -47,17 +47,19 @@ fn rows(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU was just checked for AVX-512F, the only
-            // requirement of the target-feature function; it is otherwise
-            // ordinary safe code.
-            #[allow(unsafe_code)]
-            unsafe {
-                rows_avx512(x, m, w, k, first, block)
-            };
+            rows_tiled::<Avx512>(x, m, w, k, first, block);
+            return;
+        }
+        if m > 1 && Avx2::available() {
+            rows_tiled::<Avx2>(x, m, w, k, first, block);
             return;
         }
         if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above, for AVX2.
+            // One row of x (a decode step): a tile has only its R chains of
+            // additions, where the plain loop keeps eight apart.
+            // SAFETY: the CPU was just checked for AVX2, the only
+            // requirement of the target-feature function; it is otherwise
+            // ordinary safe code.
             #[allow(unsafe_code)]
             unsafe {
                 rows_avx2(x, m, w, k, first, block)
@@ -68,7 +70,7 @@ fn rows(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32
     rows_portable(x, m, w, k, first, block);
 }
 
-/// The same loop compiled for AVX2, so the sums use 256-bit registers (the
+/// The plain loop compiled for AVX2, so the sums use 256-bit registers (the
 /// crate is built for baseline x86-64).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -77,18 +79,40 @@ unsafe fn rows_avx2(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, bloc
     rows_portable(x, m, w, k, first, block);
 }
 
-/// AVX-512: register tiles of two weight rows by up to four rows of `x`,
-/// so each 16-float load of a weight row feeds up to four multiply-adds
-/// (the plain loop reloads the weight row for every row of `x` and reduces
-/// every dot product across lanes, which caps batched decode steps).
+/// A register tile of `R` weight rows by `G` rows of `x` in one vector
+/// width: each vector load of a weight row feeds `G` multiply-adds (the
+/// plain loop reloads the weight row for every row of `x` and reduces every
+/// dot product across lanes, which capped batched decode steps and the
+/// few-token expert products of a prefill).
 #[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx512f")]
-unsafe fn rows_avx512(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32]) {
+trait Tile {
+    /// `out[i * m + j0 + g] = w[row0 + i] . x[j0 + g]` for `i < R`, `g < G`.
+    ///
+    /// # Safety
+    /// The CPU has the implementation's vector extension, `x` holds rows up
+    /// to `j0 + G` and `w` rows up to `row0 + R`, each of `k` floats.
+    #[allow(unsafe_code, clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize, const G: usize>(
+        x: &[f32],
+        w: &[f32],
+        k: usize,
+        row0: usize,
+        j0: usize,
+        m: usize,
+        out: &mut [f32],
+    );
+
+    /// Whether this CPU has the extension.
+    fn available() -> bool;
+}
+
+/// Tiles of two weight rows by up to four rows of `x`, in registers.
+#[cfg(target_arch = "x86_64")]
+fn rows_tiled<T: Tile>(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, block: &mut [f32]) {
     let rows = block.len() / m;
     assert!(
-        x.len() >= m * k && w.len() >= (first + rows) * k,
-        "operands too short"
+        T::available() && x.len() >= m * k && w.len() >= (first + rows) * k,
+        "operands too short, or the CPU lacks the tile's extension"
     );
     let mut r = 0;
     while r < rows {
@@ -96,16 +120,22 @@ unsafe fn rows_avx512(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, bl
         let mut j = 0;
         while j < m {
             let group = (m - j).min(4);
-            // Constant tile sizes keep the accumulators in registers.
-            match (pair, group) {
-                (2, 4) => tile::<2, 4>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                (2, 3) => tile::<2, 3>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                (2, 2) => tile::<2, 2>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                (2, _) => tile::<2, 1>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                (_, 4) => tile::<1, 4>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                (_, 3) => tile::<1, 3>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                (_, 2) => tile::<1, 2>(x, w, k, first + r, j, m, &mut block[r * m..]),
-                _ => tile::<1, 1>(x, w, k, first + r, j, m, &mut block[r * m..]),
+            let out = &mut block[r * m..];
+            let row0 = first + r;
+            // SAFETY: the assert above covers every tile's rows; constant
+            // tile sizes keep the accumulators in registers.
+            #[allow(unsafe_code)]
+            unsafe {
+                match (pair, group) {
+                    (2, 4) => T::tile::<2, 4>(x, w, k, row0, j, m, out),
+                    (2, 3) => T::tile::<2, 3>(x, w, k, row0, j, m, out),
+                    (2, 2) => T::tile::<2, 2>(x, w, k, row0, j, m, out),
+                    (2, _) => T::tile::<2, 1>(x, w, k, row0, j, m, out),
+                    (_, 4) => T::tile::<1, 4>(x, w, k, row0, j, m, out),
+                    (_, 3) => T::tile::<1, 3>(x, w, k, row0, j, m, out),
+                    (_, 2) => T::tile::<1, 2>(x, w, k, row0, j, m, out),
+                    _ => T::tile::<1, 1>(x, w, k, row0, j, m, out),
+                }
             }
             j += group;
         }
@@ -113,48 +143,123 @@ unsafe fn rows_avx512(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, bl
     }
 }
 
-/// `out[i * m + j0 + g] = w[row0 + i] . x[j0 + g]` for `i < R`, `g < G`.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn tile<const R: usize, const G: usize>(
+/// The dot products' tails past the last whole vector, added to the
+/// tile's reduced sums.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn finish_tile<const R: usize, const G: usize>(
+    sums: [[f32; G]; R],
     x: &[f32],
     w: &[f32],
     k: usize,
+    wide: usize,
     row0: usize,
     j0: usize,
     m: usize,
     out: &mut [f32],
 ) {
-    use std::arch::x86_64::*;
-    let wide = k / 16 * 16;
-    let mut acc = [[_mm512_setzero_ps(); G]; R];
-    let mut p = 0;
-    while p < wide {
-        // SAFETY (loads): `rows_avx512` checked that x holds m rows and w
-        // holds rows up to row0 + R of k floats; p + 16 <= k.
-        let xs: [__m512; G] =
-            std::array::from_fn(|g| _mm512_loadu_ps(x.as_ptr().add((j0 + g) * k + p)));
-        for (i, acc_row) in acc.iter_mut().enumerate() {
-            let wv = _mm512_loadu_ps(w.as_ptr().add((row0 + i) * k + p));
-            for (a, xv) in acc_row.iter_mut().zip(&xs) {
-                *a = _mm512_fmadd_ps(wv, *xv, *a);
-            }
-        }
-        p += 16;
-    }
-    for (i, acc_row) in acc.iter().enumerate() {
+    for (i, row_sums) in sums.iter().enumerate() {
         let w_row = &w[(row0 + i) * k..(row0 + i + 1) * k];
-        for (g, a) in acc_row.iter().enumerate() {
+        for (g, sum) in row_sums.iter().enumerate() {
             let x_row = &x[(j0 + g) * k..(j0 + g + 1) * k];
             let tail: f32 = w_row[wide..]
                 .iter()
                 .zip(&x_row[wide..])
                 .map(|(a, b)| a * b)
                 .sum();
-            out[i * m + j0 + g] = _mm512_reduce_add_ps(*a) + tail;
+            out[i * m + j0 + g] = sum + tail;
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Tile for Avx512 {
+    #[allow(unsafe_code, clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const G: usize>(
+        x: &[f32],
+        w: &[f32],
+        k: usize,
+        row0: usize,
+        j0: usize,
+        m: usize,
+        out: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let wide = k / 16 * 16;
+        let mut acc = [[_mm512_setzero_ps(); G]; R];
+        let mut p = 0;
+        while p < wide {
+            // SAFETY (loads): the caller's rows of x and w hold k floats;
+            // p + 16 <= k.
+            let xs: [__m512; G] =
+                std::array::from_fn(|g| _mm512_loadu_ps(x.as_ptr().add((j0 + g) * k + p)));
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let wv = _mm512_loadu_ps(w.as_ptr().add((row0 + i) * k + p));
+                for (a, xv) in acc_row.iter_mut().zip(&xs) {
+                    *a = _mm512_fmadd_ps(wv, *xv, *a);
+                }
+            }
+            p += 16;
+        }
+        let sums = acc.map(|row| row.map(|a| _mm512_reduce_add_ps(a)));
+        finish_tile(sums, x, w, k, wide, row0, j0, m, out);
+    }
+
+    fn available() -> bool {
+        std::is_x86_feature_detected!("avx512f")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Tile for Avx2 {
+    #[allow(unsafe_code, clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const R: usize, const G: usize>(
+        x: &[f32],
+        w: &[f32],
+        k: usize,
+        row0: usize,
+        j0: usize,
+        m: usize,
+        out: &mut [f32],
+    ) {
+        use std::arch::x86_64::*;
+        let wide = k / 8 * 8;
+        let mut acc = [[_mm256_setzero_ps(); G]; R];
+        let mut p = 0;
+        while p < wide {
+            // SAFETY (loads): the caller's rows of x and w hold k floats;
+            // p + 8 <= k.
+            let xs: [__m256; G] =
+                std::array::from_fn(|g| _mm256_loadu_ps(x.as_ptr().add((j0 + g) * k + p)));
+            for (i, acc_row) in acc.iter_mut().enumerate() {
+                let wv = _mm256_loadu_ps(w.as_ptr().add((row0 + i) * k + p));
+                for (a, xv) in acc_row.iter_mut().zip(&xs) {
+                    *a = _mm256_fmadd_ps(wv, *xv, *a);
+                }
+            }
+            p += 8;
+        }
+        let sums = acc.map(|row| {
+            row.map(|a| {
+                // Eight lanes to one: halves, then pairs, then the last two.
+                let four = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+                let two = _mm_add_ps(four, _mm_movehl_ps(four, four));
+                _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps::<0b01>(two, two)))
+            })
+        });
+        finish_tile(sums, x, w, k, wide, row0, j0, m, out);
+    }
+
+    fn available() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
     }
 }
 
