@@ -4,7 +4,7 @@
 
 use encoders::codes::ImageCodes;
 use encoders::image::patch::PatchCodec;
-use encoders::speech_text::Sound;
+use encoders::speech_text::{self, Sound};
 use encoders::CodecError;
 use tokenizers::Tokenizer;
 
@@ -176,12 +176,13 @@ impl Writer<'_> {
     /// with `word_phonemes`).
     pub fn text_to_speech(&self, sentence: &str) -> Result<Sequence, DataError> {
         let kit = self.speech()?;
-        let phonemes = kit.phonemizer.marked_tokens(sentence, &kit.word_markers);
+        let said = kit.phonemizer.words(sentence);
+        let phonemes = speech_text::marked(&said, &kit.word_markers);
         let mut target = if kit.word_markers.is_empty() {
             self.speech_block(sentence)?
         } else {
             let mut block = vec![self.marker("<|audio_start|>")?];
-            for (k, (phones, codes)) in kit.word_codes(sentence)?.into_iter().enumerate() {
+            for (k, (phones, codes)) in kit.word_codes(said)?.into_iter().enumerate() {
                 block.push(self.marker(&kit.word_markers[k % kit.word_markers.len()])?);
                 if kit.word_phonemes {
                     for p in phones {

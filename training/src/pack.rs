@@ -266,7 +266,7 @@ mod tests {
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());
         assert_eq!(pack.audio.as_ref().unwrap().word_markers.len(), 4);
-        assert_eq!(pack.audio.as_ref().unwrap().word_phonemes.len(), 39);
+        assert_eq!(pack.audio.as_ref().unwrap().phone_tokens.len(), 39);
         let speech = &pack.manifest.tasks[&TaskName::TextToSpeech];
         assert_eq!((speech.temperature, speech.top_p), (Some(0.7), Some(0.95)));
         assert!(

@@ -78,49 +78,55 @@ impl Phonemizer {
     /// The sounds of `text`: words separated by word breaks, pauses where
     /// the punctuation puts them.
     pub fn sounds(&self, text: &str) -> Vec<Sound> {
-        let mut out = Vec::new();
-        for said in self.words(text) {
-            match said {
-                Said::Pause => out.push(Sound::Pause),
-                Said::Word(_, phones) => {
-                    if matches!(out.last(), Some(Sound::Phone(_))) {
-                        out.push(Sound::WordBreak);
-                    }
-                    out.extend(phones.into_iter().map(Sound::Phone));
-                }
-            }
-        }
-        out
+        sounds_of(&self.words(text))
     }
 
     /// The sounds of `text` as vocabulary tokens, one string.
     pub fn tokens(&self, text: &str) -> String {
         self.sounds(text).into_iter().map(Sound::token).collect()
     }
+}
 
-    /// The sounds of `text` as tokens with word `k` opened by
-    /// `markers[k % markers.len()]` instead of word breaks between words:
-    /// a speech model trained to open each word's audio with the same
-    /// marker finds the word it is saying by matching it. No markers: the
-    /// plain [`Phonemizer::tokens`].
-    pub fn marked_tokens(&self, text: &str, markers: &[String]) -> String {
-        if markers.is_empty() {
-            return self.tokens(text);
-        }
-        let mut out = String::new();
-        let mut k = 0;
-        for said in self.words(text) {
-            match said {
-                Said::Pause => out.push_str(&Sound::Pause.token()),
-                Said::Word(_, phones) => {
-                    out.push_str(&markers[k % markers.len()]);
-                    k += 1;
-                    out.extend(phones.into_iter().map(|p| Sound::Phone(p).token()));
+/// The sounds of words already read ([`Phonemizer::words`]).
+pub fn sounds_of(said: &[Said]) -> Vec<Sound> {
+    let mut out = Vec::new();
+    for s in said {
+        match s {
+            Said::Pause => out.push(Sound::Pause),
+            Said::Word(_, phones) => {
+                if matches!(out.last(), Some(Sound::Phone(_))) {
+                    out.push(Sound::WordBreak);
                 }
+                out.extend(phones.iter().map(|&p| Sound::Phone(p)));
             }
         }
-        out
     }
+    out
+}
+
+/// The sounds of words already read, as tokens, with word `k` opened by
+/// `markers[k % markers.len()]` instead of word breaks between words: a
+/// speech model trained to open each word's audio with the same marker
+/// finds the word it is saying by matching it. No markers: the plain
+/// tokens of [`sounds_of`]. Takes the words, not the text, so a caller
+/// that also needs each word's phones splits the text once.
+pub fn marked(said: &[Said], markers: &[String]) -> String {
+    if markers.is_empty() {
+        return sounds_of(said).into_iter().map(Sound::token).collect();
+    }
+    let mut out = String::new();
+    let mut k = 0;
+    for s in said {
+        match s {
+            Said::Pause => out.push_str(&Sound::Pause.token()),
+            Said::Word(_, phones) => {
+                out.push_str(&markers[k % markers.len()]);
+                k += 1;
+                out.extend(phones.iter().map(|&p| Sound::Phone(p).token()));
+            }
+        }
+    }
+    out
 }
 
 /// A spoken word with its phones, or a pause.
@@ -165,11 +171,11 @@ mod tests {
         // Markers open the words (cycling), pauses stay.
         let markers = word_marker_tokens(2);
         assert_eq!(
-            p.marked_tokens("Hello, the cat.", &markers),
+            marked(&p.words("Hello, the cat."), &markers),
             "<|word_0|><|ph_HH|><|ph_AH|><|ph_L|><|ph_OW|><|ph_pau|><|word_1|><|ph_DH|><|ph_AH|>\
              <|word_0|><|ph_K|><|ph_AE|><|ph_T|>"
         );
-        assert_eq!(p.marked_tokens("the cat", &[]), p.tokens("the cat"));
+        assert_eq!(marked(&p.words("the cat"), &[]), p.tokens("the cat"));
         let words: Vec<String> = p
             .words("2 cats!")
             .into_iter()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use encoders::codes::{AudioCodes, ImageCodes};
 use encoders::mesh::MeshFrame;
+use encoders::speech_text::Said;
 use encoders::{Codec, Codes};
 use modalities::{Audio, Image, Media};
 
@@ -165,9 +166,11 @@ pub struct AudioLayout {
     /// Tokens that open each word's frames (word `k` by marker `k` modulo
     /// their number); empty when the model speaks without them.
     pub word_markers: Vec<u32>,
-    /// The phoneme tokens, sorted, when each word's marker is followed by
-    /// the word's phonemes; empty otherwise.
-    pub word_phonemes: Vec<u32>,
+    /// Each phone's token (indexed by the phone's number) when each word's
+    /// marker is followed by the word's phonemes; empty otherwise.
+    pub phone_tokens: Vec<u32>,
+    /// `phone_tokens`, sorted, to tell word openings from audio codes.
+    word_phonemes: Vec<u32>,
 }
 
 impl AudioLayout {
@@ -197,24 +200,42 @@ impl AudioLayout {
             strides,
             frame,
             word_markers: Vec::new(),
+            phone_tokens: Vec::new(),
             word_phonemes: Vec::new(),
         }
     }
 
-    /// The tokens opening each word of a prompt whose words have these
-    /// phoneme tokens, in order: the word's marker, then its phonemes when
-    /// the layout interleaves them. Empty without word markers.
-    pub fn word_plan(&self, words: &[Vec<u32>]) -> Vec<Vec<u32>> {
+    /// Interleaves each word's phonemes after its marker: `phone_tokens[i]`
+    /// is the token of phone `i`.
+    pub fn interleave_phonemes(&mut self, phone_tokens: Vec<u32>) {
+        let mut sorted = phone_tokens.clone();
+        sorted.sort_unstable();
+        self.word_phonemes = sorted;
+        self.phone_tokens = phone_tokens;
+    }
+
+    /// The tokens opening each spoken word of a prompt, in order: the
+    /// word's marker, then its phonemes when the layout interleaves them.
+    /// Empty without word markers.
+    pub fn word_plan(&self, said: &[Said]) -> Vec<Vec<u32>> {
         if self.word_markers.is_empty() {
             return Vec::new();
         }
-        words
-            .iter()
+        said.iter()
+            .filter_map(|s| match s {
+                Said::Word(_, phones) => Some(phones),
+                Said::Pause => None,
+            })
             .enumerate()
-            .map(|(k, phonemes)| {
+            .map(|(k, phones)| {
                 let mut opening = vec![self.word_markers[k % self.word_markers.len()]];
-                if !self.word_phonemes.is_empty() {
-                    opening.extend(phonemes);
+                if !self.phone_tokens.is_empty() {
+                    // Every phone has a token: `interleave_phonemes` took one per phone.
+                    opening.extend(
+                        phones
+                            .iter()
+                            .filter_map(|p| self.phone_tokens.get(usize::from(p.0))),
+                    );
                 }
                 opening
             })

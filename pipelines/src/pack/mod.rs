@@ -149,12 +149,12 @@ impl Pack {
                              each word's marker; the pack names no word_markers"
                             .into()));
                     }
-                    let mut phonemes = encoders::speech_text::Sound::phoneme_tokens()
+                    // In phone order: token i is phone i's.
+                    let phonemes = encoders::speech_text::Sound::phoneme_tokens()
                         .iter()
                         .map(|p| marker(p, "modalities.audio.word_phonemes"))
                         .collect::<Result<Vec<u32>>>()?;
-                    phonemes.sort_unstable();
-                    layout.word_phonemes = phonemes;
+                    layout.interleave_phonemes(phonemes);
                 }
                 Some(layout)
             }

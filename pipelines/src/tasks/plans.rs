@@ -10,7 +10,7 @@ use super::prompt::Blocks;
 use super::{Finish, MakeConstraint, Part, Plan, Runner, TaskInputs, TaskOptions, TaskOutput};
 use crate::error::{PipelineError, Result};
 use crate::generate::{Allowed, Guidance, SamplingParams};
-use crate::pack::{AudioLayout, ImageLayout, MeshLayout, Pack, TaskName};
+use crate::pack::{ImageLayout, MeshLayout, Pack, TaskName};
 use crate::tokenizer::ChatMessage;
 
 pub(super) fn build(
@@ -376,15 +376,20 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         .as_ref()
         .map(|a| a.word_markers.clone())
         .unwrap_or_default();
-    let word_plan = layout.word_plan(&word_phonemes(pack, layout, &options.prompt)?);
+    // The prompt's words, read once: the prompt's phonemes and the
+    // constraint's word openings both follow them.
+    let said = pack.phonemizer.as_ref().map(|p| p.words(&options.prompt));
+    let word_plan = said
+        .as_deref()
+        .map(|said| layout.word_plan(said))
+        .unwrap_or_default();
     let mut blocks = Blocks::default();
     let mut vars = Vars {
         prompt: options.prompt.clone(),
         speed: options.speed,
-        phonemes: pack
-            .phonemizer
-            .as_ref()
-            .map(|p| p.marked_tokens(&options.prompt, &word_markers))
+        phonemes: said
+            .as_deref()
+            .map(|said| encoders::speech_text::marked(said, &word_markers))
             .unwrap_or_default(),
         ..Vars::default()
     };
@@ -446,37 +451,6 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         constraint,
         finish,
     ))
-}
-
-/// Each spoken word of `text` with its phoneme tokens when the layout
-/// interleaves them (else empty lists, one per word).
-fn word_phonemes(pack: &Pack, layout: &AudioLayout, text: &str) -> Result<Vec<Vec<u32>>> {
-    use encoders::speech_text::{Said, Sound};
-    let Some(phonemizer) = &pack.phonemizer else {
-        return Ok(Vec::new());
-    };
-    phonemizer
-        .words(text)
-        .into_iter()
-        .filter_map(|s| match s {
-            Said::Word(_, phones) => Some(phones),
-            Said::Pause => None,
-        })
-        .map(|phones| {
-            if layout.word_phonemes.is_empty() {
-                return Ok(Vec::new());
-            }
-            phones
-                .into_iter()
-                .map(|p| {
-                    let name = Sound::Phone(p).token();
-                    pack.model.tokenizer.token_to_id(&name).ok_or_else(|| {
-                        PipelineError::Request(format!("{name} is not a token of the pack"))
-                    })
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// `text-to-video` and `image-to-video`: frames one after another, each

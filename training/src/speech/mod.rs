@@ -104,12 +104,12 @@ impl SpeechKit {
         Ok(codes.codes.into_iter().next().unwrap_or_default())
     }
 
-    /// The teacher's reading of `text` word by word: each word the
-    /// phonemizer reads (so each word marker of the prompt) with its phones
+    /// The teacher's reading of words the phonemizer read
+    /// ([`Phonemizer::words`]) one by one: each word (so each word marker of
+    /// the prompt) with its phones
     /// and its mel codes, a short silence either side of the word, and a
     /// longer one after a word that punctuation ends.
-    pub fn word_codes(&self, text: &str) -> Result<Vec<SpokenWord>, SpeechError> {
-        let said = self.phonemizer.words(text);
+    pub fn word_codes(&self, said: Vec<Said>) -> Result<Vec<SpokenWord>, SpeechError> {
         let (mut words, mut phones) = (Vec::new(), Vec::new());
         let mut pause_after = Vec::new();
         for s in said {
