@@ -145,6 +145,7 @@ fn rows_tiled<T: Tile>(x: &[f32], m: usize, w: &[f32], k: usize, first: usize, b
 
 /// The dot products' tails past the last whole vector, added to the
 /// tile's reduced sums.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn finish_tile<const R: usize, const G: usize>(
