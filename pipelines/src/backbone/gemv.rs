@@ -196,8 +196,12 @@ impl Tile for Avx512 {
         while p < wide {
             // SAFETY (loads): the caller's rows of x and w hold k floats;
             // p + 16 <= k.
-            let xs: [__m512; G] =
-                std::array::from_fn(|g| _mm512_loadu_ps(x.as_ptr().add((j0 + g) * k + p)));
+            // A loop, not `array::from_fn`: a closure does not inherit the
+            // target feature, so each load became a call.
+            let mut xs = [_mm512_setzero_ps(); G];
+            for (g, xv) in xs.iter_mut().enumerate() {
+                *xv = _mm512_loadu_ps(x.as_ptr().add((j0 + g) * k + p));
+            }
             for (i, acc_row) in acc.iter_mut().enumerate() {
                 let wv = _mm512_loadu_ps(w.as_ptr().add((row0 + i) * k + p));
                 for (a, xv) in acc_row.iter_mut().zip(&xs) {
@@ -206,7 +210,12 @@ impl Tile for Avx512 {
             }
             p += 16;
         }
-        let sums = acc.map(|row| row.map(|a| _mm512_reduce_add_ps(a)));
+        let mut sums = [[0f32; G]; R];
+        for (sum_row, acc_row) in sums.iter_mut().zip(&acc) {
+            for (sum, a) in sum_row.iter_mut().zip(acc_row) {
+                *sum = _mm512_reduce_add_ps(*a);
+            }
+        }
         finish_tile(sums, x, w, k, wide, row0, j0, m, out);
     }
 
@@ -238,8 +247,10 @@ impl Tile for Avx2 {
         while p < wide {
             // SAFETY (loads): the caller's rows of x and w hold k floats;
             // p + 8 <= k.
-            let xs: [__m256; G] =
-                std::array::from_fn(|g| _mm256_loadu_ps(x.as_ptr().add((j0 + g) * k + p)));
+            let mut xs = [_mm256_setzero_ps(); G];
+            for (g, xv) in xs.iter_mut().enumerate() {
+                *xv = _mm256_loadu_ps(x.as_ptr().add((j0 + g) * k + p));
+            }
             for (i, acc_row) in acc.iter_mut().enumerate() {
                 let wv = _mm256_loadu_ps(w.as_ptr().add((row0 + i) * k + p));
                 for (a, xv) in acc_row.iter_mut().zip(&xs) {
@@ -248,14 +259,15 @@ impl Tile for Avx2 {
             }
             p += 8;
         }
-        let sums = acc.map(|row| {
-            row.map(|a| {
+        let mut sums = [[0f32; G]; R];
+        for (sum_row, acc_row) in sums.iter_mut().zip(&acc) {
+            for (sum, &a) in sum_row.iter_mut().zip(acc_row) {
                 // Eight lanes to one: halves, then pairs, then the last two.
                 let four = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
                 let two = _mm_add_ps(four, _mm_movehl_ps(four, four));
-                _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps::<0b01>(two, two)))
-            })
-        });
+                *sum = _mm_cvtss_f32(_mm_add_ss(two, _mm_shuffle_ps::<0b01>(two, two)));
+            }
+        }
         finish_tile(sums, x, w, k, wide, row0, j0, m, out);
     }
 

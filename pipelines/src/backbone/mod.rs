@@ -204,6 +204,19 @@ impl Backbone {
                 ));
             }
         }
+        // On a pool worker: candle's CPU norms and softmax split their rows
+        // with rayon, and from a thread outside the pool every such op
+        // handed its work to a worker and slept on a futex until it was
+        // done (a sixth of a one-thread prefill went to waking threads).
+        rayon::scope(|_| self.run_step(steps, logits_for, moe))
+    }
+
+    fn run_step(
+        &self,
+        steps: &mut [SequenceStep<'_>],
+        logits_for: LogitsFor,
+        moe: MoePath,
+    ) -> Result<Vec<Tensor>> {
         let all: Vec<u32> = steps
             .iter()
             .flat_map(|s| s.tokens.iter().copied())
