@@ -11,14 +11,12 @@
 //! others run it in plain Rust. Whole tiles are added into C straight from
 //! the registers, with C's rows prefetched when the tile starts: written
 //! through a scratch tile, the loads of C stalled after every tile (11% of
-//! a Janus VQ decode on an AVX2 core).
+//! a Janus VQ decode on an AVX2 core). A B that is already packed (a
+//! [`crate::PackedWeight`]) is read in place.
 
 use rayon::prelude::*;
 
-/// Rows of the register tile.
-const MR: usize = 12;
-/// Columns of the register tile: two 16-float vectors.
-const NR: usize = 32;
+use crate::micro::{Micro, TileOut, MR, NR};
 /// Depth of one packed block (a `KC x NR` B strip is 32 KiB).
 const KC: usize = 256;
 /// Rows of one packed A block (`MC x KC` is 144 KiB, in L2).
@@ -27,6 +25,11 @@ const MC: usize = 144;
 const NC: usize = 3072;
 /// Products smaller than this many multiply-adds stay on one thread.
 const PARALLEL_WORK: usize = 1 << 20;
+/// A packed B of at least this many elements (512 KiB) is split over the
+/// threads even for one row of A: with nothing to pack, reading B is the
+/// work (a Qwen3-MoE layer's 512 x 512 projections decode 25-45% faster
+/// split over two threads).
+const PARALLEL_PACKED: usize = 1 << 17;
 
 /// A read-only strided view of a matrix: element `(r, c)` is
 /// `data[r * row_stride + c * col_stride]`.
@@ -106,6 +109,13 @@ pub trait PackB: Sync {
     /// element of the first `cols` columns must be written; the columns past
     /// `cols` are zero already and must stay so.
     fn pack(&self, p0: usize, kc: usize, j0: usize, cols: usize, strip: &mut [f32]);
+
+    /// B already packed (a [`crate::PackedWeight`]): strip `t`, columns
+    /// `t * NR..`, is `[rows][NR]` at `t * rows * NR`, and the GEMM reads
+    /// it in place instead of packing.
+    fn strips(&self) -> Option<&[f32]> {
+        None
+    }
 }
 
 /// Columns of a packed strip of B (what [`PackB::pack`] fills).
@@ -181,7 +191,8 @@ pub fn sgemm_into<B: PackB>(
         }
         return;
     }
-    let threads = if parallel && m * n * k >= PARALLEL_WORK {
+    let large = m * n * k >= PARALLEL_WORK || (b.strips().is_some() && n * k >= PARALLEL_PACKED);
+    let threads = if parallel && large {
         rayon::current_num_threads().max(1)
     } else {
         1
@@ -205,7 +216,14 @@ pub fn sgemm_into<B: PackB>(
     }
     // Short and wide: each thread takes a range of columns of every row, so
     // none packs another's part of B, and writes them in place.
-    let cols_per = n.div_ceil(threads).div_ceil(NR) * NR;
+    // A packed B costs nothing to split finer, and a few pieces a thread
+    // keep a thread that wakes late from holding up the product.
+    let pieces = if b.strips().is_some() {
+        4 * threads
+    } else {
+        threads
+    };
+    let cols_per = n.div_ceil(pieces).div_ceil(NR) * NR;
     let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(cols_per))
         .map(|_| Vec::with_capacity(m))
         .collect();
@@ -224,8 +242,10 @@ pub fn sgemm_into<B: PackB>(
     });
 }
 
-/// Packs rows `r0..r0+mc`, columns `p0..p0+kc` of `a` as `MR`-row strips,
-/// each `[kc][MR]`, zero-padding the last strip.
+/// Packs rows `r0..r0+mc`, columns `p0..p0+kc` of `a` as strips of `MR`
+/// rows, strip `s` at `s * kc * MR`, each `[kc][rows]` for its own number
+/// of rows (the last may have fewer: a decode step's one row is packed as
+/// one row, not padded to twelve).
 fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
     for (s, strip) in out
         .chunks_exact_mut(kc * MR)
@@ -233,13 +253,9 @@ fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32
         .enumerate()
     {
         let rows = MR.min(mc - s * MR);
-        for (p, dst) in strip.chunks_exact_mut(MR).enumerate() {
+        for (p, dst) in strip.chunks_exact_mut(rows).take(kc).enumerate() {
             for (i, d) in dst.iter_mut().enumerate() {
-                *d = if i < rows {
-                    a.at(r0 + s * MR + i, p0 + p)
-                } else {
-                    0.0
-                };
+                *d = a.at(r0 + s * MR + i, p0 + p);
             }
         }
     }
@@ -262,23 +278,38 @@ fn blocked<B: PackB>(
         "c does not hold the product's rows"
     );
     let kernel = Micro::detect();
-    let mut bp = vec![0f32; KC * NC.min(n).div_ceil(NR) * NR];
-    let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * KC];
+    let prepacked = b.strips();
+    assert!(
+        prepacked.is_none() || cols.start.is_multiple_of(NR),
+        "a packed B is read from whole strips"
+    );
+    // A packed B under one tile of rows (a decode step) is read once, so
+    // it is read whole: strip after strip, one sequential pass over the
+    // weight, where blocks of KC rows jumped between strips.
+    let stream = prepacked.is_some() && m <= MR;
+    let depth = if stream { k } else { KC };
+    let mut bp = match prepacked {
+        Some(_) => Vec::new(),
+        None => vec![0f32; KC * NC.min(n).div_ceil(NR) * NR],
+    };
+    let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * depth];
     let mut tile = [[0f32; NR]; MR];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            for (t, strip) in bp
-                .chunks_exact_mut(kc * NR)
-                .take(nc.div_ceil(NR))
-                .enumerate()
-            {
-                let width = NR.min(nc - t * NR);
-                if width < NR {
-                    strip.fill(0.0);
+        for pc in (0..k).step_by(depth) {
+            let kc = depth.min(k - pc);
+            if prepacked.is_none() {
+                for (t, strip) in bp
+                    .chunks_exact_mut(kc * NR)
+                    .take(nc.div_ceil(NR))
+                    .enumerate()
+                {
+                    let width = NR.min(nc - t * NR);
+                    if width < NR {
+                        strip.fill(0.0);
+                    }
+                    b.pack(pc, kc, cols.start + jc + t * NR, width, strip);
                 }
-                b.pack(pc, kc, cols.start + jc + t * NR, width, strip);
             }
             let add = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
@@ -286,24 +317,27 @@ fn blocked<B: PackB>(
                 pack_a(&a, ic, mc, pc, kc, &mut ap);
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
-                    let b_strip = &bp[(jr / NR) * kc * NR..][..kc * NR];
+                    let b_strip = match prepacked {
+                        Some(strips) => {
+                            let strip = (cols.start + jc + jr) / NR;
+                            &strips[(strip * k + pc) * NR..][..kc * NR]
+                        }
+                        None => &bp[(jr / NR) * kc * NR..][..kc * NR],
+                    };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
-                        let a_strip = &ap[(ir / MR) * kc * MR..][..kc * MR];
+                        let a_strip = &ap[(ir / MR) * kc * MR..][..kc * mr];
                         let rows = &mut c[ic + ir..ic + ir + mr];
-                        if mr == MR && nr == NR {
-                            // A whole tile: the kernel adds into C from its
+                        if nr == NR {
+                            // Whole columns: the kernel adds into C from its
                             // registers (no round trip through `tile`).
-                            kernel.run(
-                                kc,
-                                a_strip,
-                                b_strip,
-                                TileOut {
-                                    rows,
-                                    col: jc + jr,
-                                    add,
-                                },
-                            );
+                            let out = TileOut {
+                                rows,
+                                col: jc + jr,
+                                add,
+                                stream,
+                            };
+                            kernel.run(kc, a_strip, b_strip, mr, out);
                             continue;
                         }
                         let mut scratch = tile.each_mut().map(|r| r.as_mut_slice());
@@ -311,8 +345,9 @@ fn blocked<B: PackB>(
                             rows: &mut scratch,
                             col: 0,
                             add: false,
+                            stream,
                         };
-                        kernel.run(kc, a_strip, b_strip, out);
+                        kernel.run(kc, a_strip, b_strip, mr, out);
                         for (row, values) in rows.iter_mut().zip(&tile) {
                             let row = &mut row[jc + jr..][..nr];
                             if add {
@@ -325,175 +360,6 @@ fn blocked<B: PackB>(
                 }
             }
         }
-    }
-}
-
-/// Where a micro-kernel leaves its `MR x NR` tile: row `i` is
-/// `rows[i][col..col + NR]`, added to what is there when `add`.
-struct TileOut<'r, 'c> {
-    rows: &'r mut [&'c mut [f32]],
-    col: usize,
-    add: bool,
-}
-
-impl TileOut<'_, '_> {
-    /// Each row's first element of the tile, bounds checked.
-    fn row_starts(&mut self) -> [*mut f32; MR] {
-        assert!(self.rows.len() >= MR, "a tile needs MR rows");
-        let col = self.col;
-        std::array::from_fn(|i| self.rows[i][col..col + NR].as_mut_ptr())
-    }
-}
-
-/// Which register-tile kernel this CPU runs.
-#[derive(Debug, Clone, Copy)]
-enum Micro {
-    Avx512,
-    Avx2,
-    Portable,
-}
-
-impl Micro {
-    fn detect() -> Micro {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Micro::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Micro::Avx2;
-            }
-        }
-        Micro::Portable
-    }
-
-    /// `a_strip^T b_strip` over `kc` steps, into (or added to) `dst`.
-    fn run(self, kc: usize, a: &[f32], b: &[f32], mut dst: TileOut) {
-        assert!(a.len() >= kc * MR && b.len() >= kc * NR, "strips too short");
-
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` saw AVX-512F on this CPU; the assert above
-            // keeps every load in bounds, `row_starts` every store.
-            #[allow(unsafe_code)]
-            Micro::Avx512 => unsafe { micro_avx512(kc, a, b, dst.row_starts(), dst.add) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `detect` saw AVX2 and FMA on this CPU; the assert
-            // above keeps every load in bounds, `row_starts` every store.
-            #[allow(unsafe_code)]
-            Micro::Avx2 => unsafe { micro_avx2(kc, a, b, dst.row_starts(), dst.add) },
-            _ => micro_portable(kc, a, b, dst),
-        }
-    }
-}
-
-/// The tile in plain Rust: the compiler vectorises the inner loops for
-/// whatever the function is compiled for.
-#[inline(always)]
-fn micro_portable(kc: usize, a: &[f32], b: &[f32], dst: TileOut) {
-    let mut acc = [[0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
-        for (row, &ai) in acc.iter_mut().zip(ap) {
-            for (r, &bj) in row.iter_mut().zip(bp) {
-                *r += ai * bj;
-            }
-        }
-    }
-    for (row, out) in acc.iter().zip(dst.rows.iter_mut()) {
-        let out = &mut out[dst.col..][..NR];
-        if dst.add {
-            out.iter_mut().zip(row).for_each(|(d, v)| *d += v);
-        } else {
-            out.copy_from_slice(row);
-        }
-    }
-}
-
-/// The tile as four 6 x 16 quarters, one after another: a quarter's 12
-/// accumulators, two B vectors and a broadcast fit AVX2's 16 registers,
-/// where the whole 12 x 32 tile (48 vectors) spilled to the stack and ran
-/// at 40% of the `gemm` crate's speed on a Zen 3 core.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(kc: usize, a: &[f32], b: &[f32], out: [*mut f32; MR], add: bool) {
-    use std::arch::x86_64::*;
-    const QR: usize = MR / 2;
-    const QC: usize = NR / 2;
-    for c0 in [0, QC] {
-        for r0 in [0, QR] {
-            // Ask for the quarter's rows of C now: they are read at the end,
-            // and C is the one operand not packed into the caches.
-            for i in 0..QR {
-                let row = out[r0 + i].add(c0) as *const i8;
-                _mm_prefetch::<_MM_HINT_T0>(row);
-                _mm_prefetch::<_MM_HINT_T0>(row.add(4 * QC - 1));
-            }
-            let mut acc = [_mm256_setzero_ps(); 2 * QR];
-            let (mut ap, mut bp) = (a.as_ptr().add(r0), b.as_ptr().add(c0));
-            for _ in 0..kc {
-                // SAFETY (whole loop): `Micro::run` checked a.len() >= kc*MR
-                // and b.len() >= kc*NR; each step reads rows r0..r0+QR of
-                // an MR-float step of a and columns c0..c0+QC of b's.
-                let b0 = _mm256_loadu_ps(bp);
-                let b1 = _mm256_loadu_ps(bp.add(8));
-                for i in 0..QR {
-                    let ai = _mm256_broadcast_ss(&*ap.add(i));
-                    acc[2 * i] = _mm256_fmadd_ps(ai, b0, acc[2 * i]);
-                    acc[2 * i + 1] = _mm256_fmadd_ps(ai, b1, acc[2 * i + 1]);
-                }
-                ap = ap.add(MR);
-                bp = bp.add(NR);
-            }
-            // Each of `out`'s rows holds NR floats (`TileOut::row_starts`).
-            for i in 0..QR {
-                let row = out[r0 + i].add(c0);
-                let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
-                if add {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row.add(8)));
-                }
-                _mm256_storeu_ps(row, v0);
-                _mm256_storeu_ps(row.add(8), v1);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512(kc: usize, a: &[f32], b: &[f32], out: [*mut f32; MR], add: bool) {
-    use std::arch::x86_64::*;
-    for &row in &out {
-        let row = row as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(row);
-        _mm_prefetch::<_MM_HINT_T0>(row.add(4 * NR - 1));
-    }
-    let mut acc = [_mm512_setzero_ps(); 2 * MR];
-    let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
-    for _ in 0..kc {
-        // SAFETY (whole loop): `Micro::run` checked a.len() >= kc*MR and
-        // b.len() >= kc*NR; each step reads MR floats of a and NR of b.
-        let b0 = _mm512_loadu_ps(bp);
-        let b1 = _mm512_loadu_ps(bp.add(16));
-        for i in 0..MR {
-            let ai = _mm512_set1_ps(*ap.add(i));
-            acc[2 * i] = _mm512_fmadd_ps(ai, b0, acc[2 * i]);
-            acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
-        }
-        ap = ap.add(MR);
-        bp = bp.add(NR);
-    }
-    // Each of `out`'s rows holds NR floats (`TileOut::row_starts`).
-    for (i, &row) in out.iter().enumerate() {
-        let (mut v0, mut v1) = (acc[2 * i], acc[2 * i + 1]);
-        if add {
-            v0 = _mm512_add_ps(v0, _mm512_loadu_ps(row));
-            v1 = _mm512_add_ps(v1, _mm512_loadu_ps(row.add(16)));
-        }
-        _mm512_storeu_ps(row, v0);
-        _mm512_storeu_ps(row.add(16), v1);
     }
 }
 
@@ -590,54 +456,6 @@ mod tests {
                         );
                     } else if let Some(gap) = got {
                         assert_eq!(gap, 7.0, "a gap was written");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn every_micro_kernel_computes_the_same_tile() {
-        let kc = 37;
-        let (a, b) = (values(kc * MR, 5), values(kc * NR, 6));
-        let mut want = [[0f32; NR]; MR];
-        let mut rows = want.each_mut().map(|r| r.as_mut_slice());
-        let out = TileOut {
-            rows: &mut rows,
-            col: 0,
-            add: false,
-        };
-        Micro::Portable.run(kc, &a, &b, out);
-        for i in 0..MR {
-            for j in 0..NR {
-                let naive: f32 = (0..kc).map(|p| a[p * MR + i] * b[p * NR + j]).sum();
-                assert!((want[i][j] - naive).abs() < 1e-4);
-            }
-        }
-        // Every kernel, into columns 3.. of wider rows: written, then added
-        // once more, leaving the columns around the tile alone.
-        let (col, width) = (3, NR + 5);
-        for kernel in [Micro::detect(), Micro::Avx2, Micro::Portable] {
-            if matches!(kernel, Micro::Avx2) && !std::is_x86_feature_detected!("avx2") {
-                continue;
-            }
-            let mut got = vec![vec![7f32; width]; MR];
-            for (add, times) in [(false, 1.0), (true, 2.0)] {
-                let mut rows: Vec<&mut [f32]> = got.iter_mut().map(|r| r.as_mut_slice()).collect();
-                let out = TileOut {
-                    rows: &mut rows,
-                    col,
-                    add,
-                };
-                kernel.run(kc, &a, &b, out);
-                for (i, row) in got.iter().enumerate() {
-                    for (j, &x) in row.iter().enumerate() {
-                        if (col..col + NR).contains(&j) {
-                            let y = times * want[i][j - col];
-                            assert!((x - y).abs() < 1e-4, "{kernel:?} ({i}, {j})");
-                        } else {
-                            assert_eq!(x, 7.0, "{kernel:?} wrote outside the tile");
-                        }
                     }
                 }
             }

@@ -65,8 +65,14 @@ fn bench_model(
     )?;
 
     let mut prefill = Vec::new();
-    for rep in 0..3 {
-        let ids = prompt(prompt_len, vocab, rep);
+    // More repetitions (ANYFORGE_BENCH_PREFILL_REPS) give a profiler a
+    // prefill long enough to sample.
+    let reps: usize = std::env::var("ANYFORGE_BENCH_PREFILL_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    for rep in 0..reps {
+        let ids = prompt(prompt_len, vocab, rep % 3);
         let mut cache = model.new_cache();
         let t = Instant::now();
         model.forward(

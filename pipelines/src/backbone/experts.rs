@@ -1,6 +1,8 @@
-//! The routed experts of one MoE layer, packed for the CPU: each expert's
-//! gate and up projections as one `[2 * inter, hidden]` matrix and its down
-//! projection as `[hidden, inter]`, in the `[out, in]` layout checkpoints use.
+//! The routed experts of one MoE layer, packed for the CPU at load: each
+//! expert's gate and up projections as one `[2 * inter, hidden]` weight and
+//! its down projection as `[hidden, inter]`, both in the GEMM's strip
+//! layout ([`kernels::PackedWeight`]), so an expert's product over its few
+//! tokens packs nothing.
 //!
 //! A step's tokens are grouped by expert; each hit expert runs once over its
 //! group on one thread, and the experts of a step run in parallel over the
@@ -8,17 +10,16 @@
 //! expert's weights in one core's cache). The weighted results are then
 //! added into one output buffer.
 
+use kernels::PackedWeight;
 use rayon::prelude::*;
-
-use super::matmul::matmul_nt;
 
 pub struct Experts {
     hidden: usize,
     inter: usize,
     /// Per expert: gate rows, then up rows.
-    gate_up: Vec<Vec<f32>>,
+    gate_up: Vec<PackedWeight>,
     /// Per expert: `[hidden, inter]`.
-    down: Vec<Vec<f32>>,
+    down: Vec<PackedWeight>,
 }
 
 /// The tokens one expert serves in a step, with their routing weights.
@@ -34,24 +35,26 @@ fn silu(x: f32) -> f32 {
 
 impl Experts {
     /// `gate` and `up` are `[inter, hidden]`, `down` is `[hidden, inter]`,
-    /// each flattened row-major, one triple per expert.
-    pub fn new(hidden: usize, inter: usize, weights: Vec<[Vec<f32>; 3]>) -> Experts {
+    /// each flattened row-major, one triple per expert. `None` when a
+    /// weight does not have its shape.
+    pub fn new(hidden: usize, inter: usize, weights: Vec<[Vec<f32>; 3]>) -> Option<Experts> {
         let mut gate_up = Vec::with_capacity(weights.len());
         let mut down = Vec::with_capacity(weights.len());
         for [gate, up, d] in weights {
-            debug_assert_eq!(gate.len(), inter * hidden);
-            debug_assert_eq!(d.len(), hidden * inter);
+            if gate.len() != inter * hidden {
+                return None;
+            }
             let mut fused = gate;
             fused.extend_from_slice(&up);
-            gate_up.push(fused);
-            down.push(d);
+            gate_up.push(PackedWeight::from_rows(&fused, 2 * inter, hidden)?);
+            down.push(PackedWeight::from_rows(&d, hidden, inter)?);
         }
-        Experts {
+        Some(Experts {
             hidden,
             inter,
             gate_up,
             down,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -60,8 +63,8 @@ impl Experts {
 
     /// One expert over `n` gathered rows `[n, hidden]`; returns `[n, hidden]`.
     fn run(&self, expert: usize, x: &[f32], n: usize) -> Vec<f32> {
-        let (h, i) = (self.hidden, self.inter);
-        let gate_up = matmul_nt(x, n, &self.gate_up[expert], 2 * i, h, false);
+        let i = self.inter;
+        let gate_up = self.gate_up[expert].product(x, n, false);
         let mut act = vec![0f32; n * i];
         for (a, gu) in act.chunks_exact_mut(i).zip(gate_up.chunks_exact(2 * i)) {
             let (g, u) = gu.split_at(i);
@@ -69,7 +72,7 @@ impl Experts {
                 *a = silu(g) * u;
             }
         }
-        matmul_nt(&act, n, &self.down[expert], h, i, false)
+        self.down[expert].product(&act, n, false)
     }
 
     /// `x` is `[tokens, hidden]`; `routes[t]` lists token `t`'s experts and
@@ -117,6 +120,16 @@ impl Experts {
         out
     }
 
+    /// A packed weight's rows, row-major, for the reference path.
+    fn unpacked(&self, w: &PackedWeight) -> Vec<f32> {
+        let k = w.inputs();
+        let mut rows = vec![0f32; w.outputs() * k];
+        for (r, row) in rows.chunks_exact_mut(k).enumerate() {
+            w.row_into(r, row);
+        }
+        rows
+    }
+
     /// The plain reference: every token, every chosen expert, scalar loops.
     pub fn forward_reference(&self, x: &[f32], routes: &[Vec<(usize, f32)>]) -> Vec<f32> {
         let (h, i) = (self.hidden, self.inter);
@@ -124,7 +137,10 @@ impl Experts {
         for (t, chosen) in routes.iter().enumerate() {
             let xt = &x[t * h..(t + 1) * h];
             for &(e, w) in chosen {
-                let (gu, down) = (&self.gate_up[e], &self.down[e]);
+                let (gu, down) = (
+                    self.unpacked(&self.gate_up[e]),
+                    self.unpacked(&self.down[e]),
+                );
                 let dot =
                     |row: &[f32], v: &[f32]| -> f32 { row.iter().zip(v).map(|(a, b)| a * b).sum() };
                 let act: Vec<f32> = (0..i)
@@ -156,7 +172,7 @@ mod tests {
     }
 
     #[test]
-    fn grouped_path_agrees_with_the_reference_on_both_kernels() {
+    fn grouped_path_agrees_with_the_reference() {
         let (h, i, e, tokens) = (24, 16, 6, 11);
         let experts = Experts::new(
             h,
@@ -170,10 +186,11 @@ mod tests {
                     ]
                 })
                 .collect(),
-        );
+        )
+        .unwrap();
         let x = values(tokens * h, 99);
-        // Expert 0 serves every token (the blocked GEMM), the others a few
-        // each (the dot-product kernel); expert 5 none.
+        // Expert 0 serves every token (a whole tile and a short one), the
+        // others a few each (one short tile); expert 5 none.
         let routes: Vec<Vec<(usize, f32)>> = (0..tokens)
             .map(|t| vec![(0, 0.6), (1 + t % 4, 0.3 + t as f32 * 0.01)])
             .collect();

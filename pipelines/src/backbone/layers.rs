@@ -1,24 +1,21 @@
 //! Small building blocks: linear projections, RMSNorm, the SwiGLU MLP.
 
-use candle_core::{Module, Tensor};
+use std::sync::Arc;
 
-use crate::error::Result;
+use candle_core::{Device, Module, Tensor};
+use kernels::PackedWeight;
+
+use crate::error::{PipelineError, Result};
 use encoders::ops::with_host;
 use encoders::weights::Checkpoint;
 
-/// `y = x W^T + b`, with `W` kept `[out, in]` as checkpoints store it (a
-/// tied output projection shares the embedding table; loading copies
-/// nothing).
-///
-/// Decode steps (up to `gemv::MAX_ROWS` rows) read each weight row once
-/// with the dot-product kernel, threaded for large weights; longer steps
-/// (prefill) run the blocked AVX-512 GEMM of `kernels`. Both beat candle's
-/// matmul here, which packs the whole weight even for one row and runs
-/// AVX2 kernels (docs/benchmarks.md).
+/// `y = x W^T + b`, with `W` packed at load for the GEMM
+/// ([`kernels::PackedWeight`]): every product, from a decode step's one row
+/// to a prefill's many, reads it in place, and it is held only in that
+/// layout (a tied output projection also serves the embedding lookups).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// `[out, in]`, contiguous.
-    weight: Tensor,
+    weight: Arc<PackedWeight>,
     bias: Option<Tensor>,
 }
 
@@ -37,35 +34,53 @@ impl Linear {
         } else {
             None
         };
-        Linear::new(weight, bias)
+        Linear::new(&weight, bias)
     }
 
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
+    /// Packs `weight` `[out, in]`.
+    pub fn new(weight: &Tensor, bias: Option<Tensor>) -> Result<Linear> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        let packed = with_host(weight, |w| PackedWeight::from_rows(w, out_dim, in_dim))?
+            .ok_or_else(|| candle_core::Error::Msg("weight is not [out, in]".into()))?;
         Ok(Linear {
-            weight: weight.contiguous()?,
+            weight: Arc::new(packed),
             bias,
         })
     }
 
-    /// `x [m, k]` times the weight on the host kernels, reading both
-    /// tensors in place.
-    fn host_product(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (m, k) = x.dims2()?;
-        let n = self.weight.dims()[0];
-        let y = with_host(&self.weight, |w| {
-            with_host(x, |xs| super::matmul::matmul_nt(xs, m, w, n, k, true))
-        })??;
-        Tensor::from_vec(y, (m, n), x.device())
+    /// Rows `ids` of `W` as `[ids.len(), in]`: the embedding lookup of a
+    /// tied output projection.
+    pub fn rows(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        let k = self.weight.inputs();
+        let mut out = vec![0f32; ids.len() * k];
+        for (&id, row) in ids.iter().zip(out.chunks_exact_mut(k)) {
+            if id as usize >= self.weight.outputs() {
+                return Err(PipelineError::Request(format!("token id {id} has no row")));
+            }
+            self.weight.row_into(id as usize, row);
+        }
+        Ok(Tensor::from_vec(out, (ids.len(), k), device)?)
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = if x.rank() == 2 && x.device().is_cpu() {
-            self.host_product(x)?
-        } else {
-            x.broadcast_matmul(&self.weight.t()?)?
+        // Any leading dimensions are rows of one product.
+        let dims = x.dims().to_vec();
+        let Some((&k, lead)) = dims.split_last() else {
+            candle_core::bail!("a linear layer needs at least one dimension");
         };
+        if k != self.weight.inputs() {
+            candle_core::bail!(
+                "input of {k} features, the weight takes {}",
+                self.weight.inputs()
+            );
+        }
+        let m: usize = lead.iter().product();
+        let y = with_host(x, |xs| self.weight.product(xs, m, true))?;
+        let mut shape = lead.to_vec();
+        shape.push(self.weight.outputs());
+        let y = Tensor::from_vec(y, shape, x.device())?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

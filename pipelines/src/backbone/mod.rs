@@ -8,9 +8,7 @@
 mod attention;
 pub mod config;
 mod experts;
-mod gemv;
 mod layers;
-mod matmul;
 mod moe;
 mod rope;
 
@@ -82,7 +80,9 @@ pub enum MoePath {
 
 pub struct Backbone {
     config: BackboneConfig,
-    embed: Tensor,
+    /// The input embedding table; `None` when it is tied to `lm_head`,
+    /// whose packed rows then serve the lookups (held once).
+    embed: Option<Tensor>,
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -128,7 +128,7 @@ impl Backbone {
                 feed_forward,
             });
         }
-        let lm_head = if config.tie_word_embeddings || !ckpt.contains("lm_head.weight") {
+        let (lm_head, embed) = if config.tie_word_embeddings || !ckpt.contains("lm_head.weight") {
             if !config.tie_word_embeddings {
                 return Err(encoders::WeightsError::MissingTensor {
                     name: "lm_head.weight".into(),
@@ -136,14 +136,15 @@ impl Backbone {
                 }
                 .into());
             }
-            Linear::new(embed.clone(), None)?
+            (Linear::new(&embed, None)?, None)
         } else {
-            Linear::load(ckpt, "lm_head", h, v, false)?
+            (Linear::load(ckpt, "lm_head", h, v, false)?, Some(embed))
         };
-        let rope = RotaryEmbedding::new(&config.rope, embed.device());
+        let device = ckpt.device().clone();
+        let rope = RotaryEmbedding::new(&config.rope, &device);
         Ok(Backbone {
             norm: RmsNorm::load(ckpt, "model.norm", h, eps)?,
-            device: embed.device().clone(),
+            device,
             embed,
             layers,
             lm_head,
@@ -221,8 +222,12 @@ impl Backbone {
             .iter()
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
-        let ids = Tensor::from_slice(&all, all.len(), &self.device)?;
-        let mut x = self.embed.index_select(&ids, 0)?;
+        let mut x = match &self.embed {
+            Some(table) => {
+                table.index_select(&Tensor::from_slice(&all, all.len(), &self.device)?, 0)?
+            }
+            None => self.lm_head.rows(&all, &self.device)?,
+        };
         for (l, layer) in self.layers.iter().enumerate() {
             let normed = layer.input_norm.forward(&x)?;
             let mut parts = Vec::with_capacity(steps.len());

@@ -11,18 +11,17 @@ use candle_core::{Module, Tensor};
 use super::config::{MoeConfig, Naming, Routing};
 use super::experts::Experts;
 use super::layers::{Linear, Mlp};
-use super::matmul::matmul_nt;
 use crate::error::{PipelineError, Result};
 use encoders::weights::Checkpoint;
+use kernels::PackedWeight;
 
 pub struct MoeBlock {
     /// `[num_experts, hidden]`.
-    router: Vec<f32>,
+    router: PackedWeight,
     experts: Experts,
     shared: Option<Mlp>,
     /// Qwen2-MoE: the shared expert is scaled by sigmoid(x . gate).
     shared_gate: Option<Linear>,
-    hidden: usize,
     config: MoeConfig,
 }
 
@@ -46,7 +45,12 @@ impl MoeBlock {
             Naming::Standard => (format!("{prefix}.mlp"), "gate"),
             Naming::Mixtral => (format!("{prefix}.block_sparse_moe"), "gate"),
         };
-        let router = host(&ckpt.get(&format!("{block}.{gate_name}.weight"), &[e, hidden])?)?;
+        let router_name = format!("{block}.{gate_name}.weight");
+        let router =
+            PackedWeight::from_rows(&host(&ckpt.get(&router_name, &[e, hidden])?)?, e, hidden)
+                .ok_or_else(|| {
+                    PipelineError::Config(format!("{router_name} is not [{e}, {hidden}]"))
+                })?;
         let fused = format!("{block}.experts.gate_up_proj");
         let weights = if ckpt.contains(&fused) {
             // transformers 5's in-memory layout, if a checkpoint was saved with it:
@@ -106,10 +110,11 @@ impl MoeBlock {
         };
         Ok(MoeBlock {
             router,
-            experts: Experts::new(hidden, inter, weights),
+            experts: Experts::new(hidden, inter, weights).ok_or_else(|| {
+                PipelineError::Config(format!("{block}: expert weights of the wrong size"))
+            })?,
             shared,
             shared_gate,
-            hidden,
             config: config.clone(),
         })
     }
@@ -117,7 +122,7 @@ impl MoeBlock {
     /// Chooses experts for every token of `x` `[tokens, hidden]`.
     pub fn route(&self, x: &[f32], tokens: usize) -> Routes {
         let c = &self.config;
-        let logits = matmul_nt(x, tokens, &self.router, c.num_experts, self.hidden, false);
+        let logits = self.router.product(x, tokens, false);
         logits
             .chunks_exact(c.num_experts)
             .map(|row| self.route_one(row))
