@@ -1,4 +1,5 @@
-//! Element-wise activations over slices, vectorised where the CPU allows.
+//! Element-wise activations over slices, vectorised where the CPU allows:
+//! swish, and the softmax of attention rows.
 //!
 //! Swish after a group norm runs over every activation of a convolutional
 //! decoder; through libm's scalar `expf` it was 9% of a Janus VQ decode.
@@ -21,12 +22,48 @@ fn silu_one(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// Eight lanes at a time: `exp` by range reduction to `r` in
-/// [-ln2/2, ln2/2] (`x = n ln2 + r`, ln2 split in two for exactness), a
-/// degree-6 polynomial for `exp(r)` (Cephes' `expf` coefficients), and
-/// `2^n` built in the exponent bits. Inputs are clamped so that `2^n`
-/// stays a normal float; beyond the clamp swish is `x` or `0` to f32
-/// precision anyway.
+/// `exp` of eight lanes: range reduction to `r` in [-ln2/2, ln2/2]
+/// (`x = n ln2 + r`, ln2 split in two for exactness), a degree-6
+/// polynomial for `exp(r)` (Cephes' `expf` coefficients), and `2^n` built
+/// in the exponent bits. Inputs are clamped to [-87, 88] so that `2^n`
+/// stays a normal float.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let t = _mm256_max_ps(
+        _mm256_min_ps(x, _mm256_set1_ps(88.0)),
+        _mm256_set1_ps(-87.0),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        t,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), t);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let e = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    )));
+    _mm256_mul_ps(e, pow2)
+}
+
+/// Swish eight lanes at a time; beyond the clamp of [`exp_avx2`] swish is
+/// `x` or `0` to f32 precision anyway.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2,fma")]
@@ -36,32 +73,7 @@ unsafe fn silu_avx2(values: &mut [f32]) {
     for chunk in &mut chunks {
         // SAFETY: `chunk` holds exactly eight floats.
         let x = _mm256_loadu_ps(chunk.as_ptr());
-        let t = _mm256_max_ps(
-            _mm256_min_ps(_mm256_sub_ps(_mm256_setzero_ps(), x), _mm256_set1_ps(88.0)),
-            _mm256_set1_ps(-87.0),
-        );
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(t, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), t);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            0.166_666_65,
-            0.5,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let r2 = _mm256_mul_ps(r, r);
-        let e = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        )));
-        let exp = _mm256_mul_ps(e, pow2);
+        let exp = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
         let y = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), exp));
         _mm256_storeu_ps(chunk.as_mut_ptr(), y);
     }
@@ -69,6 +81,56 @@ unsafe fn silu_avx2(values: &mut [f32]) {
         .into_remainder()
         .iter_mut()
         .for_each(|v| *v = silu_one(*v));
+}
+
+/// `softmax` of `values` in place: `exp(x - max) / sum`. An empty slice is
+/// left alone; `-inf` entries get 0.
+pub fn softmax(values: &mut [f32]) {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if values.is_empty() || max == f32::NEG_INFINITY {
+        return;
+    }
+    let mut sum = 0f32;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        unsafe {
+            (sum, done) = exp_shifted_avx2(values, max)
+        };
+    }
+    for v in &mut values[done..] {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inverse = 1.0 / sum;
+    values.iter_mut().for_each(|v| *v *= inverse);
+}
+
+/// `exp(x - max)` of the whole eight-lane chunks of `values`, in place;
+/// returns their sum and how many values it did. (Below the clamp of
+/// [`exp_avx2`], `exp` is under 2^-125 of the largest term: nothing in the
+/// sum, and a `-inf` comes out as that rather than 0.)
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_avx2(values: &mut [f32], max: f32) -> (f32, usize) {
+    use std::arch::x86_64::*;
+    let shift = _mm256_set1_ps(max);
+    let mut total = _mm256_setzero_ps();
+    let mut chunks = values.chunks_exact_mut(8);
+    let mut done = 0;
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` holds exactly eight floats.
+        let e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(chunk.as_ptr()), shift));
+        total = _mm256_add_ps(total, e);
+        _mm256_storeu_ps(chunk.as_mut_ptr(), e);
+        done += 8;
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), total);
+    (lanes.iter().sum(), done)
 }
 
 #[cfg(test)]
@@ -94,5 +156,30 @@ mod tests {
                 "silu({x}) = {y}, want {want} (error {err:e})"
             );
         }
+    }
+
+    #[test]
+    fn softmax_matches_the_formula_in_f64() {
+        for len in [1, 7, 8, 13, 64, 200] {
+            let xs: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 101) as f32 * 0.37 - 15.0)
+                .collect();
+            let mut got = xs.clone();
+            softmax(&mut got);
+            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let total: f64 = xs.iter().map(|&x| (f64::from(x) - max).exp()).sum();
+            for (&x, &y) in xs.iter().zip(&got) {
+                let want = (f64::from(x) - max).exp() / total;
+                assert!(
+                    (f64::from(y) - want).abs() <= 1e-6 * want + 1e-12,
+                    "{len}: {y} vs {want}"
+                );
+            }
+        }
+        let mut masked = [0.5, f32::NEG_INFINITY, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
+        softmax(&mut masked);
+        assert!(masked[1] < 1e-30 && (masked[0] - 0.125).abs() < 1e-6);
+        let mut empty: [f32; 0] = [];
+        softmax(&mut empty);
     }
 }

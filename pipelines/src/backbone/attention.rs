@@ -3,11 +3,14 @@
 //! [`LayerCache`] owned by the request, never by the model.
 
 use candle_core::{DType, Module, Tensor, D};
+use kernels::{sgemm, MatRef};
+use rayon::prelude::*;
 
 use super::config::{AttentionKind, BackboneConfig, LatentAttention, QkNorm};
 use super::layers::{Linear, RmsNorm};
 use super::rope::RotaryEmbedding;
 use crate::error::Result;
+use encoders::ops::with_host;
 use encoders::weights::Checkpoint;
 
 /// One layer's cached keys and values for one sequence.
@@ -67,43 +70,83 @@ pub struct LatentAttentionLayer {
 }
 
 /// Masks future positions and, with a window, positions too far back.
-/// Queries are at `start..start+q_len`; keys at `0..k_len`.
-fn mask(
-    q_len: usize,
-    k_len: usize,
+/// Attention of at least this many multiply-adds per product splits its key
+/// heads over the thread pool.
+const PARALLEL_ATTENTION: usize = 1 << 18;
+
+/// softmax(q k^T * scale + causal mask) v for `[heads, len, dim]` tensors,
+/// with queries grouped over shared key/value heads, on the host: queries
+/// are at `start..start + q_len`, keys at `0..k_len`, and query `i` sees
+/// the keys `j <= start + i` (within `window` of it, when set). Each key
+/// head's scores are one GEMM, scaled, masked and normalised row by row
+/// in place (candle's scale, mask and softmax ops were a tenth of a
+/// prefill), then one GEMM with the values.
+fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
     start: usize,
     window: Option<usize>,
-    device: &candle_core::Device,
 ) -> Result<Tensor> {
-    let mut values = Vec::with_capacity(q_len * k_len);
-    for i in 0..q_len {
-        let pos = start + i;
-        for j in 0..k_len {
-            let visible = j <= pos && window.is_none_or(|w| pos - j < w);
-            values.push(if visible { 0.0f32 } else { f32::NEG_INFINITY });
-        }
-    }
-    Ok(Tensor::from_vec(values, (q_len, k_len), device)?)
-}
-
-/// softmax(q k^T * scale + mask) v for `[heads, len, dim]` tensors, with
-/// queries grouped over shared key/value heads.
-fn attend(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: &Tensor) -> Result<Tensor> {
     let (heads, q_len, dim) = q.dims3()?;
-    let kv_heads = k.dims()[0];
-    let group = heads / kv_heads;
-    // [kv_heads, group * q_len, dim]: each key head serves its group of query heads.
-    let q = q.reshape((kv_heads, group * q_len, dim))?;
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let k_len = k.dims()[1];
-    let scores = scores
-        .reshape((kv_heads, group, q_len, k_len))?
-        .broadcast_add(mask)?;
-    let probs =
-        candle_nn::ops::softmax_last_dim(&scores)?.reshape((kv_heads, group * q_len, k_len))?;
-    let out = probs.matmul(&v.contiguous()?)?;
-    let v_dim = v.dims()[2];
-    Ok(out.reshape((heads, q_len, v_dim))?)
+    let (kv_heads, k_len, _) = k.dims3()?;
+    let v_dim = v.dims3()?.2;
+    if kv_heads == 0 || heads % kv_heads != 0 || start + q_len > k_len {
+        return Err(candle_core::Error::Msg(format!(
+            "attention shapes: {heads} query heads over {kv_heads} key heads, queries to {} of {k_len} keys",
+            start + q_len
+        ))
+        .into());
+    }
+    // Each key head serves `group` query heads: their rows, contiguous in
+    // `q`, are one `[rows, dim]` block.
+    let rows = heads / kv_heads * q_len;
+    let scale = scale as f32;
+    let mut out = vec![0f32; heads * q_len * v_dim];
+    with_host(q, |q| {
+        with_host(k, |k| {
+            with_host(v, |v| {
+                let per_head = |(h, out): (usize, &mut [f32])| {
+                    let mut scores = vec![0f32; rows * k_len];
+                    let views = (
+                        MatRef::row_major(&q[h * rows * dim..], rows, dim),
+                        MatRef::transposed(&k[h * k_len * dim..], dim, k_len),
+                    );
+                    if let (Some(qh), Some(kt)) = views {
+                        sgemm(qh, kt, &mut scores, false, false);
+                    }
+                    for (r, row) in scores.chunks_exact_mut(k_len).enumerate() {
+                        let pos = start + r % q_len;
+                        let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                        let (seen, after) = row.split_at_mut(pos + 1);
+                        after.fill(0.0);
+                        seen[..first].fill(0.0);
+                        let seen = &mut seen[first..];
+                        seen.iter_mut().for_each(|s| *s *= scale);
+                        kernels::activation::softmax(seen);
+                    }
+                    let views = (
+                        MatRef::row_major(&scores, rows, k_len),
+                        MatRef::row_major(&v[h * k_len * v_dim..], k_len, v_dim),
+                    );
+                    if let (Some(p), Some(vh)) = views {
+                        sgemm(p, vh, out, false, false);
+                    }
+                };
+                // A decode step's few rows are not worth handing to
+                // another thread.
+                if heads * q_len * k_len * dim >= PARALLEL_ATTENTION {
+                    out.par_chunks_mut(rows * v_dim)
+                        .enumerate()
+                        .for_each(per_head);
+                } else {
+                    out.chunks_mut(rows * v_dim).enumerate().for_each(per_head);
+                }
+            })
+        })
+    })???;
+    Ok(Tensor::from_vec(out, (heads, q_len, v_dim), q.device())?)
 }
 
 impl Attention {
@@ -324,9 +367,8 @@ impl StandardAttention {
         let k = self.rotate(&k, rope, &cos, &sin)?;
         let k_all = LayerCache::append(&mut cache.k, k, 1)?;
         let v_all = LayerCache::append(&mut cache.v, v, 1)?;
-        let mask = mask(len, k_all.dims()[1], start, self.window, x.device())?;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let out = attend(&q, &k_all, &v_all, scale, &mask)?;
+        let out = attend(&q, &k_all, &v_all, scale, start, self.window)?;
         let out = out
             .transpose(0, 1)?
             .reshape((len, self.num_heads * self.head_dim))?;
@@ -387,8 +429,7 @@ impl LatentAttentionLayer {
             .broadcast_as((nh, total, d.qk_rope_head_dim))?;
         let k = Tensor::cat(&[&k_nope, &k_rot], D::Minus1)?.contiguous()?;
         let q = Tensor::cat(&[&q_nope, &q_pe], D::Minus1)?.contiguous()?;
-        let mask = mask(len, total, start, None, x.device())?;
-        let out = attend(&q, &k, &v, self.scale, &mask)?;
+        let out = attend(&q, &k, &v, self.scale, start, None)?;
         let out = out.transpose(0, 1)?.reshape((len, nh * d.v_head_dim))?;
         Ok(self.o.forward(&out.to_dtype(DType::F32)?)?)
     }
