@@ -111,6 +111,18 @@ def llama(gguf, threads, args):
     return run([sys.executable, str(HERE / "llama_peer.py"), str(gguf), str(threads), *map(str, args[:2])], env)
 
 
+def cpu():
+    """The CPU's model name and the widest SIMD anyforge's kernels use on it."""
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), platform.machine())
+    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "portable"
+    return f"{name} ({simd})"
+
+
 def fmt(x, digits=1):
     return "n/a" if x is None else f"{x:.{digits}f}"
 
@@ -175,7 +187,7 @@ def write_report(rows, machine, args):
         "On this shared 2-core machine figures vary by about ±20% from run to run (the GEMM ceiling too);",
         "compare the ratios within one run, which interleaving keeps fair.",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; measured on {time.strftime('%Y-%m-%d')}:",
+        f"Machine: {cpu()}, {os.cpu_count()} cores; measured on {time.strftime('%Y-%m-%d')}:",
         "",
         "| threads | read bandwidth (GB/s) | f32 GEMM 1024³ (GFLOP/s) |",
         "| --- | --- | --- |",

@@ -16,22 +16,83 @@ use encoders::weights::Checkpoint;
 /// One layer's cached keys and values for one sequence.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCache {
-    /// Standard: keys `[kv_heads, len, head_dim]`. Latent: the normalised
-    /// compressed latent `[len, kv_lora_rank]`.
-    k: Option<Tensor>,
-    /// Standard: values `[kv_heads, len, head_dim]`. Latent: the rotated
-    /// shared key `[len, qk_rope_head_dim]`.
-    v: Option<Tensor>,
+    /// Standard: keys, a head per key head. Latent: the normalised
+    /// compressed latent (one head of `kv_lora_rank`).
+    k: Rows,
+    /// Standard: values, a head per key head. Latent: the rotated shared
+    /// key (one head of `qk_rope_head_dim`).
+    v: Rows,
 }
 
-impl LayerCache {
-    fn append(slot: &mut Option<Tensor>, new: Tensor, dim: usize) -> Result<Tensor> {
-        let all = match slot.take() {
-            Some(old) => Tensor::cat(&[&old, &new], dim)?,
-            None => new,
-        };
-        *slot = Some(all.clone());
-        Ok(all)
+/// Rows appended step by step for `heads` heads of `width` floats: head
+/// `h`'s rows start at `h * capacity * width`. Each step writes its rows in
+/// place, and the room doubles when it runs out; a concatenation per step
+/// copied the whole cache every step (quadratic in the sequence's length).
+#[derive(Debug, Clone, Default)]
+struct Rows {
+    heads: usize,
+    width: usize,
+    len: usize,
+    capacity: usize,
+    data: Vec<f32>,
+}
+
+impl Rows {
+    /// Appends `count` rows a head, `new` laid out `[heads][count][width]`.
+    fn append(&mut self, new: &[f32], heads: usize, count: usize, width: usize) -> Result<()> {
+        if new.len() != heads * count * width
+            || (self.len > 0 && (heads, width) != (self.heads, self.width))
+        {
+            return Err(candle_core::Error::Msg("cache rows of another shape".into()).into());
+        }
+        (self.heads, self.width) = (heads, width);
+        let needed = self.len + count;
+        if needed > self.capacity {
+            let capacity = needed.max(2 * self.capacity);
+            let mut data = vec![0f32; heads * capacity * width];
+            for h in 0..heads {
+                data[h * capacity * width..][..self.len * width].copy_from_slice(self.head(h));
+            }
+            (self.data, self.capacity) = (data, capacity);
+        }
+        for (h, rows) in new.chunks_exact(count * width).enumerate() {
+            let at = (h * self.capacity + self.len) * width;
+            self.data[at..at + count * width].copy_from_slice(rows);
+        }
+        self.len = needed;
+        Ok(())
+    }
+
+    /// Head `h`'s rows so far, `[len][width]`.
+    fn head(&self, h: usize) -> &[f32] {
+        &self.data[h * self.capacity * self.width..][..self.len * self.width]
+    }
+
+    fn view(&self) -> Heads<'_> {
+        Heads {
+            data: &self.data,
+            heads: self.heads,
+            len: self.len,
+            width: self.width,
+            stride: self.capacity * self.width,
+        }
+    }
+}
+
+/// Keys or values as attention reads them: head `h`'s `len` rows of
+/// `width` floats at `h * stride`.
+#[derive(Clone, Copy)]
+struct Heads<'a> {
+    data: &'a [f32],
+    heads: usize,
+    len: usize,
+    width: usize,
+    stride: usize,
+}
+
+impl Heads<'_> {
+    fn head(&self, h: usize) -> &[f32] {
+        &self.data[h * self.stride..][..self.len * self.width]
     }
 }
 
@@ -69,13 +130,13 @@ pub struct LatentAttentionLayer {
     scale: f64,
 }
 
-/// Masks future positions and, with a window, positions too far back.
 /// Attention of at least this many multiply-adds per product splits its key
 /// heads over the thread pool.
 const PARALLEL_ATTENTION: usize = 1 << 18;
 
-/// softmax(q k^T * scale + causal mask) v for `[heads, len, dim]` tensors,
-/// with queries grouped over shared key/value heads, on the host: queries
+/// softmax(q k^T * scale + causal mask) v for queries `[heads, q_len, dim]`
+/// and keys and values a head per key head, with queries grouped over
+/// shared key/value heads, on the host: queries
 /// are at `start..start + q_len`, keys at `0..k_len`, and query `i` sees
 /// the keys `j <= start + i` (within `window` of it, when set). Each key
 /// head's scores are one GEMM, scaled, masked and normalised row by row
@@ -83,16 +144,19 @@ const PARALLEL_ATTENTION: usize = 1 << 18;
 /// prefill), then one GEMM with the values.
 fn attend(
     q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    k: Heads,
+    v: Heads,
     scale: f64,
     start: usize,
     window: Option<usize>,
 ) -> Result<Tensor> {
     let (heads, q_len, dim) = q.dims3()?;
-    let (kv_heads, k_len, _) = k.dims3()?;
-    let v_dim = v.dims3()?.2;
-    if kv_heads == 0 || heads % kv_heads != 0 || start + q_len > k_len {
+    let (kv_heads, k_len, v_dim) = (k.heads, k.len, v.width);
+    if kv_heads == 0
+        || heads % kv_heads != 0
+        || start + q_len > k_len
+        || (v.heads, v.len, k.width) != (kv_heads, k_len, dim)
+    {
         return Err(candle_core::Error::Msg(format!(
             "attention shapes: {heads} query heads over {kv_heads} key heads, queries to {} of {k_len} keys",
             start + q_len
@@ -105,47 +169,43 @@ fn attend(
     let scale = scale as f32;
     let mut out = vec![0f32; heads * q_len * v_dim];
     with_host(q, |q| {
-        with_host(k, |k| {
-            with_host(v, |v| {
-                let per_head = |(h, out): (usize, &mut [f32])| {
-                    let mut scores = vec![0f32; rows * k_len];
-                    let views = (
-                        MatRef::row_major(&q[h * rows * dim..], rows, dim),
-                        MatRef::transposed(&k[h * k_len * dim..], dim, k_len),
-                    );
-                    if let (Some(qh), Some(kt)) = views {
-                        sgemm(qh, kt, &mut scores, false, false);
-                    }
-                    for (r, row) in scores.chunks_exact_mut(k_len).enumerate() {
-                        let pos = start + r % q_len;
-                        let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                        let (seen, after) = row.split_at_mut(pos + 1);
-                        after.fill(0.0);
-                        seen[..first].fill(0.0);
-                        let seen = &mut seen[first..];
-                        seen.iter_mut().for_each(|s| *s *= scale);
-                        kernels::activation::softmax(seen);
-                    }
-                    let views = (
-                        MatRef::row_major(&scores, rows, k_len),
-                        MatRef::row_major(&v[h * k_len * v_dim..], k_len, v_dim),
-                    );
-                    if let (Some(p), Some(vh)) = views {
-                        sgemm(p, vh, out, false, false);
-                    }
-                };
-                // A decode step's few rows are not worth handing to
-                // another thread.
-                if heads * q_len * k_len * dim >= PARALLEL_ATTENTION {
-                    out.par_chunks_mut(rows * v_dim)
-                        .enumerate()
-                        .for_each(per_head);
-                } else {
-                    out.chunks_mut(rows * v_dim).enumerate().for_each(per_head);
-                }
-            })
-        })
-    })???;
+        let per_head = |(h, out): (usize, &mut [f32])| {
+            let mut scores = vec![0f32; rows * k_len];
+            let views = (
+                MatRef::row_major(&q[h * rows * dim..], rows, dim),
+                MatRef::transposed(k.head(h), dim, k_len),
+            );
+            if let (Some(qh), Some(kt)) = views {
+                sgemm(qh, kt, &mut scores, false, false);
+            }
+            for (r, row) in scores.chunks_exact_mut(k_len).enumerate() {
+                let pos = start + r % q_len;
+                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let (seen, after) = row.split_at_mut(pos + 1);
+                after.fill(0.0);
+                seen[..first].fill(0.0);
+                let seen = &mut seen[first..];
+                seen.iter_mut().for_each(|s| *s *= scale);
+                kernels::activation::softmax(seen);
+            }
+            let views = (
+                MatRef::row_major(&scores, rows, k_len),
+                MatRef::row_major(v.head(h), k_len, v_dim),
+            );
+            if let (Some(p), Some(vh)) = views {
+                sgemm(p, vh, out, false, false);
+            }
+        };
+        // A decode step's few rows are not worth handing to
+        // another thread.
+        if heads * q_len * k_len * dim >= PARALLEL_ATTENTION {
+            out.par_chunks_mut(rows * v_dim)
+                .enumerate()
+                .for_each(per_head);
+        } else {
+            out.chunks_mut(rows * v_dim).enumerate().for_each(per_head);
+        }
+    })?;
     Ok(Tensor::from_vec(out, (heads, q_len, v_dim), q.device())?)
 }
 
@@ -365,10 +425,18 @@ impl StandardAttention {
         let (cos, sin) = rope.tables(start, len)?;
         let q = self.rotate(&q, rope, &cos, &sin)?;
         let k = self.rotate(&k, rope, &cos, &sin)?;
-        let k_all = LayerCache::append(&mut cache.k, k, 1)?;
-        let v_all = LayerCache::append(&mut cache.v, v, 1)?;
+        let (nkv, hd) = (self.num_kv_heads, self.head_dim);
+        with_host(&k, |k| cache.k.append(k, nkv, len, hd))??;
+        with_host(&v, |v| cache.v.append(v, nkv, len, hd))??;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let out = attend(&q, &k_all, &v_all, scale, start, self.window)?;
+        let out = attend(
+            &q,
+            cache.k.view(),
+            cache.v.view(),
+            scale,
+            start,
+            self.window,
+        )?;
         let out = out
             .transpose(0, 1)?
             .reshape((len, self.num_heads * self.head_dim))?;
@@ -412,9 +480,12 @@ impl LatentAttentionLayer {
         let q_pe = rope.apply(&q_pe, &cos, &sin)?;
         let k_pe = rope.apply(&k_pe, &cos, &sin)?.squeeze(0)?;
         // The cache keeps the compressed latent and the shared rotated key.
-        let latent_all = LayerCache::append(&mut cache.k, latent, 0)?;
-        let k_pe_all = LayerCache::append(&mut cache.v, k_pe, 0)?;
-        let total = latent_all.dims()[0];
+        with_host(&latent, |l| cache.k.append(l, 1, len, d.kv_lora_rank))??;
+        with_host(&k_pe, |k| cache.v.append(k, 1, len, d.qk_rope_head_dim))??;
+        let total = cache.k.len;
+        let latent_all = Tensor::from_slice(cache.k.head(0), (total, d.kv_lora_rank), x.device())?;
+        let k_pe_all =
+            Tensor::from_slice(cache.v.head(0), (total, d.qk_rope_head_dim), x.device())?;
         let kv = self
             .kv_b
             .forward(&latent_all)?
@@ -429,8 +500,57 @@ impl LatentAttentionLayer {
             .broadcast_as((nh, total, d.qk_rope_head_dim))?;
         let k = Tensor::cat(&[&k_nope, &k_rot], D::Minus1)?.contiguous()?;
         let q = Tensor::cat(&[&q_nope, &q_pe], D::Minus1)?.contiguous()?;
-        let out = attend(&q, &k, &v, self.scale, start, None)?;
+        let out = with_host(&k, |k| {
+            with_host(&v, |v| {
+                let heads = |data, width| Heads {
+                    data,
+                    heads: nh,
+                    len: total,
+                    width,
+                    stride: total * width,
+                };
+                attend(
+                    &q,
+                    heads(k, qk_dim),
+                    heads(v, d.v_head_dim),
+                    self.scale,
+                    start,
+                    None,
+                )
+            })
+        })???;
         let out = out.transpose(0, 1)?.reshape((len, nh * d.v_head_dim))?;
         Ok(self.o.forward(&out.to_dtype(DType::F32)?)?)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_rows_grow_in_place_and_keep_every_head_in_order() {
+        let (heads, width) = (3, 2);
+        // Rows numbered by (head, position): appended in steps of 5, 1, 1,
+        // 7 and 1 rows, across several growths of the room.
+        let mut rows = Rows::default();
+        let mut len = 0;
+        for count in [5, 1, 1, 7, 1] {
+            let new: Vec<f32> = (0..heads)
+                .flat_map(|h| (len..len + count).flat_map(move |p| [h as f32, p as f32]))
+                .collect();
+            rows.append(&new, heads, count, width).unwrap();
+            len += count;
+            let view = rows.view();
+            assert_eq!((view.heads, view.len, view.width), (heads, len, width));
+            for h in 0..heads {
+                let want: Vec<f32> = (0..len).flat_map(|p| [h as f32, p as f32]).collect();
+                assert_eq!(view.head(h), want.as_slice());
+            }
+        }
+        // Rows of another shape are refused, not mixed in.
+        assert!(rows.append(&[0.0; 4], 2, 1, 2).is_err());
+        assert!(rows.append(&[0.0; 5], 3, 1, 2).is_err());
     }
 }
