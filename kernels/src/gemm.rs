@@ -216,9 +216,11 @@ pub fn sgemm_into<B: PackB>(
     }
     // Short and wide: each thread takes a range of columns of every row, so
     // none packs another's part of B, and writes them in place.
-    // A packed B costs nothing to split finer, and a few pieces a thread
-    // keep a thread that wakes late from holding up the product.
-    let pieces = if b.strips().is_some() {
+    // Under a decode step's few rows, a packed B costs nothing to split
+    // finer, and a few pieces a thread keep a thread that wakes late from
+    // holding up the product. (Every piece packs all of A: with more rows,
+    // finer pieces packed a prefill's A over and over.)
+    let pieces = if b.strips().is_some() && m <= MR {
         4 * threads
     } else {
         threads

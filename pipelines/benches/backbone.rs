@@ -65,12 +65,13 @@ fn bench_model(
     )?;
 
     let mut prefill = Vec::new();
-    // More repetitions (ANYFORGE_BENCH_PREFILL_REPS) give a profiler a
-    // prefill long enough to sample.
+    // The median of ten (as the peers): of three, two-thread prefills
+    // moved ±30% from run to run. More (ANYFORGE_BENCH_PREFILL_REPS) give a
+    // profiler a prefill long enough to sample.
     let reps: usize = std::env::var("ANYFORGE_BENCH_PREFILL_REPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(10);
     for rep in 0..reps {
         let ids = prompt(prompt_len, vocab, rep % 3);
         let mut cache = model.new_cache();

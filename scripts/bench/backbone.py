@@ -133,7 +133,7 @@ def main():
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--prompt-len", type=int, default=128)
-    parser.add_argument("--decode", type=int, default=16)
+    parser.add_argument("--decode", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -181,7 +181,7 @@ def write_report(rows, machine, args):
         "",
         "Made by `scripts/bench/backbone.py` (see the end for how to run it). Random weights, f32, the same",
         "checkpoint for every implementation, the same thread count, interleaved runs (median of "
-        f"{args.reps}). Workload: prefill {args.prompt_len} tokens; decode {args.decode} tokens after a 32-token",
+        f"{args.reps}). Workload: prefill {args.prompt_len} tokens (median of 10 in each run); decode {args.decode} tokens after a 32-token",
         f"prompt; batched decode: {args.batch} sequences decoding together (aggregate tokens/s).",
         "",
         "On this shared 2-core machine figures vary by about ±20% from run to run (the GEMM ceiling too);",

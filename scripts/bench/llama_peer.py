@@ -12,6 +12,11 @@ import numpy as np
 from llama_cpp import Llama
 
 
+# Prefills timed (median): as the anyforge bench, whose three were ±30% at
+# two threads on a shared machine.
+PREFILL_REPS = 10
+
+
 def prompt(n, vocab, salt):
     return [(i * 7919 + salt * 104729 + 13) % vocab for i in range(n)]
 
@@ -24,7 +29,7 @@ def main():
     vocab = min(llm.n_vocab(), 8192)
     llm.eval(prompt(16, vocab, 99))
     prefill = []
-    for rep in range(3):
+    for rep in range(PREFILL_REPS):
         llm.reset()
         t = time.perf_counter()
         llm.eval(prompt(prompt_len, vocab, rep))

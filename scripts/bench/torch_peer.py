@@ -11,6 +11,11 @@ import torch
 import transformers
 
 
+# Prefills timed (median): as the anyforge bench, whose three were ±30% at
+# two threads on a shared machine.
+PREFILL_REPS = 10
+
+
 def prompt(n, vocab, salt):
     return [(i * 7919 + salt * 104729 + 13) % vocab for i in range(n)]
 
@@ -25,7 +30,7 @@ def main():
     with torch.inference_mode():
         model(torch.tensor([prompt(16, vocab, 99)]))
         prefill = []
-        for rep in range(3):
+        for rep in range(PREFILL_REPS):
             ids = torch.tensor([prompt(prompt_len, vocab, rep)])
             t = time.perf_counter()
             model(ids)
