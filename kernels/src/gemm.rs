@@ -380,12 +380,7 @@ fn blocked<B: PackB>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 2654435761 + seed * 97) % 1009) as f32 / 1009.0 - 0.5)
-            .collect()
-    }
+    use crate::test_values::values;
 
     fn naive(a: &MatRef, b: &MatRef) -> Vec<f32> {
         let mut c = vec![0f32; a.rows * b.cols];

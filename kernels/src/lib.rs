@@ -18,3 +18,14 @@ pub use memory::keep_freed_memory;
 
 pub use gemm::{sgemm, sgemm_into, MatRef, PackB, NR_PACKED};
 pub use packed::PackedWeight;
+
+/// Deterministic test operands shared by the kernels' tests.
+#[cfg(test)]
+mod test_values {
+    /// `n` values in [-0.5, 0.5), different for each `seed`.
+    pub fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 2654435761 + seed * 97) % 1009) as f32 / 1009.0 - 0.5)
+            .collect()
+    }
+}

@@ -302,12 +302,7 @@ unsafe fn micro_avx512<const R: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 2654435761 + seed * 97) % 1009) as f32 / 1009.0 - 0.5)
-            .collect()
-    }
+    use crate::test_values::values;
 
     #[test]
     fn every_micro_kernel_computes_the_same_tile_at_every_height() {

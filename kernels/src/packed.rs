@@ -132,12 +132,7 @@ impl PackB for PackedWeight {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i * 2654435761 + seed * 97) % 1009) as f32 / 1009.0 - 0.5)
-            .collect()
-    }
+    use crate::test_values::values;
 
     #[test]
     fn products_agree_with_the_naive_one_for_every_row_count() {
