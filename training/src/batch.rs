@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::data::{DataError, Sequence, Writer};
 use crate::model::MoeModel;
 use crate::recipe::{Recipe, TrainTask};
-use crate::train::batch_loss;
+use crate::train::{batch_loss, Objective};
 use crate::world::{Split, World};
 
 /// The sequences of one task in a step and the weight of their mean loss.
@@ -121,8 +121,9 @@ fn fill(
     }
 }
 
-/// What a step's backward pass gives: the step's loss, each part's mean
-/// loss, and one gradient store per worker (their sum is the gradient).
+/// What a step's backward pass gives: the step's cross-entropy, each
+/// part's mean cross-entropy, and one gradient store per worker (their sum
+/// is the gradient of the objective).
 pub struct Backward {
     pub loss: f32,
     pub by_task: Vec<(TrainTask, f32)>,
@@ -144,12 +145,13 @@ struct Piece<'a> {
 /// stays whole), and the pieces go to the least loaded worker, largest
 /// first. A piece's mean loss is weighted by its share of its part's
 /// target tokens times the part's weight, so the workers' gradients add
-/// up to the gradient of the parts' weighted mean losses.
+/// up to the gradient of the parts' weighted mean losses (the routers'
+/// balancing term, a statistic of routes, is each piece's own).
 pub fn backward_in_parallel(
     model: &MoeModel,
     parts: &[Part],
     pad: u32,
-    focal: f64,
+    objective: Objective,
 ) -> candle_core::Result<Backward> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -187,9 +189,9 @@ pub fn backward_in_parallel(
                     let mut sum: Option<Tensor> = None;
                     let mut means = Vec::with_capacity(pieces.len());
                     for p in pieces {
-                        let mean = batch_loss(model, p.sequences, pad, focal)?;
-                        means.push((p.part, p.share * f64::from(mean.to_scalar::<f32>()?)));
-                        let term = (mean * (p.share * parts[p.part].weight))?;
+                        let mean = batch_loss(model, p.sequences, pad, objective)?;
+                        means.push((p.part, p.share * f64::from(mean.cross_entropy)));
+                        let term = (mean.objective * (p.share * parts[p.part].weight))?;
                         sum = Some(match sum {
                             Some(s) => (s + term)?,
                             None => term,
@@ -319,22 +321,34 @@ mod tests {
             "pieces are cut"
         );
 
-        let step = backward_in_parallel(&model, &parts, pad, 1.0).unwrap();
+        // Cross-entropy terms only: the balancing term is a statistic of
+        // each piece's routes, so pieces balance apart (as the devices of
+        // data-parallel training do), not as one part.
+        let objective = Objective {
+            focal: 1.0,
+            router_balance: 0.0,
+        };
+        let step = backward_in_parallel(&model, &parts, pad, objective).unwrap();
         let mut whole: Option<Tensor> = None;
+        let mut reported = 0f32;
         for p in &parts {
-            let mean = batch_loss(&model, &p.sequences, pad, 1.0).unwrap();
+            let mean = batch_loss(&model, &p.sequences, pad, objective).unwrap();
             let got = step.by_task.iter().find(|(t, _)| *t == p.task).unwrap().1;
-            let want = mean.to_scalar::<f32>().unwrap();
+            let want = mean.cross_entropy;
             assert!((got - want).abs() < 1e-4, "{:?}: {got} vs {want}", p.task);
-            let term = (mean * p.weight).unwrap();
+            reported += want * p.weight as f32;
+            let term = (mean.objective * p.weight).unwrap();
             whole = Some(match whole {
                 Some(s) => (s + term).unwrap(),
                 None => term,
             });
         }
         let whole = whole.unwrap();
-        let want = whole.to_scalar::<f32>().unwrap();
-        assert!((step.loss - want).abs() < 1e-4, "{} vs {want}", step.loss);
+        assert!(
+            (step.loss - reported).abs() < 1e-4,
+            "{} vs {reported}",
+            step.loss
+        );
         let reference = whole.backward().unwrap();
         let vars = model.varmap.all_vars();
         let mut checked = 0;

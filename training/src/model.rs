@@ -156,7 +156,7 @@ impl MoeModel {
     /// Logits `[batch, len, vocab]` for token ids `[batch, len]`, each
     /// position attending to itself and those before it.
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        self.head(&self.forward_inner(ids, None)?)
+        self.head(&self.forward_inner(ids, None)?.0)
     }
 
     /// The logits and, per layer, each token's chosen experts (rows in
@@ -165,16 +165,26 @@ impl MoeModel {
         &self,
         ids: &Tensor,
     ) -> candle_core::Result<(Tensor, Vec<Vec<Vec<u32>>>)> {
-        let mut routes = Vec::new();
-        let logits = self.head(&self.forward_inner(ids, Some(&mut routes))?)?;
-        Ok((logits, routes))
+        let (hidden, routing) = self.forward_inner(ids, None)?;
+        Ok((self.head(&hidden)?, routing.chosen))
+    }
+
+    /// [`MoeModel::hidden`] with the routing of every layer; only the rows
+    /// (batch-major) where `counted` is true enter the balancing terms, so
+    /// padding does not.
+    pub fn hidden_routed(
+        &self,
+        ids: &Tensor,
+        counted: &[bool],
+    ) -> candle_core::Result<(Tensor, Routing)> {
+        self.forward_inner(ids, Some(counted))
     }
 
     fn forward_inner(
         &self,
         ids: &Tensor,
-        mut routes: Option<&mut Vec<Vec<Vec<u32>>>>,
-    ) -> candle_core::Result<Tensor> {
+        counted: Option<&[bool]>,
+    ) -> candle_core::Result<(Tensor, Routing)> {
         let (b, t) = ids.dims2()?;
         let c = &self.config;
         let h = c.hidden_size;
@@ -184,18 +194,23 @@ impl MoeModel {
             .reshape((b, t, h))?;
         let (cos, sin) = rope_tables(c, t, x.device())?;
         let mask = causal_mask(t, x.device())?;
+        let mut routing = Routing {
+            chosen: Vec::with_capacity(self.layers.len()),
+            balance: Vec::with_capacity(self.layers.len()),
+        };
         for layer in &self.layers {
             let normed = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
             x = (x + self.attend(&layer.attention, &normed, &cos, &sin, &mask)?)?;
             let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
             let flat = normed.reshape((b * t, h))?;
-            let (moe, chosen) = self.experts(&layer.moe, &flat)?;
-            if let Some(routes) = routes.as_deref_mut() {
-                routes.push(chosen);
-            }
+            let (moe, probs, chosen) = self.experts(&layer.moe, &flat)?;
+            routing
+                .balance
+                .push(balance(&probs, &chosen, counted, c.num_experts)?);
+            routing.chosen.push(chosen);
             x = (x + moe.reshape((b, t, h))?)?;
         }
-        rms_norm(&x, &self.norm, c.rms_norm_eps)
+        Ok((rms_norm(&x, &self.norm, c.rms_norm_eps)?, routing))
     }
 
     /// Logits `[.., vocab]` of final hidden states `[.., hidden]`.
@@ -207,7 +222,7 @@ impl MoeModel {
     /// `[batch, len]`: the logits before the head, for a loss that needs
     /// only some positions' logits.
     pub fn hidden(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_inner(ids, None)
+        Ok(self.forward_inner(ids, None)?.0)
     }
 
     fn attend(
@@ -247,8 +262,13 @@ impl MoeModel {
     }
 
     /// Top-k routing over all tokens at once; each expert runs once over
-    /// the tokens routed to it.
-    fn experts(&self, e: &Experts, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Vec<u32>>)> {
+    /// the tokens routed to it. Returns the output, the router's
+    /// probabilities `[tokens, experts]` and each token's chosen experts.
+    fn experts(
+        &self,
+        e: &Experts,
+        x: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Vec<Vec<u32>>)> {
         let c = &self.config;
         let probs = candle_nn::ops::softmax(&x.matmul(&e.router.t()?)?, D::Minus1)?;
         let top = probs
@@ -288,7 +308,7 @@ impl MoeModel {
         } else {
             out.index_add(&Tensor::cat(&all_rows, 0)?, &Tensor::cat(&outputs, 0)?, 0)?
         };
-        Ok((out, routes))
+        Ok((out, probs, routes))
     }
 
     /// Writes `config.json` and `model.safetensors` (the names
@@ -351,6 +371,60 @@ fn init_normal(varmap: &VarMap, seed: u64, stdev: f32) -> candle_core::Result<()
         var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
     }
     Ok(())
+}
+
+/// What a forward pass chose, layer by layer.
+pub struct Routing {
+    /// Per layer, each row's chosen experts (rows in batch-major order).
+    pub chosen: Vec<Vec<Vec<u32>>>,
+    /// Per layer, the load-balancing term (a scalar).
+    pub balance: Vec<Tensor>,
+}
+
+impl Routing {
+    /// The layers' balancing terms, averaged.
+    pub fn mean_balance(&self) -> candle_core::Result<Tensor> {
+        let n = self.balance.len().max(1) as f64;
+        Tensor::stack(&self.balance, 0)?.sum_all()? / n
+    }
+}
+
+/// The Switch Transformer's load-balancing term of one layer:
+/// `experts * sum_e share_e * mean_prob_e`, where `share_e` is expert e's
+/// share of the counted rows' routes (a constant) and `mean_prob_e` the
+/// router's mean probability for it (differentiated). It is 1 when routes
+/// and probabilities are spread evenly, up to `experts` when one expert
+/// takes everything; its gradient lowers the probability of the experts
+/// that take more than their share.
+fn balance(
+    probs: &Tensor,
+    chosen: &[Vec<u32>],
+    counted: Option<&[bool]>,
+    experts: usize,
+) -> candle_core::Result<Tensor> {
+    let rows: Vec<u32> = (0..chosen.len())
+        .filter(|&r| counted.is_none_or(|c| c.get(r).copied().unwrap_or(false)))
+        .map(|r| r as u32)
+        .collect();
+    let mut share = vec![0f32; experts];
+    for &r in &rows {
+        for &e in &chosen[r as usize] {
+            share[e as usize] += 1.0;
+        }
+    }
+    let routes: f32 = share.iter().sum();
+    if routes == 0.0 {
+        return Tensor::zeros((), DType::F32, probs.device());
+    }
+    share.iter_mut().for_each(|s| *s /= routes);
+    let probs = if rows.len() == chosen.len() {
+        probs.clone()
+    } else {
+        let n = rows.len();
+        probs.index_select(&Tensor::from_vec(rows, n, probs.device())?, 0)?
+    };
+    let share = Tensor::from_vec(share, experts, probs.device())?;
+    (probs.mean(0)? * share)?.sum_all()? * experts as f64
 }
 
 fn silu(x: &Tensor) -> candle_core::Result<Tensor> {

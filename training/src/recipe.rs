@@ -169,11 +169,27 @@ pub struct TrainRecipe {
     /// default, is plain cross-entropy.
     #[serde(default)]
     pub focal: f64,
+    /// Weight of the routers' load-balancing term (the Switch
+    /// Transformer's: 1 when every expert takes an even share of routes,
+    /// up to the expert count when one takes all); 0, the default, leaves
+    /// routing free.
+    #[serde(default)]
+    pub router_balance: f64,
     /// Every step's batch holds every task of the mix, each with its
     /// weight's share of `batch_tokens` and of the loss; false, the
     /// default, draws one task per step.
     #[serde(default)]
     pub mixed_batches: bool,
+}
+
+impl TrainRecipe {
+    /// What each step minimises besides the cross-entropy.
+    pub fn objective(&self) -> crate::train::Objective {
+        crate::train::Objective {
+            focal: self.focal,
+            router_balance: self.router_balance,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +242,9 @@ impl Recipe {
         }
         if !(t.focal >= 0.0 && t.focal.is_finite()) {
             return bad("train.focal must be 0 (plain cross-entropy) or positive");
+        }
+        if !(t.router_balance >= 0.0 && t.router_balance.is_finite()) {
+            return bad("train.router_balance must be 0 (no balancing) or positive");
         }
         // The codec's own check: one rule for packs and recipes.
         if let Err(e) =
@@ -333,6 +352,10 @@ mod tests {
         std::fs::write(&path, text.replace("focal: 2.0", "focal: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.focal"), "{e}");
+        let negative = text.replace("focal: 2.0", "focal: 2.0\n  router_balance: -0.5");
+        std::fs::write(&path, negative).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("train.router_balance"), "{e}");
         std::fs::write(&path, text.replace("mesh_extent: 2.0", "mesh_extent: 0")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("vocab.mesh_extent"), "{e}");

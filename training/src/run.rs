@@ -19,7 +19,7 @@ use crate::data::{DataError, Sequence, Writer};
 use crate::model::MoeModel;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::recipe::{Recipe, TrainTask};
-use crate::train::{batch_loss, learning_rate};
+use crate::train::{batch_loss, learning_rate, Objective};
 use crate::vocab::{build_tokenizer, CodeIds, VocabPlan};
 use crate::world::{Split, World, CANVAS, PATCH};
 
@@ -203,7 +203,7 @@ pub fn train(
         let step_started = Instant::now();
         let parts = batch(recipe, &writer, state.step)?;
         let lr = learning_rate(state.step, t.steps, t.warmup, t.learning_rate);
-        let step = backward_in_parallel(model, &parts, pad, recipe.train.focal)?;
+        let step = backward_in_parallel(model, &parts, pad, recipe.train.objective())?;
         let stats = opt.apply(&step.grads, step.loss, lr)?;
         if !stats.loss.is_finite() {
             return Err(RunError::Model(candle_core::Error::Msg(format!(
@@ -269,7 +269,7 @@ pub fn held_out_loss(
         let sequences = (0..per_task)
             .map(|_| example(&writer, task, &mut world, Split::HeldOut))
             .collect::<Result<Vec<_>, _>>()?;
-        let loss = batch_loss(model, &sequences, pad, 0.0)?.to_scalar::<f32>()?;
+        let loss = batch_loss(model, &sequences, pad, Objective::default())?.cross_entropy;
         out.push((task, loss));
     }
     Ok(out)

@@ -20,25 +20,41 @@ pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64) -> f64
     floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
+/// What a step minimises besides the plain cross-entropy.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Objective {
+    /// With `focal` above 0, each token's term is weighted by
+    /// `(1 - p)^focal` (p its probability, not differentiated): tokens the
+    /// model already gets right stop drowning the few it does not.
+    pub focal: f64,
+    /// Weight of the routers' load-balancing term (1 when balanced; see
+    /// `model::Routing`): without it, a few experts took most routes.
+    pub router_balance: f64,
+}
+
+/// A batch's loss: what is minimised, and the cross-entropy alone (what
+/// the progress line and the held-out loss report).
+pub struct BatchLoss {
+    pub objective: Tensor,
+    pub cross_entropy: f32,
+}
+
 /// Mean cross-entropy of the next token over the target positions of
-/// `batch`. Only those positions go through the head: with a vocabulary of
-/// two thousand, the logits of prompt and padding positions cost a fifth
-/// of a step.
-///
-/// With `focal` above 0, each token's term is weighted by `(1 - p)^focal`
-/// (p its probability, not differentiated): tokens the model already gets
-/// right stop drowning the few it does not.
+/// `batch`, shaped by `objective`. Only those positions go through the
+/// head: with a vocabulary of two thousand, the logits of prompt and
+/// padding positions cost a fifth of a step.
 pub fn batch_loss(
     model: &MoeModel,
     batch: &[Sequence],
     pad: u32,
-    focal: f64,
-) -> candle_core::Result<Tensor> {
+    objective: Objective,
+) -> candle_core::Result<BatchLoss> {
     let len = batch.iter().map(Sequence::len).max().unwrap_or(0);
     if len < 2 {
         candle_core::bail!("sequences need at least two tokens");
     }
     let (mut inputs, mut targets, mut counted) = (Vec::new(), Vec::new(), Vec::new());
+    let mut real = Vec::new();
     for s in batch {
         let tokens: Vec<u32> = s.prompt.iter().chain(&s.target).copied().collect();
         for i in 0..len - 1 {
@@ -48,25 +64,39 @@ pub fn batch_loss(
                 targets.push(tokens[i + 1]);
             }
             inputs.push(tokens.get(i).copied().unwrap_or(pad));
+            real.push(i < tokens.len());
         }
     }
     let device = Device::Cpu;
     if counted.is_empty() {
-        return Tensor::zeros((), candle_core::DType::F32, &device);
+        return Ok(BatchLoss {
+            objective: Tensor::zeros((), candle_core::DType::F32, &device)?,
+            cross_entropy: 0.0,
+        });
     }
     let (b, t) = (batch.len(), len - 1);
-    let hidden = model.hidden(&Tensor::from_vec(inputs, (b, t), &device)?)?;
+    let (hidden, routing) =
+        model.hidden_routed(&Tensor::from_vec(inputs, (b, t), &device)?, &real)?;
     let rows = Tensor::from_vec(counted, targets.len(), &device)?;
     let picked_hidden = hidden.reshape((b * t, ()))?.index_select(&rows, 0)?;
     let log_probs = candle_nn::ops::log_softmax(&model.head(&picked_hidden)?, D::Minus1)?;
     let n = targets.len();
     let targets = Tensor::from_vec(targets, (n, 1), &device)?;
     let picked = log_probs.gather(&targets, 1)?;
-    if focal > 0.0 {
-        let weight = (1.0 - picked.detach().exp()?)?.powf(focal)?;
-        return (picked * weight)?.mean_all()?.neg();
+    let cross_entropy = picked.mean_all()?.neg()?;
+    let mut loss = if objective.focal > 0.0 {
+        let weight = (1.0 - picked.detach().exp()?)?.powf(objective.focal)?;
+        (picked * weight)?.mean_all()?.neg()?
+    } else {
+        cross_entropy.clone()
+    };
+    if objective.router_balance > 0.0 {
+        loss = (loss + (routing.mean_balance()? * objective.router_balance)?)?;
     }
-    picked.mean_all()?.neg()
+    Ok(BatchLoss {
+        objective: loss,
+        cross_entropy: cross_entropy.to_scalar::<f32>()?,
+    })
 }
 
 /// An AdamW optimizer over the model's variables.
@@ -90,9 +120,9 @@ pub fn step(
     lr: f64,
 ) -> candle_core::Result<f32> {
     opt.set_learning_rate(lr);
-    let loss = batch_loss(model, batch, pad, 0.0)?;
-    opt.backward_step(&loss)?;
-    loss.to_scalar::<f32>()
+    let loss = batch_loss(model, batch, pad, Objective::default())?;
+    opt.backward_step(&loss.objective)?;
+    Ok(loss.cross_entropy)
 }
 
 #[cfg(test)]
@@ -150,12 +180,12 @@ mod tests {
         let lengths: std::collections::HashSet<usize> = batch.iter().map(Sequence::len).collect();
         assert!(lengths.len() > 1, "padding is exercised");
         let loss = |focal: f64| {
-            f64::from(
-                batch_loss(&model, &batch, pad, focal)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap(),
-            )
+            let objective = Objective {
+                focal,
+                router_balance: 0.0,
+            };
+            let loss = batch_loss(&model, &batch, pad, objective).unwrap();
+            f64::from(loss.objective.to_scalar::<f32>().unwrap())
         };
         // Reference: each sequence alone, every position's logits; the
         // plain and the focal (gamma 2) sums of the target tokens' terms.
@@ -182,23 +212,67 @@ mod tests {
         assert!((loss(0.0) - plain).abs() < 1e-4, "{} vs {plain}", loss(0.0));
         assert!((loss(2.0) - focal).abs() < 1e-4, "{} vs {focal}", loss(2.0));
         assert!(focal < plain, "the focal weight only lowers terms");
+        let balanced = batch_loss(
+            &model,
+            &batch,
+            pad,
+            Objective {
+                focal: 0.0,
+                router_balance: 0.5,
+            },
+        )
+        .unwrap();
+        assert!((f64::from(balanced.cross_entropy) - plain).abs() < 1e-4);
+        let extra = f64::from(balanced.objective.to_scalar::<f32>().unwrap()) - plain;
+        // Half the mean term, which lies between 1 (even) and 4 (experts).
+        assert!((0.5..2.0).contains(&extra), "balancing term {extra}");
+    }
+
+    /// Mean balancing term of the batch's routing (1 when even).
+    fn imbalance(model: &MoeModel, batch: &[Sequence], pad: u32) -> f32 {
+        let objective = Objective {
+            focal: 0.0,
+            router_balance: 1.0,
+        };
+        let loss = batch_loss(model, batch, pad, objective).unwrap();
+        loss.objective.to_scalar::<f32>().unwrap() - loss.cross_entropy
+    }
+
+    #[test]
+    fn the_balancing_term_spreads_the_routes_over_the_experts() {
+        let train = |router_balance: f64| {
+            let (model, batch, pad) = tiny_model_and_batch();
+            let mut opt = optimizer(&model, 3e-3, 0.0).unwrap();
+            let objective = Objective {
+                focal: 0.0,
+                router_balance,
+            };
+            for s in 0..20 {
+                opt.set_learning_rate(learning_rate(s, 20, 5, 3e-3));
+                let loss = batch_loss(&model, &batch, pad, objective).unwrap();
+                opt.backward_step(&loss.objective).unwrap();
+            }
+            imbalance(&model, &batch, pad)
+        };
+        let (free, balanced) = (train(0.0), train(1.0));
+        eprintln!("balancing term after 20 steps: {free:.3} free, {balanced:.3} balanced");
+        assert!(balanced >= 1.0 - 1e-4, "never below even: {balanced}");
+        assert!(balanced < free, "{balanced} vs {free}");
     }
 
     #[test]
     fn training_on_world_images_reduces_the_loss_on_their_codes() {
         let (model, batch, pad) = tiny_model_and_batch();
         let mut opt = optimizer(&model, 3e-3, 0.0).unwrap();
-        let first = batch_loss(&model, &batch, pad, 0.0)
+        let first = batch_loss(&model, &batch, pad, Objective::default())
             .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+            .cross_entropy;
         for s in 0..25 {
             step(&model, &mut opt, &batch, pad, learning_rate(s, 25, 5, 3e-3)).unwrap();
         }
-        let last = batch_loss(&model, &batch, pad, 0.0)
+        let last = batch_loss(&model, &batch, pad, Objective::default())
             .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+            .cross_entropy;
         eprintln!("text-to-image training loss {first:.3} -> {last:.3} in 25 steps");
         assert!(first > 5.0, "starts near ln(vocab): {first}");
         assert!(last < 0.6 * first, "loss {first} -> {last}");
