@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use crate::micro::{Micro, TileOut, MR, NR};
+use crate::micro::{AStrip, Micro, TileOut, MR, NR};
 /// Depth of one packed block (a `KC x NR` B strip is 32 KiB).
 const KC: usize = 256;
 /// Rows of one packed A block (`MC x KC` is 144 KiB, in L2).
@@ -305,7 +305,15 @@ fn blocked<B: PackB>(
         Some(_) => Vec::new(),
         None => vec![0f32; KC.min(k) * NC.min(n).div_ceil(NR) * NR],
     };
-    let mut ap = vec![0f32; MC.min(m).div_ceil(MR) * MR * depth.min(k)];
+    // Under a packed weight, a row-major A is read in place: its block of
+    // rows stays in L1 while the weight streams past it, so packing it
+    // would only copy it.
+    let in_place = stream && a.col_stride == 1;
+    let mut ap = if in_place {
+        Vec::new()
+    } else {
+        vec![0f32; MC.min(m).div_ceil(MR) * MR * depth.min(k)]
+    };
     let mut tile = [[0f32; NR]; MR];
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
@@ -327,7 +335,9 @@ fn blocked<B: PackB>(
             let add = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(&a, ic, mc, pc, kc, &mut ap);
+                if !in_place {
+                    pack_a(&a, ic, mc, pc, kc, &mut ap);
+                }
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
                     let b_strip = match prepacked {
@@ -339,7 +349,16 @@ fn blocked<B: PackB>(
                     };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
-                        let a_strip = &ap[(ir / MR) * kc * MR..][..kc * mr];
+                        let a_strip = if in_place {
+                            let stride = a.row_stride;
+                            let first = (ic + ir) * stride + pc;
+                            AStrip::Rows {
+                                data: &a.data[first..first + (mr - 1) * stride + kc],
+                                stride,
+                            }
+                        } else {
+                            AStrip::Packed(&ap[(ir / MR) * kc * MR..][..kc * mr])
+                        };
                         let rows = &mut c[ic + ir..ic + ir + mr];
                         if nr == NR {
                             // Whole columns: the kernel adds into C from its

@@ -44,6 +44,46 @@ impl TileOut<'_, '_> {
     }
 }
 
+/// The tile's rows of A over `kc` steps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AStrip<'a> {
+    /// Packed `[kc][rows]`: a step's values side by side.
+    Packed(&'a [f32]),
+    /// Read in place: row `i`, step `p` at `data[i * stride + p]`. A
+    /// packed weight's products read their A this way: packing a prefill's
+    /// rows (a scalar transpose) was 8% of it, a tenth of the multiply-adds
+    /// of an expert over its few tokens.
+    Rows { data: &'a [f32], stride: usize },
+}
+
+impl AStrip<'_> {
+    /// The first value, and the distance between rows and between steps.
+    fn layout(self, rows: usize) -> (*const f32, usize, usize) {
+        match self {
+            AStrip::Packed(a) => (a.as_ptr(), 1, rows),
+            AStrip::Rows { data, stride } => (data.as_ptr(), stride, 1),
+        }
+    }
+
+    /// Whether `rows` rows of `kc` steps lie inside the slice.
+    fn holds(self, kc: usize, rows: usize) -> bool {
+        match self {
+            AStrip::Packed(a) => a.len() >= kc * rows,
+            AStrip::Rows { data, stride } => {
+                kc == 0 || stride >= kc && data.len() >= (rows - 1) * stride + kc
+            }
+        }
+    }
+
+    /// Row `i`, step `p` (the portable kernel's access).
+    fn at(self, rows: usize, i: usize, p: usize) -> f32 {
+        match self {
+            AStrip::Packed(a) => a[p * rows + i],
+            AStrip::Rows { data, stride } => data[i * stride + p],
+        }
+    }
+}
+
 /// Which register-tile kernel this CPU runs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Micro {
@@ -57,20 +97,20 @@ pub(crate) enum Micro {
 /// registers.
 #[cfg(target_arch = "x86_64")]
 macro_rules! by_rows {
-    ($rows:expr, $f:ident ( $($arg:expr),* )) => {
+    ($rows:expr, $f:ident :: <_, $g:tt> ( $($arg:expr),* )) => {
         match $rows {
-            1 => $f::<1>($($arg),*),
-            2 => $f::<2>($($arg),*),
-            3 => $f::<3>($($arg),*),
-            4 => $f::<4>($($arg),*),
-            5 => $f::<5>($($arg),*),
-            6 => $f::<6>($($arg),*),
-            7 => $f::<7>($($arg),*),
-            8 => $f::<8>($($arg),*),
-            9 => $f::<9>($($arg),*),
-            10 => $f::<10>($($arg),*),
-            11 => $f::<11>($($arg),*),
-            _ => $f::<12>($($arg),*),
+            1 => $f::<1, $g>($($arg),*),
+            2 => $f::<2, $g>($($arg),*),
+            3 => $f::<3, $g>($($arg),*),
+            4 => $f::<4, $g>($($arg),*),
+            5 => $f::<5, $g>($($arg),*),
+            6 => $f::<6, $g>($($arg),*),
+            7 => $f::<7, $g>($($arg),*),
+            8 => $f::<8, $g>($($arg),*),
+            9 => $f::<9, $g>($($arg),*),
+            10 => $f::<10, $g>($($arg),*),
+            11 => $f::<11, $g>($($arg),*),
+            _ => $f::<12, $g>($($arg),*),
         }
     };
 }
@@ -89,14 +129,11 @@ impl Micro {
         Micro::Portable
     }
 
-    /// `a^T b` over `kc` steps (`a` is `[kc][rows]`, `b` `[kc][NR]`), into
+    /// `a^T b` over `kc` steps (`a` `rows` rows, `b` `[kc][NR]`), into
     /// (or added to) `dst`, which holds at least `rows` rows.
-    pub fn run(self, kc: usize, a: &[f32], b: &[f32], rows: usize, mut dst: TileOut) {
-        assert!(
-            a.len() >= kc * rows && b.len() >= kc * NR,
-            "strips too short"
-        );
+    pub fn run(self, kc: usize, a: AStrip, b: &[f32], rows: usize, mut dst: TileOut) {
         assert!((1..=MR).contains(&rows), "a tile has 1 to MR rows");
+        assert!(a.holds(kc, rows) && b.len() >= kc * NR, "strips too short");
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `detect` saw AVX-512F on this CPU; the asserts above
@@ -104,7 +141,17 @@ impl Micro {
             #[allow(unsafe_code)]
             Micro::Avx512 => unsafe {
                 let out = dst.row_starts(rows);
-                by_rows!(rows, micro_avx512(kc, a, b, out, dst.add, dst.stream))
+                let (add, stream) = (dst.add, dst.stream);
+                match a {
+                    AStrip::Packed(a) => by_rows!(
+                        rows,
+                        micro_avx512::<_, false>(kc, a.as_ptr(), 0, b, out, add, stream)
+                    ),
+                    AStrip::Rows { data, stride } => by_rows!(
+                        rows,
+                        micro_avx512::<_, true>(kc, data.as_ptr(), stride, b, out, add, stream)
+                    ),
+                }
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above, for AVX2 and FMA.
@@ -121,10 +168,11 @@ impl Micro {
 /// The tile in plain Rust: the compiler vectorises the inner loops for
 /// whatever the function is compiled for.
 #[inline(always)]
-fn micro_portable(kc: usize, a: &[f32], b: &[f32], rows: usize, dst: TileOut) {
+fn micro_portable(kc: usize, a: AStrip, b: &[f32], rows: usize, dst: TileOut) {
     let mut acc = [[0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(rows).zip(b.chunks_exact(NR)).take(kc) {
-        for (row, &ai) in acc.iter_mut().zip(ap).take(rows) {
+    for (p, bp) in b.chunks_exact(NR).take(kc).enumerate() {
+        for (i, row) in acc.iter_mut().enumerate().take(rows) {
+            let ai = a.at(rows, i, p);
             for (r, &bj) in row.iter_mut().zip(bp) {
                 *r += ai * bj;
             }
@@ -153,14 +201,14 @@ const QC: usize = NR / 2;
 /// at 40% of the `gemm` crate's speed on a Zen 3 core.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` holds `kc * rows` floats, `b` `kc * NR`, and
-/// `out[..rows]` point at `NR` writable floats each.
+/// The CPU has AVX2 and FMA; `a` holds `rows` rows of `kc` steps, `b`
+/// `kc * NR` floats, and `out[..rows]` point at `NR` writable floats each.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro_avx2(
     kc: usize,
-    a: &[f32],
+    a: AStrip,
     b: &[f32],
     rows: usize,
     out: [*mut f32; MR],
@@ -168,33 +216,52 @@ unsafe fn micro_avx2(
     stream: bool,
 ) {
     let (first, rest) = (rows.min(QR), rows.saturating_sub(QR));
+    let (a0, row_stride, step) = a.layout(rows);
+    let quarter = (a0, row_stride, step);
     for c0 in [0, QC] {
         // SAFETY: the caller's guarantees, quarter by quarter.
-        by_rows!(
-            first,
-            quarter_avx2(kc, a, b, rows, &out, 0, c0, add, stream)
-        );
-        if rest > 0 {
-            by_rows!(
-                rest,
-                quarter_avx2(kc, a, b, rows, &out, QR, c0, add, stream)
-            );
+        match a {
+            AStrip::Packed(_) => {
+                by_rows!(
+                    first,
+                    quarter_avx2::<_, false>(kc, quarter, b, &out, 0, c0, add, stream)
+                );
+                if rest > 0 {
+                    by_rows!(
+                        rest,
+                        quarter_avx2::<_, false>(kc, quarter, b, &out, QR, c0, add, stream)
+                    );
+                }
+            }
+            AStrip::Rows { .. } => {
+                by_rows!(
+                    first,
+                    quarter_avx2::<_, true>(kc, quarter, b, &out, 0, c0, add, stream)
+                );
+                if rest > 0 {
+                    by_rows!(
+                        rest,
+                        quarter_avx2::<_, true>(kc, quarter, b, &out, QR, c0, add, stream)
+                    );
+                }
+            }
         }
     }
 }
 
-/// Rows `r0..r0 + Q` (`Q <= QR`), columns `c0..c0 + QC` of the tile.
+/// Rows `r0..r0 + Q` (`Q <= QR`), columns `c0..c0 + QC` of the tile; `a`
+/// is the first value of A with the distances between rows and between
+/// steps (`IN_PLACE`: rows apart, steps adjacent; else the reverse).
 ///
 /// # Safety
-/// As [`micro_avx2`], for rows `r0..r0 + Q` of steps of `a_step` floats.
+/// As [`micro_avx2`], for rows `r0..r0 + Q`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quarter_avx2<const Q: usize>(
+unsafe fn quarter_avx2<const Q: usize, const IN_PLACE: bool>(
     kc: usize,
-    a: &[f32],
+    a: (*const f32, usize, usize),
     b: &[f32],
-    a_step: usize,
     out: &[*mut f32; MR],
     r0: usize,
     c0: usize,
@@ -205,6 +272,9 @@ unsafe fn quarter_avx2<const Q: usize>(
     if Q > QR {
         return;
     }
+    let (a0, a_row, a_step) = a;
+    // Packed steps are side by side: a constant distance between rows.
+    let (a_row, a_step) = if IN_PLACE { (a_row, 1) } else { (1, a_step) };
     // Ask for the quarter's rows of C now: they are read at the end, and C
     // is the one operand not packed into the caches.
     for &row in &out[r0..r0 + Q] {
@@ -213,10 +283,10 @@ unsafe fn quarter_avx2<const Q: usize>(
         _mm_prefetch::<_MM_HINT_T0>(row.add(4 * QC - 1));
     }
     let mut acc = [[_mm256_setzero_ps(); 2]; Q];
-    let (mut ap, mut bp) = (a.as_ptr().add(r0), b.as_ptr().add(c0));
+    let (mut ap, mut bp) = (a0.add(r0 * a_row), b.as_ptr().add(c0));
     for _ in 0..kc {
-        // SAFETY (whole loop): each step reads rows r0..r0+Q of an
-        // a_step-float step of a and columns c0..c0+QC of b's.
+        // SAFETY (whole loop): each step reads rows r0..r0+Q of a step of
+        // a and columns c0..c0+QC of b's.
         if stream {
             let ahead = bp.wrapping_add(PREFETCH_STEPS * NR) as *const i8;
             _mm_prefetch::<_MM_HINT_T0>(ahead);
@@ -224,7 +294,7 @@ unsafe fn quarter_avx2<const Q: usize>(
         let b0 = _mm256_loadu_ps(bp);
         let b1 = _mm256_loadu_ps(bp.add(8));
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let ai = _mm256_broadcast_ss(&*ap.add(i));
+            let ai = _mm256_broadcast_ss(&*ap.add(i * a_row));
             acc_row[0] = _mm256_fmadd_ps(ai, b0, acc_row[0]);
             acc_row[1] = _mm256_fmadd_ps(ai, b1, acc_row[1]);
         }
@@ -244,16 +314,19 @@ unsafe fn quarter_avx2<const Q: usize>(
 }
 
 /// `R` rows of the tile (`R <= MR`): up to 24 accumulators of 16 floats.
+/// A is packed `[kc][R]` at `a`, or with `IN_PLACE` read in place, row `i`
+/// at `a + i * stride`.
 ///
 /// # Safety
-/// The CPU has AVX-512F; `a` holds `kc * R` floats, `b` `kc * NR`, and
-/// `out[..R]` point at `NR` writable floats each.
+/// The CPU has AVX-512F; `a` holds the `R` rows of `kc` steps, `b`
+/// `kc * NR` floats, and `out[..R]` point at `NR` writable floats each.
 #[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn micro_avx512<const R: usize>(
+unsafe fn micro_avx512<const R: usize, const IN_PLACE: bool>(
     kc: usize,
-    a: &[f32],
+    a: *const f32,
+    stride: usize,
     b: &[f32],
     out: [*mut f32; MR],
     add: bool,
@@ -269,9 +342,10 @@ unsafe fn micro_avx512<const R: usize>(
         _mm_prefetch::<_MM_HINT_T0>(row.add(4 * NR - 1));
     }
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
+    let (a_row, a_step) = if IN_PLACE { (stride, 1) } else { (1, R) };
+    let (mut ap, mut bp) = (a, b.as_ptr());
     for _ in 0..kc {
-        // SAFETY (whole loop): each step reads the R floats of a step of a
+        // SAFETY (whole loop): each step reads the R values of a step of a
         // and NR floats of b.
         if stream {
             let ahead = bp.wrapping_add(PREFETCH_STEPS * NR) as *const i8;
@@ -281,11 +355,11 @@ unsafe fn micro_avx512<const R: usize>(
         let b0 = _mm512_loadu_ps(bp);
         let b1 = _mm512_loadu_ps(bp.add(16));
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let ai = _mm512_set1_ps(*ap.add(i));
+            let ai = _mm512_set1_ps(*ap.add(i * a_row));
             acc_row[0] = _mm512_fmadd_ps(ai, b0, acc_row[0]);
             acc_row[1] = _mm512_fmadd_ps(ai, b1, acc_row[1]);
         }
-        ap = ap.add(R);
+        ap = ap.add(a_step);
         bp = bp.add(NR);
     }
     for (acc_row, &row) in acc.iter().zip(&out) {
@@ -323,7 +397,7 @@ mod tests {
             }
         }
         for kernel in kernels {
-            for height in 1..=MR {
+            for (height, in_place) in (1..=MR).flat_map(|h| [(h, false), (h, true)]) {
                 let a = values(kc * height, 5 + height);
                 let mut want = [[0f32; NR]; MR];
                 for (i, row) in want.iter_mut().enumerate().take(height) {
@@ -331,6 +405,22 @@ mod tests {
                         *w = (0..kc).map(|p| a[p * height + i] * b[p * NR + j]).sum();
                     }
                 }
+                // The same A in place: rows `stride` apart, gaps between.
+                let stride = kc + 3;
+                let mut rows_of_a = vec![f32::NAN; height * stride];
+                for (i, row) in rows_of_a.chunks_exact_mut(stride).enumerate() {
+                    for (p, v) in row.iter_mut().take(kc).enumerate() {
+                        *v = a[p * height + i];
+                    }
+                }
+                let strip = if in_place {
+                    AStrip::Rows {
+                        data: &rows_of_a,
+                        stride,
+                    }
+                } else {
+                    AStrip::Packed(&a)
+                };
                 let mut got = vec![vec![7f32; width]; MR];
                 for (add, times) in [(false, 1.0), (true, 2.0)] {
                     let mut rows: Vec<&mut [f32]> =
@@ -341,7 +431,7 @@ mod tests {
                         add,
                         stream: height % 2 == 0,
                     };
-                    kernel.run(kc, &a, &b, height, out);
+                    kernel.run(kc, strip, &b, height, out);
                     for (i, row) in got.iter().enumerate() {
                         for (j, &x) in row.iter().enumerate() {
                             if i < height && (col..col + NR).contains(&j) {
