@@ -216,15 +216,13 @@ pub fn sgemm_into<B: PackB>(
     }
     // Short and wide: each thread takes a range of columns of every row, so
     // none packs another's part of B, and writes them in place.
-    // Under a decode step's few rows, a packed B costs nothing to split
-    // finer, and a few pieces a thread keep a thread that wakes late from
-    // holding up the product. (Every piece packs all of A: with more rows,
-    // finer pieces packed a prefill's A over and over.)
-    let pieces = if b.strips().is_some() && m <= MR {
-        4 * threads
-    } else {
-        threads
-    };
+    // A packed B under a row-major A (or a decode step's few rows) packs
+    // next to nothing, so it splits into a few pieces a thread: a thread
+    // that wakes late no longer leaves the other idle at the end. (Every
+    // piece packs all of an A it cannot read in place: finer pieces would
+    // pack it over and over.)
+    let packs_nothing = b.strips().is_some() && (m <= MR || a.col_stride == 1);
+    let pieces = if packs_nothing { 4 * threads } else { threads };
     let cols_per = n.div_ceil(pieces).div_ceil(NR) * NR;
     let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(cols_per))
         .map(|_| Vec::with_capacity(m))
@@ -244,20 +242,26 @@ pub fn sgemm_into<B: PackB>(
     });
 }
 
-/// Packs rows `r0..r0+mc`, columns `p0..p0+kc` of `a` as strips of `MR`
-/// rows, strip `s` at `s * kc * MR`, each `[kc][rows]` for its own number
-/// of rows (the last may have fewer: a decode step's one row is packed as
-/// one row, not padded to twelve).
+/// The register tiles over `mc` rows: `(first row, rows)`, as few tiles as
+/// `MR` allows, their heights differing by at most one. An expert's 13
+/// rows run as 7 and 6, not 12 and 1: a tile of under four rows waits on
+/// its few accumulators' multiply-adds, so its rows cost up to four times
+/// as much.
+fn tiles(mc: usize) -> impl Iterator<Item = (usize, usize)> {
+    let count = mc.div_ceil(MR);
+    let (base, taller) = (mc / count.max(1), mc % count.max(1));
+    (0..count).map(move |t| (t * base + t.min(taller), base + usize::from(t < taller)))
+}
+
+/// Packs rows `r0..r0+mc`, columns `p0..p0+kc` of `a` as strips of the
+/// [`tiles`]' rows, strip `s` at `s * kc * MR`, each `[kc][rows]` for its
+/// own number of rows (a decode step's one row is packed as one row, not
+/// padded to twelve).
 fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
-    for (s, strip) in out
-        .chunks_exact_mut(kc * MR)
-        .take(mc.div_ceil(MR))
-        .enumerate()
-    {
-        let rows = MR.min(mc - s * MR);
+    for (strip, (first, rows)) in out.chunks_exact_mut(kc * MR).zip(tiles(mc)) {
         let strip = &mut strip[..kc * rows];
         for i in 0..rows {
-            let r = r0 + s * MR + i;
+            let r = r0 + first + i;
             if a.col_stride == 1 {
                 // A row-major row: read it in one run (reading down the
                 // strip's rows, step by step, was 4% of a prefill).
@@ -347,8 +351,7 @@ fn blocked<B: PackB>(
                         }
                         None => &bp[(jr / NR) * kc * NR..][..kc * NR],
                     };
-                    for ir in (0..mc).step_by(MR) {
-                        let mr = MR.min(mc - ir);
+                    for (tile_index, (ir, mr)) in tiles(mc).enumerate() {
                         let a_strip = if in_place {
                             let stride = a.row_stride;
                             let first = (ic + ir) * stride + pc;
@@ -357,7 +360,7 @@ fn blocked<B: PackB>(
                                 stride,
                             }
                         } else {
-                            AStrip::Packed(&ap[(ir / MR) * kc * MR..][..kc * mr])
+                            AStrip::Packed(&ap[tile_index * kc * MR..][..kc * mr])
                         };
                         let rows = &mut c[ic + ir..ic + ir + mr];
                         if nr == NR {
@@ -409,6 +412,25 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn tiles_cover_every_row_once_in_as_few_even_tiles_as_fit() {
+        for mc in 1..=3 * MC {
+            let t: Vec<(usize, usize)> = tiles(mc).collect();
+            assert_eq!(t.len(), mc.div_ceil(MR), "{mc} rows");
+            let mut next = 0;
+            for &(first, rows) in &t {
+                assert!(first == next && (1..=MR).contains(&rows), "{mc}: {t:?}");
+                next += rows;
+            }
+            assert_eq!(next, mc);
+            let (lo, hi) = t
+                .iter()
+                .fold((MR, 0), |(lo, hi), &(_, r)| (lo.min(r), hi.max(r)));
+            assert!(hi - lo <= 1, "{mc}: {t:?}");
+        }
+        assert_eq!(tiles(13).collect::<Vec<_>>(), [(0, 7), (7, 6)]);
     }
 
     #[test]

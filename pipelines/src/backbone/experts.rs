@@ -10,8 +10,15 @@
 //! expert's weights in one core's cache). The weighted results are then
 //! added into one output buffer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
 use kernels::PackedWeight;
 use rayon::prelude::*;
+
+/// Outputs (tokens x hidden) from which the experts' results are added up
+/// over the pool: a decode step's few rows are not worth a handoff.
+const PARALLEL_COMBINE: usize = 1 << 14;
 
 pub struct Experts {
     hidden: usize,
@@ -96,7 +103,10 @@ impl Experts {
             .into_iter()
             .filter(|g| !g.rows.is_empty())
             .collect();
-        // Largest first, so the pool's last tasks are the short ones.
+        // Largest first, taken from one queue: a thread that finishes early
+        // takes the next expert, and the last ones are the short ones.
+        // (Split in halves, as a parallel iterator splits them, one thread
+        // ran a tenth of the experts' time alone.)
         groups.sort_by_key(|g| std::cmp::Reverse(g.rows.len()));
         let run = |g: &Group| {
             let mut gathered = Vec::with_capacity(g.rows.len() * h);
@@ -105,17 +115,43 @@ impl Experts {
             }
             self.run(g.expert, &gathered, g.rows.len())
         };
-        let outputs: Vec<Vec<f32>> = if groups.len() > 1 && rayon::current_num_threads() > 1 {
-            groups.par_iter().map(run).collect()
+        let threads = rayon::current_num_threads().min(groups.len());
+        let outputs: Vec<Vec<f32>> = if threads > 1 {
+            let next = AtomicUsize::new(0);
+            let done: Vec<OnceLock<Vec<f32>>> = groups.iter().map(|_| OnceLock::new()).collect();
+            (0..threads).into_par_iter().for_each(|_| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(g) = groups.get(i) else { break };
+                    // Each index is taken once, so each cell is set once.
+                    let _ = done[i].set(run(g));
+                }
+            });
+            done.into_iter()
+                .map(|d| d.into_inner().unwrap_or_default())
+                .collect()
         } else {
             groups.iter().map(run).collect()
         };
+        // Each token's row of the output: the weighted sum of its experts'
+        // rows, row by row over the pool.
+        let mut sources: Vec<Vec<(usize, usize, f32)>> = vec![Vec::new(); tokens];
+        for (gi, g) in groups.iter().enumerate() {
+            for (slot, (&r, &w)) in g.rows.iter().zip(&g.weights).enumerate() {
+                sources[r].push((gi, slot, w));
+            }
+        }
         let mut out = vec![0f32; tokens * h];
-        for (g, y) in groups.iter().zip(&outputs) {
-            for ((&r, &w), values) in g.rows.iter().zip(&g.weights).zip(y.chunks_exact(h)) {
-                let dst = &mut out[r * h..(r + 1) * h];
+        let combine = |(dst, from): (&mut [f32], &Vec<(usize, usize, f32)>)| {
+            for &(gi, slot, w) in from {
+                let values = &outputs[gi][slot * h..(slot + 1) * h];
                 dst.iter_mut().zip(values).for_each(|(d, &v)| *d += w * v);
             }
+        };
+        if tokens * h >= PARALLEL_COMBINE && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(h).zip(&sources).for_each(combine);
+        } else {
+            out.chunks_mut(h).zip(&sources).for_each(combine);
         }
         out
     }

@@ -7,6 +7,7 @@
 //! is the plain per-token loop the tests hold it to.
 
 use candle_core::{Module, Tensor};
+use rayon::prelude::*;
 
 use super::config::{MoeConfig, Naming, Routing};
 use super::experts::Experts;
@@ -27,6 +28,27 @@ pub struct MoeBlock {
 
 /// Each token's chosen experts with their weights.
 pub type Routes = Vec<Vec<(usize, f32)>>;
+
+/// Tokens from which a step's routes are chosen over the pool.
+const PARALLEL_ROUTES: usize = 16;
+
+/// The `k` highest scores with their indices, highest first; ties go to
+/// the lower index, as `torch.topk` does. One pass that keeps the best so
+/// far: sorting every expert for each token was 1% of a prefill.
+fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
+    for (e, &s) in scores.iter().enumerate() {
+        if best.len() == k && best.last().is_none_or(|&(_, worst)| s <= worst) {
+            continue;
+        }
+        // After every kept score at least as high: an equal score came
+        // from a lower index.
+        let at = best.partition_point(|&(_, b)| b >= s);
+        best.insert(at, (e, s));
+        best.truncate(k);
+    }
+    best
+}
 
 fn host(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
@@ -122,19 +144,24 @@ impl MoeBlock {
     /// Chooses experts for every token of `x` `[tokens, hidden]`.
     pub fn route(&self, x: &[f32], tokens: usize) -> Routes {
         let c = &self.config;
-        let logits = self.router.product(x, tokens, false);
-        logits
-            .chunks_exact(c.num_experts)
-            .map(|row| self.route_one(row))
-            .collect()
+        let logits = self.router.product(x, tokens, true);
+        if tokens >= PARALLEL_ROUTES && rayon::current_num_threads() > 1 {
+            logits
+                .par_chunks_exact(c.num_experts)
+                .map(|row| self.route_one(row))
+                .collect()
+        } else {
+            logits
+                .chunks_exact(c.num_experts)
+                .map(|row| self.route_one(row))
+                .collect()
+        }
     }
 
     fn route_one(&self, row: &[f32]) -> Vec<(usize, f32)> {
         let c = &self.config;
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = row.iter().map(|&l| (l - max).exp()).collect();
-        let sum: f32 = exp.iter().sum();
-        let mut scores: Vec<f32> = exp.iter().map(|&e| e / sum).collect();
+        let mut scores = row.to_vec();
+        kernels::activation::softmax(&mut scores);
         if let Routing::GroupLimited {
             n_group,
             topk_group,
@@ -161,14 +188,7 @@ impl MoeBlock {
                 }
             }
         }
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        // Highest score first; ties go to the lower index, as torch.topk does.
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        let mut chosen: Vec<(usize, f32)> = order
-            .into_iter()
-            .take(c.top_k)
-            .map(|e| (e, scores[e]))
-            .collect();
+        let mut chosen = top_k(&scores, c.top_k);
         if c.norm_topk_prob {
             let total: f32 = chosen.iter().map(|&(_, w)| w).sum();
             chosen.iter_mut().for_each(|(_, w)| *w /= total);
@@ -209,5 +229,21 @@ impl MoeBlock {
             s = s.broadcast_mul(&candle_nn::ops::sigmoid(&gate.forward(x)?)?)?;
         }
         Ok((routed + s)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_keeps_the_highest_scores_and_breaks_ties_by_index() {
+        let scores = [0.1, 0.4, 0.2, 0.4, 0.05, 0.25];
+        assert_eq!(top_k(&scores, 3), [(1, 0.4), (3, 0.4), (5, 0.25)]);
+        assert_eq!(top_k(&scores, 1), [(1, 0.4)]);
+        assert_eq!(top_k(&[0.0, 0.0, 0.0], 2), [(0, 0.0), (1, 0.0)]);
+        // Every expert, in order of score.
+        let all: Vec<usize> = top_k(&scores, 6).iter().map(|&(e, _)| e).collect();
+        assert_eq!(all, [1, 3, 5, 2, 0, 4]);
     }
 }
