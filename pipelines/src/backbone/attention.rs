@@ -65,7 +65,7 @@ impl Rows {
 
     /// Head `h`'s rows so far, `[len][width]`.
     fn head(&self, h: usize) -> &[f32] {
-        &self.data[h * self.capacity * self.width..][..self.len * self.width]
+        self.view().head(h)
     }
 
     fn view(&self) -> Heads<'_> {
@@ -90,8 +90,8 @@ struct Heads<'a> {
     stride: usize,
 }
 
-impl Heads<'_> {
-    fn head(&self, h: usize) -> &[f32] {
+impl<'a> Heads<'a> {
+    fn head(&self, h: usize) -> &'a [f32] {
         &self.data[h * self.stride..][..self.len * self.width]
     }
 }

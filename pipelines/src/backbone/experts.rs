@@ -156,27 +156,17 @@ impl Experts {
         out
     }
 
-    /// A packed weight's rows, row-major, for the reference path.
-    fn unpacked(&self, w: &PackedWeight) -> Vec<f32> {
-        let k = w.inputs();
-        let mut rows = vec![0f32; w.outputs() * k];
-        for (r, row) in rows.chunks_exact_mut(k).enumerate() {
-            w.row_into(r, row);
-        }
-        rows
-    }
-
-    /// The plain reference: every token, every chosen expert, scalar loops.
+    /// The plain reference: every token, every chosen expert, scalar loops
+    /// over the weights' rows (each expert's unpacked once).
     pub fn forward_reference(&self, x: &[f32], routes: &[Vec<(usize, f32)>]) -> Vec<f32> {
         let (h, i) = (self.hidden, self.inter);
+        let mut unpacked: Vec<Option<[Vec<f32>; 2]>> = vec![None; self.len()];
         let mut out = vec![0f32; routes.len() * h];
         for (t, chosen) in routes.iter().enumerate() {
             let xt = &x[t * h..(t + 1) * h];
             for &(e, w) in chosen {
-                let (gu, down) = (
-                    self.unpacked(&self.gate_up[e]),
-                    self.unpacked(&self.down[e]),
-                );
+                let [gu, down] = unpacked[e]
+                    .get_or_insert_with(|| [rows_of(&self.gate_up[e]), rows_of(&self.down[e])]);
                 let dot =
                     |row: &[f32], v: &[f32]| -> f32 { row.iter().zip(v).map(|(a, b)| a * b).sum() };
                 let act: Vec<f32> = (0..i)
@@ -193,6 +183,16 @@ impl Experts {
         }
         out
     }
+}
+
+/// A packed weight's rows, row-major, for the reference path.
+fn rows_of(w: &PackedWeight) -> Vec<f32> {
+    let k = w.inputs();
+    let mut rows = vec![0f32; w.outputs() * k];
+    for (r, row) in rows.chunks_exact_mut(k).enumerate() {
+        w.row_into(r, row);
+    }
+    rows
 }
 
 #[cfg(test)]
