@@ -158,7 +158,13 @@ impl Micro {
             #[allow(unsafe_code)]
             Micro::Avx2 => unsafe {
                 let out = dst.row_starts(rows);
-                micro_avx2(kc, a, b, rows, out, dst.add, dst.stream)
+                let (layout, add, stream) = (a.layout(rows), dst.add, dst.stream);
+                match a {
+                    AStrip::Packed(_) => micro_avx2::<false>(kc, layout, b, rows, out, add, stream),
+                    AStrip::Rows { .. } => {
+                        micro_avx2::<true>(kc, layout, b, rows, out, add, stream)
+                    }
+                }
             },
             _ => micro_portable(kc, a, b, rows, dst),
         }
@@ -200,15 +206,18 @@ const QC: usize = NR / 2;
 /// where the whole 12 x 32 tile (48 vectors) spilled to the stack and ran
 /// at 40% of the `gemm` crate's speed on a Zen 3 core.
 ///
+/// `a` is [`AStrip::layout`]: the first value, the distance between rows
+/// and between steps (`IN_PLACE`: an [`AStrip::Rows`]).
+///
 /// # Safety
 /// The CPU has AVX2 and FMA; `a` holds `rows` rows of `kc` steps, `b`
 /// `kc * NR` floats, and `out[..rows]` point at `NR` writable floats each.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn micro_avx2(
+unsafe fn micro_avx2<const IN_PLACE: bool>(
     kc: usize,
-    a: AStrip,
+    a: (*const f32, usize, usize),
     b: &[f32],
     rows: usize,
     out: [*mut f32; MR],
@@ -216,35 +225,17 @@ unsafe fn micro_avx2(
     stream: bool,
 ) {
     let (first, rest) = (rows.min(QR), rows.saturating_sub(QR));
-    let (a0, row_stride, step) = a.layout(rows);
-    let quarter = (a0, row_stride, step);
     for c0 in [0, QC] {
         // SAFETY: the caller's guarantees, quarter by quarter.
-        match a {
-            AStrip::Packed(_) => {
-                by_rows!(
-                    first,
-                    quarter_avx2::<_, false>(kc, quarter, b, &out, 0, c0, add, stream)
-                );
-                if rest > 0 {
-                    by_rows!(
-                        rest,
-                        quarter_avx2::<_, false>(kc, quarter, b, &out, QR, c0, add, stream)
-                    );
-                }
-            }
-            AStrip::Rows { .. } => {
-                by_rows!(
-                    first,
-                    quarter_avx2::<_, true>(kc, quarter, b, &out, 0, c0, add, stream)
-                );
-                if rest > 0 {
-                    by_rows!(
-                        rest,
-                        quarter_avx2::<_, true>(kc, quarter, b, &out, QR, c0, add, stream)
-                    );
-                }
-            }
+        by_rows!(
+            first,
+            quarter_avx2::<_, IN_PLACE>(kc, a, b, &out, 0, c0, add, stream)
+        );
+        if rest > 0 {
+            by_rows!(
+                rest,
+                quarter_avx2::<_, IN_PLACE>(kc, a, b, &out, QR, c0, add, stream)
+            );
         }
     }
 }
