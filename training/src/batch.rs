@@ -16,6 +16,7 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::data::{DataError, Sequence, Writer};
 use crate::model::MoeModel;
@@ -153,9 +154,7 @@ pub fn backward_in_parallel(
     pad: u32,
     objective: Objective,
 ) -> candle_core::Result<Backward> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let workers = rayon::current_num_threads().max(1);
     let mut pieces: Vec<Piece> = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let total: usize = part.sequences.iter().map(|s| s.target.len()).sum();
@@ -180,40 +179,33 @@ pub fn backward_in_parallel(
         }
     }
     type Worked = candle_core::Result<(Vec<(usize, f64)>, GradStore)>;
-    let results: Vec<Worked> = std::thread::scope(|scope| {
-        let handles: Vec<_> = loads
-            .iter()
-            .filter(|(_, pieces)| !pieces.is_empty())
-            .map(|(_, pieces)| {
-                scope.spawn(move || -> Worked {
-                    let mut sum: Option<Tensor> = None;
-                    let mut means = Vec::with_capacity(pieces.len());
-                    for p in pieces {
-                        let mean = batch_loss(model, p.sequences, pad, objective)?;
-                        means.push((p.part, p.share * f64::from(mean.cross_entropy)));
-                        let term = (mean.objective * (p.share * parts[p.part].weight))?;
-                        sum = Some(match sum {
-                            Some(s) => (s + term)?,
-                            None => term,
-                        });
-                    }
-                    // Only workers with pieces are spawned.
-                    let Some(sum) = sum else {
-                        candle_core::bail!("a training worker was given no sequences")
-                    };
-                    Ok((means, sum.backward()?))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(candle_core::Error::Msg("a training worker panicked".into()))
-                })
-            })
-            .collect()
-    });
+    // The workers are tasks of rayon's pool, not threads of their own:
+    // candle's matrix products split over that pool, and from a thread
+    // outside it every product handed its halves to the pool's threads
+    // and slept until they were done (a seventh of a step's CPU time went
+    // to switching threads).
+    let results: Vec<Worked> = loads
+        .par_iter()
+        .filter(|(_, pieces)| !pieces.is_empty())
+        .map(|(_, pieces)| -> Worked {
+            let mut sum: Option<Tensor> = None;
+            let mut means = Vec::with_capacity(pieces.len());
+            for p in pieces {
+                let mean = batch_loss(model, p.sequences, pad, objective)?;
+                means.push((p.part, p.share * f64::from(mean.cross_entropy)));
+                let term = (mean.objective * (p.share * parts[p.part].weight))?;
+                sum = Some(match sum {
+                    Some(s) => (s + term)?,
+                    None => term,
+                });
+            }
+            // Only workers with pieces get here.
+            let Some(sum) = sum else {
+                candle_core::bail!("a training worker was given no sequences")
+            };
+            Ok((means, sum.backward()?))
+        })
+        .collect();
     let mut part_loss = vec![0f64; parts.len()];
     let mut grads = Vec::with_capacity(results.len());
     for r in results {
