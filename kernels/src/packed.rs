@@ -184,6 +184,32 @@ mod tests {
         }
     }
 
+    /// A is read in place under a packed weight: rows further apart than
+    /// their length, and rows that overlap (a sliding view), both work.
+    #[test]
+    fn strided_and_overlapping_rows_of_a_are_read_in_place() {
+        let (m, k, n) = (20, 40, 70);
+        let w = values(n * k, 3);
+        let packed = PackedWeight::from_rows(&w, n, k).unwrap();
+        for row_stride in [k + 9, 5] {
+            let data = values((m - 1) * row_stride + k, 4);
+            let a = MatRef::new(&data, m, k, row_stride, 1).unwrap();
+            let mut y = vec![0f32; m * n];
+            sgemm_into(a, &packed, &mut y, n, false, true);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = (0..k)
+                        .map(|p| data[i * row_stride + p] * w[j * k + p])
+                        .sum();
+                    assert!(
+                        (y[i * n + j] - want).abs() < 1e-3,
+                        "stride {row_stride} ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_weight_of_the_wrong_size_is_refused() {
         assert!(PackedWeight::from_rows(&[0.0; 6], 2, 3).is_some());
