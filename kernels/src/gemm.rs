@@ -221,7 +221,7 @@ pub fn sgemm_into<B: PackB>(
     // that wakes late no longer leaves the other idle at the end. (Every
     // piece packs all of an A it cannot read in place: finer pieces would
     // pack it over and over.)
-    let packs_nothing = b.strips().is_some() && (m <= MR || a.col_stride == 1);
+    let packs_nothing = (b.strips().is_some() && m <= MR) || reads_a_in_place(&a, b);
     let pieces = if packs_nothing { 4 * threads } else { threads };
     let cols_per = n.div_ceil(pieces).div_ceil(NR) * NR;
     let mut parts: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(cols_per))
@@ -240,6 +240,13 @@ pub fn sgemm_into<B: PackB>(
         let width = part.first().map_or(0, |r| r.len());
         blocked(a, b, j0..j0 + width, &mut part, accumulate);
     });
+}
+
+/// Whether the micro-kernels read A in place rather than packed: under a
+/// packed weight a row-major A's block of rows stays in L1 while the
+/// weight streams past it, so packing it would only copy it.
+fn reads_a_in_place<B: PackB>(a: &MatRef, b: &B) -> bool {
+    b.strips().is_some() && a.col_stride == 1
 }
 
 /// The register tiles over `mc` rows: `(first row, rows)`, as few tiles as
@@ -309,10 +316,7 @@ fn blocked<B: PackB>(
         Some(_) => Vec::new(),
         None => vec![0f32; KC.min(k) * NC.min(n).div_ceil(NR) * NR],
     };
-    // Under a packed weight, a row-major A is read in place: its block of
-    // rows stays in L1 while the weight streams past it, so packing it
-    // would only copy it.
-    let in_place = stream && a.col_stride == 1;
+    let in_place = reads_a_in_place(&a, b);
     let mut ap = if in_place {
         Vec::new()
     } else {
