@@ -169,9 +169,9 @@ impl MoeModel {
         Ok((self.head(&hidden)?, routing.chosen))
     }
 
-    /// [`MoeModel::hidden`] with the routing of every layer; only the rows
-    /// (batch-major) where `counted` is true enter the balancing terms, so
-    /// padding does not.
+    /// [`MoeModel::hidden`] with the routing of every layer and its
+    /// balancing term; only the rows (batch-major) where `counted` is true
+    /// enter the terms, so padding does not.
     pub fn hidden_routed(
         &self,
         ids: &Tensor,
@@ -204,9 +204,11 @@ impl MoeModel {
             let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
             let flat = normed.reshape((b * t, h))?;
             let (moe, probs, chosen) = self.experts(&layer.moe, &flat)?;
-            routing
-                .balance
-                .push(balance(&probs, &chosen, counted, c.num_experts)?);
+            if let Some(counted) = counted {
+                routing
+                    .balance
+                    .push(balance(&probs, &chosen, counted, c.num_experts)?);
+            }
             routing.chosen.push(chosen);
             x = (x + moe.reshape((b, t, h))?)?;
         }
@@ -377,7 +379,8 @@ fn init_normal(varmap: &VarMap, seed: u64, stdev: f32) -> candle_core::Result<()
 pub struct Routing {
     /// Per layer, each row's chosen experts (rows in batch-major order).
     pub chosen: Vec<Vec<Vec<u32>>>,
-    /// Per layer, the load-balancing term (a scalar).
+    /// Per layer, the load-balancing term (a scalar); empty unless asked
+    /// for ([`MoeModel::hidden_routed`]).
     pub balance: Vec<Tensor>,
 }
 
@@ -399,11 +402,11 @@ impl Routing {
 fn balance(
     probs: &Tensor,
     chosen: &[Vec<u32>],
-    counted: Option<&[bool]>,
+    counted: &[bool],
     experts: usize,
 ) -> candle_core::Result<Tensor> {
     let rows: Vec<u32> = (0..chosen.len())
-        .filter(|&r| counted.is_none_or(|c| c.get(r).copied().unwrap_or(false)))
+        .filter(|&r| counted.get(r).copied().unwrap_or(false))
         .map(|r| r as u32)
         .collect();
     let mut share = vec![0f32; experts];

@@ -75,8 +75,14 @@ pub fn batch_loss(
         });
     }
     let (b, t) = (batch.len(), len - 1);
-    let (hidden, routing) =
-        model.hidden_routed(&Tensor::from_vec(inputs, (b, t), &device)?, &real)?;
+    let ids = Tensor::from_vec(inputs, (b, t), &device)?;
+    // The routing's balancing terms only when they count.
+    let (hidden, balance) = if objective.router_balance > 0.0 {
+        let (hidden, routing) = model.hidden_routed(&ids, &real)?;
+        (hidden, Some(routing.mean_balance()?))
+    } else {
+        (model.hidden(&ids)?, None)
+    };
     let rows = Tensor::from_vec(counted, targets.len(), &device)?;
     let picked_hidden = hidden.reshape((b * t, ()))?.index_select(&rows, 0)?;
     let log_probs = candle_nn::ops::log_softmax(&model.head(&picked_hidden)?, D::Minus1)?;
@@ -90,8 +96,8 @@ pub fn batch_loss(
     } else {
         cross_entropy.clone()
     };
-    if objective.router_balance > 0.0 {
-        loss = (loss + (routing.mean_balance()? * objective.router_balance)?)?;
+    if let Some(balance) = balance {
+        loss = (loss + (balance * objective.router_balance)?)?;
     }
     Ok(BatchLoss {
         objective: loss,
