@@ -1,8 +1,63 @@
 //! Element-wise activations over slices, vectorised where the CPU allows:
-//! swish, the softmax of attention rows, and RMS normalisation.
+//! swish, sigmoid, the softmax of attention rows, log-sum-exp, and RMS
+//! normalisation.
 //!
 //! Swish after a group norm runs over every activation of a convolutional
 //! decoder; through libm's scalar `expf` it was 9% of a Janus VQ decode.
+
+/// `1 / (1 + exp(-x))` of every value, in place.
+pub fn sigmoid(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        unsafe {
+            sigmoid_avx2(values)
+        };
+        return;
+    }
+    values.iter_mut().for_each(|v| *v = sigmoid_one(*v));
+}
+
+fn sigmoid_one(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `exp(x)` of every value, in place (below -87 the vectorised path gives
+/// about 1e-38 rather than a smaller number or 0).
+pub fn exp(values: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        unsafe {
+            (_, done) = exp_shifted_avx2(values, 0.0)
+        };
+    }
+    values[done..].iter_mut().for_each(|v| *v = v.exp());
+}
+
+/// `ln(sum(exp(x)))` of `values`, taken about their maximum so that it
+/// neither overflows nor underflows; `-inf` for an empty slice.
+pub fn log_sum_exp(values: &[f32]) -> f32 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let mut sum = 0f32;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        #[allow(unsafe_code)]
+        unsafe {
+            (sum, done) = sum_exp_shifted_avx2(values, max)
+        };
+    }
+    sum += values[done..].iter().map(|v| (v - max).exp()).sum::<f32>();
+    max + sum.ln()
+}
 
 /// `x * sigmoid(x)` (SiLU, swish) of every value, in place.
 pub fn silu(values: &mut [f32]) {
@@ -60,6 +115,48 @@ unsafe fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
         _mm256_set1_epi32(127),
     )));
     _mm256_mul_ps(e, pow2)
+}
+
+/// Sigmoid eight lanes at a time; beyond the clamp of [`exp_avx2`] it is
+/// 0 or 1 to f32 precision anyway.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sigmoid_avx2(values: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut chunks = values.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` holds exactly eight floats.
+        let x = _mm256_loadu_ps(chunk.as_ptr());
+        let exp = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        let y = _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_add_ps(_mm256_set1_ps(1.0), exp));
+        _mm256_storeu_ps(chunk.as_mut_ptr(), y);
+    }
+    chunks
+        .into_remainder()
+        .iter_mut()
+        .for_each(|v| *v = sigmoid_one(*v));
+}
+
+/// The sum of `exp(x - max)` over the whole eight-lane chunks of
+/// `values`, and how many values that was.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_exp_shifted_avx2(values: &[f32], max: f32) -> (f32, usize) {
+    use std::arch::x86_64::*;
+    let shift = _mm256_set1_ps(max);
+    let mut total = _mm256_setzero_ps();
+    let chunks = values.chunks_exact(8);
+    let done = values.len() - chunks.remainder().len();
+    for chunk in chunks {
+        // SAFETY: `chunk` holds exactly eight floats.
+        let e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(chunk.as_ptr()), shift));
+        total = _mm256_add_ps(total, e);
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), total);
+    (lanes.iter().sum(), done)
 }
 
 /// Swish eight lanes at a time; beyond the clamp of [`exp_avx2`] swish is
@@ -180,6 +277,42 @@ mod tests {
                 assert!((f64::from(y) - want).abs() <= 1e-6 * want.abs().max(1.0));
             }
         }
+    }
+
+    #[test]
+    fn sigmoid_and_log_sum_exp_match_f64() {
+        let xs: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.01 + 0.003).collect();
+        let mut got = xs.clone();
+        sigmoid(&mut got);
+        for (&x, &y) in xs.iter().zip(&got) {
+            let want = 1.0 / (1.0 + (-f64::from(x)).exp());
+            assert!(
+                (f64::from(y) - want).abs() <= 3e-7 * want + 1e-30,
+                "{x}: {y} vs {want}"
+            );
+        }
+        for len in [1, 7, 8, 9, 2007] {
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 31) % 17) as f32 * 1.7 - 9.0)
+                .collect();
+            let max = row
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, |m, v| m.max(f64::from(v)));
+            let want = max
+                + row
+                    .iter()
+                    .map(|&v| (f64::from(v) - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let got = f64::from(log_sum_exp(&row));
+            assert!(
+                (got - want).abs() <= 2e-6 * want.abs().max(1.0),
+                "{len}: {got} vs {want}"
+            );
+        }
+        assert_eq!(log_sum_exp(&[]), f32::NEG_INFINITY);
+        assert_eq!(log_sum_exp(&[f32::NEG_INFINITY, 2.0]), 2.0);
     }
 
     #[test]

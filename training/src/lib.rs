@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod codecs;
 pub mod data;
 pub mod eval;
+pub mod fused;
 pub mod model;
 pub mod optim;
 pub mod pack;

@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
+
+use crate::fused;
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::Serialize;
 
@@ -193,15 +195,14 @@ impl MoeModel {
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, t, h))?;
         let (cos, sin) = rope_tables(c, t, x.device())?;
-        let mask = causal_mask(t, x.device())?;
         let mut routing = Routing {
             chosen: Vec::with_capacity(self.layers.len()),
             balance: Vec::with_capacity(self.layers.len()),
         };
         for layer in &self.layers {
-            let normed = rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
-            x = (x + self.attend(&layer.attention, &normed, &cos, &sin, &mask)?)?;
-            let normed = rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
+            let normed = fused::rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
+            x = (x + self.attend(&layer.attention, &normed, &cos, &sin)?)?;
+            let normed = fused::rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
             let flat = normed.reshape((b * t, h))?;
             let (moe, probs, chosen) = self.experts(&layer.moe, &flat)?;
             if let Some(counted) = counted {
@@ -212,12 +213,12 @@ impl MoeModel {
             routing.chosen.push(chosen);
             x = (x + moe.reshape((b, t, h))?)?;
         }
-        Ok((rms_norm(&x, &self.norm, c.rms_norm_eps)?, routing))
+        Ok((fused::rms_norm(&x, &self.norm, c.rms_norm_eps)?, routing))
     }
 
     /// Logits `[.., vocab]` of final hidden states `[.., hidden]`.
     pub fn head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        hidden.broadcast_matmul(&self.lm_head.t()?)
+        fused::linear(hidden, &self.lm_head)
     }
 
     /// The final hidden states `[batch, len, hidden]` of token ids
@@ -233,16 +234,15 @@ impl MoeModel {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let heads = |w: &Tensor, n: usize| -> candle_core::Result<Tensor> {
-            x.broadcast_matmul(&w.t()?)?.reshape((b, t, n, hd))
+            fused::linear(x, w)?.reshape((b, t, n, hd))
         };
-        let q = rms_norm(&heads(&a.q, nh)?, &a.q_norm, c.rms_norm_eps)?.transpose(1, 2)?;
-        let k = rms_norm(&heads(&a.k, nkv)?, &a.k_norm, c.rms_norm_eps)?.transpose(1, 2)?;
+        let q = fused::rms_norm(&heads(&a.q, nh)?, &a.q_norm, c.rms_norm_eps)?.transpose(1, 2)?;
+        let k = fused::rms_norm(&heads(&a.k, nkv)?, &a.k_norm, c.rms_norm_eps)?.transpose(1, 2)?;
         let v = heads(&a.v, nkv)?.transpose(1, 2)?.contiguous()?;
         let (q, k) = (rope(&q, cos, sin)?, rope(&k, cos, sin)?);
         // Grouped queries: each key/value head serves nh / nkv query heads.
@@ -253,14 +253,13 @@ impl MoeModel {
                 .reshape((b, nh, t, hd))
         };
         let (k, v) = (repeat(k)?, repeat(v)?);
-        let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?
-            .broadcast_add(mask)?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        let weights = fused::causal_softmax(&scores, 1.0 / (hd as f64).sqrt())?;
         let out = weights
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
-        out.broadcast_matmul(&a.o.t()?)
+        fused::linear(&out, &a.o)
     }
 
     /// Top-k routing over all tokens at once; each expert runs once over
@@ -272,7 +271,7 @@ impl MoeModel {
         x: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor, Vec<Vec<u32>>)> {
         let c = &self.config;
-        let probs = candle_nn::ops::softmax(&x.matmul(&e.router.t()?)?, D::Minus1)?;
+        let probs = candle_nn::ops::softmax(&fused::linear(x, &e.router)?, D::Minus1)?;
         let top = probs
             .arg_sort_last_dim(false)?
             .narrow(1, 0, c.num_experts_per_tok)?
@@ -298,8 +297,8 @@ impl MoeModel {
             let rows = Tensor::from_vec(rows, n, x.device())?;
             let slots = Tensor::from_vec(slots, (n, 1), x.device())?;
             let xe = x.index_select(&rows, 0)?;
-            let hidden = (silu(&xe.matmul(&gate.t()?)?)? * xe.matmul(&up.t()?)?)?;
-            let ye = hidden.matmul(&down.t()?)?;
+            let hidden = fused::swiglu(&fused::linear(&xe, gate)?, &fused::linear(&xe, up)?)?;
+            let ye = fused::linear(&hidden, down)?;
             let we = weights.index_select(&rows, 0)?.gather(&slots, 1)?;
             outputs.push(ye.broadcast_mul(&we)?);
             all_rows.push(rows);
@@ -430,16 +429,6 @@ fn balance(
     (probs.mean(0)? * share)?.sum_all()? * experts as f64
 }
 
-fn silu(x: &Tensor) -> candle_core::Result<Tensor> {
-    // x * sigmoid(x), from differentiable basic ops.
-    x / (x.neg()?.exp()? + 1.0)?
-}
-
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?;
-    x.broadcast_div(&scale)?.broadcast_mul(weight)
-}
-
 /// `cos` and `sin` `[len, head_dim]` for positions `0..len` (the halves
 /// layout `transformers` uses: frequencies repeated for both halves).
 fn rope_tables(
@@ -470,13 +459,6 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
     );
     let rotated = Tensor::cat(&[&b.neg()?, &a], D::Minus1)?;
     x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
-}
-
-fn causal_mask(len: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let mask: Vec<f32> = (0..len)
-        .flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (len, len), device)
 }
 
 #[cfg(test)]

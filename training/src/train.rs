@@ -2,7 +2,7 @@
 //! with the loss on target tokens only, and the learning-rate schedule
 //! (linear warm-up, then cosine decay to a tenth).
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 use crate::data::Sequence;
@@ -85,10 +85,7 @@ pub fn batch_loss(
     };
     let rows = Tensor::from_vec(counted, targets.len(), &device)?;
     let picked_hidden = hidden.reshape((b * t, ()))?.index_select(&rows, 0)?;
-    let log_probs = candle_nn::ops::log_softmax(&model.head(&picked_hidden)?, D::Minus1)?;
-    let n = targets.len();
-    let targets = Tensor::from_vec(targets, (n, 1), &device)?;
-    let picked = log_probs.gather(&targets, 1)?;
+    let picked = crate::fused::target_log_probs(&model.head(&picked_hidden)?, &targets)?;
     let cross_entropy = picked.mean_all()?.neg()?;
     let mut loss = if objective.focal > 0.0 {
         let weight = (1.0 - picked.detach().exp()?)?.powf(objective.focal)?;
@@ -134,6 +131,8 @@ pub fn step(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use candle_core::D;
+
     use super::*;
     use crate::model::MoeConfig;
     use crate::testing::SceneWriting;
