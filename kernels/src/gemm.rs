@@ -267,6 +267,15 @@ fn tiles(mc: usize) -> impl Iterator<Item = (usize, usize)> {
 fn pack_a(a: &MatRef, r0: usize, mc: usize, p0: usize, kc: usize, out: &mut [f32]) {
     for (strip, (first, rows)) in out.chunks_exact_mut(kc * MR).zip(tiles(mc)) {
         let strip = &mut strip[..kc * rows];
+        if a.row_stride == 1 && a.col_stride != 1 {
+            // A column-major A (a transposed matrix, as a weight's
+            // gradient `dy^T x` reads dy): each step's rows are one run.
+            let top = r0 + first;
+            for (p, dst) in strip.chunks_exact_mut(rows).enumerate() {
+                dst.copy_from_slice(&a.data[(p0 + p) * a.col_stride + top..][..rows]);
+            }
+            continue;
+        }
         for i in 0..rows {
             let r = r0 + first + i;
             if a.col_stride == 1 {
@@ -456,13 +465,22 @@ mod tests {
         ] {
             let a_data = values(m * k, 1);
             let b_data = values(k * n, 2);
-            let a = MatRef::row_major(&a_data, m, k).unwrap();
+            // A both row-major and column-major (a transposed [k, m]).
+            let at_data: Vec<f32> = (0..m * k).map(|i| a_data[(i % m) * k + i / m]).collect();
             // B both row-major and as a transposed [n, k] weight.
             let bt_data: Vec<f32> = (0..n * k).map(|i| b_data[(i % k) * n + i / k]).collect();
-            for b in [
+            let a_views = [
+                MatRef::row_major(&a_data, m, k).unwrap(),
+                MatRef::transposed(&at_data, m, k).unwrap(),
+            ];
+            let b_views = [
                 MatRef::row_major(&b_data, k, n).unwrap(),
                 MatRef::transposed(&bt_data, k, n).unwrap(),
-            ] {
+            ];
+            for (a, b) in a_views
+                .iter()
+                .flat_map(|a| b_views.iter().map(move |b| (*a, *b)))
+            {
                 let want = naive(&a, &b);
                 for parallel in [false, true] {
                     let mut c = vec![f32::NAN; m * n];

@@ -29,6 +29,9 @@ const SHAPES: [(TrainTask, f64, usize, usize); 7] = [
     (TrainTask::Transcribe, 1.0, 270, 30),
 ];
 
+/// Steps run before timing: the first ones map the memory the rest reuse.
+const WARM_UP: usize = 5;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     kernels::keep_freed_memory();
     let steps: usize = std::env::args()
@@ -90,11 +93,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         router_balance: 0.002,
     };
     let mut times = Vec::with_capacity(steps);
-    for i in 0..steps + 2 {
+    for i in 0..steps + WARM_UP {
         let started = Instant::now();
         let step = backward_in_parallel(&model, &parts, 0, objective)?;
         std::hint::black_box(step.loss);
-        if i >= 2 {
+        if i >= WARM_UP {
             times.push(started.elapsed().as_secs_f64());
         }
     }
