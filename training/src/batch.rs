@@ -62,12 +62,38 @@ pub fn example(
     }
 }
 
+/// A training example of `task`: [`example`], except that a share
+/// `prompt_dropout` of pictures and edits lose their prompt (the coin is
+/// drawn only when the share is above 0, so recipes without it see the
+/// data they always saw).
+fn training_example(
+    writer: &Writer,
+    task: TrainTask,
+    world: &mut World,
+    prompt_dropout: f64,
+) -> Result<Sequence, DataError> {
+    let guided = matches!(task, TrainTask::TextToImage | TrainTask::ImageEdit);
+    if !guided || prompt_dropout <= 0.0 {
+        return example(writer, task, world, Split::Train);
+    }
+    let coin = (world.draw_seed() >> 11) as f64 / (1u64 << 53) as f64;
+    let dropped = coin < prompt_dropout;
+    match (task, dropped) {
+        (TrainTask::TextToImage, true) => {
+            writer.text_to_image_unprompted(&world.scene(Split::Train))
+        }
+        (TrainTask::ImageEdit, true) => writer.image_edit_unprompted(&world.edit(Split::Train)),
+        _ => example(writer, task, world, Split::Train),
+    }
+}
+
 /// The batch of `step`: its parts, one per task drawn.
 pub fn batch(recipe: &Recipe, writer: &Writer, step: usize) -> Result<Vec<Part>, DataError> {
     let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
     rng.set_stream(step as u64);
     let total: f64 = recipe.mix.values().sum();
     let tokens = recipe.train.batch_tokens;
+    let dropout = recipe.train.prompt_dropout;
     if recipe.train.mixed_batches {
         let mut world = World::new(rng.random());
         return recipe
@@ -79,7 +105,7 @@ pub fn batch(recipe: &Recipe, writer: &Writer, step: usize) -> Result<Vec<Part>,
                 Ok(Part {
                     task,
                     weight,
-                    sequences: fill(writer, task, &mut world, budget)?,
+                    sequences: fill(writer, task, &mut world, budget, dropout)?,
                 })
             })
             .collect();
@@ -97,7 +123,7 @@ pub fn batch(recipe: &Recipe, writer: &Writer, step: usize) -> Result<Vec<Part>,
     Ok(vec![Part {
         task,
         weight: 1.0,
-        sequences: fill(writer, task, &mut world, tokens)?,
+        sequences: fill(writer, task, &mut world, tokens, dropout)?,
     }])
 }
 
@@ -108,11 +134,12 @@ fn fill(
     task: TrainTask,
     world: &mut World,
     budget: usize,
+    prompt_dropout: f64,
 ) -> Result<Vec<Sequence>, DataError> {
     let mut out: Vec<Sequence> = Vec::new();
     let mut longest = 0;
     loop {
-        let s = example(writer, task, world, Split::Train)?;
+        let s = training_example(writer, task, world, prompt_dropout)?;
         let len = longest.max(s.len());
         if !out.is_empty() && len * (out.len() + 1) > budget {
             return Ok(out);
@@ -293,6 +320,49 @@ mod tests {
                 p.task
             );
         }
+    }
+
+    /// With `train.prompt_dropout`, about that share of pictures and edits
+    /// are trained with an empty prompt: the string the pack's template
+    /// renders for guidance's unconditional branch.
+    #[test]
+    fn prompt_dropout_empties_that_share_of_picture_and_edit_prompts() {
+        let mut recipe = tiny();
+        recipe.train.mixed_batches = true;
+        recipe.mix = [(TrainTask::TextToImage, 1.0), (TrainTask::ImageEdit, 1.0)].into();
+        let prepared = crate::run::Prepared::fit(&recipe).unwrap();
+        let writer = prepared.writer();
+        let tokens = |text: &str| {
+            let ids = prepared.tokenizer.encode(text, false).unwrap();
+            ids.get_ids().to_vec()
+        };
+        let unprompted =
+            tokens(&crate::pack::template(TrainTask::TextToImage).replace("{{ prompt }}", ""));
+        let edit_tail = tokens(
+            &crate::pack::template(TrainTask::ImageEdit)
+                .replace("{{ prompt }}", "")
+                .replace("<|im_start|>user\n{{ image }}", ""),
+        );
+        let mut count = |dropout: f64| {
+            recipe.train.prompt_dropout = dropout;
+            let (mut dropped, mut all) = (0, 0);
+            for step in 0..40 {
+                for part in batch(&recipe, &writer, step).unwrap() {
+                    for s in &part.sequences {
+                        all += 1;
+                        dropped += usize::from(match part.task {
+                            TrainTask::TextToImage => s.prompt == unprompted,
+                            _ => s.prompt.ends_with(&edit_tail),
+                        });
+                    }
+                }
+            }
+            (dropped, all)
+        };
+        assert_eq!(count(0.0).0, 0, "no dropout: every prompt kept");
+        let (dropped, all) = count(0.3);
+        let share = dropped as f64 / all as f64;
+        assert!((0.2..0.4).contains(&share), "{dropped} of {all} dropped");
     }
 
     /// The parallel pieces' gradients add up to the gradient of the

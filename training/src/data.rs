@@ -98,10 +98,21 @@ impl Writer<'_> {
 
     /// text-to-image: "Draw: PROMPT" then the image.
     pub fn text_to_image(&self, scene: &Scene) -> Result<Sequence, DataError> {
+        self.draw(scene, &scene.prompt())
+    }
+
+    /// text-to-image with the prompt left empty ("Draw: "): what the
+    /// pack's unconditional branch reads under classifier-free guidance
+    /// (the pipeline renders the same template with no prompt).
+    pub fn text_to_image_unprompted(&self, scene: &Scene) -> Result<Sequence, DataError> {
+        self.draw(scene, "")
+    }
+
+    fn draw(&self, scene: &Scene, prompt: &str) -> Result<Sequence, DataError> {
         let mut target = self.scene_block(scene)?;
         target.push(self.end()?);
         Ok(Sequence {
-            prompt: self.text(&user_turn(&format!("Draw: {}", scene.prompt())))?,
+            prompt: self.text(&user_turn(&format!("Draw: {prompt}")))?,
             target,
         })
     }
@@ -118,11 +129,20 @@ impl Writer<'_> {
 
     /// image-edit: the image, "Edit: INSTRUCTION", then the edited image.
     pub fn image_edit(&self, edit: &Edit) -> Result<Sequence, DataError> {
+        self.edit(edit, &edit.instruction)
+    }
+
+    /// image-edit with the instruction left empty ("Edit: "), the edited
+    /// image still the target: the unconditional branch of guidance.
+    pub fn image_edit_unprompted(&self, edit: &Edit) -> Result<Sequence, DataError> {
+        self.edit(edit, "")
+    }
+
+    fn edit(&self, edit: &Edit, instruction: &str) -> Result<Sequence, DataError> {
         let mut prompt = self.text("<|im_start|>user\n")?;
         prompt.extend(self.scene_block(&edit.before)?);
         prompt.extend(self.text(&format!(
-            "Edit: {}<|im_end|>\n<|im_start|>assistant\n",
-            edit.instruction
+            "Edit: {instruction}<|im_end|>\n<|im_start|>assistant\n"
         ))?);
         let mut target = self.scene_block(&edit.after)?;
         target.push(self.end()?);

@@ -54,7 +54,7 @@ POSSIBILITY OF SUCH DAMAGE.
 const CHAT_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /// The template of each trained task, in the form `data.rs` writes.
-fn template(task: TrainTask) -> &'static str {
+pub(crate) fn template(task: TrainTask) -> &'static str {
     match task {
         TrainTask::TextToImage => "<|im_start|>user\nDraw: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::Caption => "<|im_start|>user\n{{ media }}Describe this.<|im_end|>\n<|im_start|>assistant\n",
@@ -200,7 +200,7 @@ pub fn write_pack(
          mesh:\n    layout: vocab\n    bins: {bins}\n{extent}    first_token: {mesh}\n    \
          begin: <|mesh_start|>\n    end: <|mesh_end|>\n{audio_block}{frontend}\
          defaults:\n  image_grid: [{grid}, {grid}]\n  image_pixels: [256, 256]\n  video_fps: {fps}\n  video_seconds: {seconds}\n  \
-         max_mesh_faces: {faces}\n  guidance_scale: 1.0\n  max_text_tokens: 48\n  \
+         max_mesh_faces: {faces}\n  guidance_scale: {guidance:?}\n  max_text_tokens: 48\n  \
          max_speech_seconds: 12.0\n\
          tasks:\n{tasks}\
          sha256:\n{hashes}",
@@ -225,6 +225,7 @@ pub fn write_pack(
         fps = crate::world::FPS,
         seconds = f64::from(crate::world::FRAMES) / f64::from(crate::world::FPS),
         faces = 128,
+        guidance = recipe.guidance_scale,
     );
     let path = out.join("pack.yaml");
     std::fs::write(&path, manifest).map_err(|e| io(&path, &e))

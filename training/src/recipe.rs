@@ -70,6 +70,15 @@ pub struct Recipe {
     /// Relative weight of each task in the data.
     pub mix: BTreeMap<TrainTask, f64>,
     pub train: TrainRecipe,
+    /// The pack's default classifier-free guidance scale for pictures and
+    /// edits (1, the default, is none); above 1 it needs
+    /// `train.prompt_dropout`.
+    #[serde(default = "no_guidance")]
+    pub guidance_scale: f64,
+}
+
+fn no_guidance() -> f64 {
+    1.0
 }
 
 /// More markers than words in any sentence only cost vocabulary.
@@ -180,6 +189,12 @@ pub struct TrainRecipe {
     /// default, draws one task per step.
     #[serde(default)]
     pub mixed_batches: bool,
+    /// Share of text-to-image and image-edit examples trained with their
+    /// prompt left empty, so the pack also learns pictures and edits
+    /// without one: classifier-free guidance (`guidance_scale`) steers by
+    /// the difference. 0, the default, drops none.
+    #[serde(default)]
+    pub prompt_dropout: f64,
 }
 
 impl TrainRecipe {
@@ -245,6 +260,18 @@ impl Recipe {
         }
         if !(t.router_balance >= 0.0 && t.router_balance.is_finite()) {
             return bad("train.router_balance must be 0 (no balancing) or positive");
+        }
+        if !(0.0..1.0).contains(&t.prompt_dropout) {
+            return bad("train.prompt_dropout must be in [0, 1)");
+        }
+        if !(self.guidance_scale > 0.0 && self.guidance_scale <= 50.0) {
+            return bad("guidance_scale must be in (0, 50]");
+        }
+        if self.guidance_scale != 1.0 && t.prompt_dropout == 0.0 {
+            return bad(
+                "guidance_scale: guidance needs a model that learned pictures without a prompt: \
+                 set train.prompt_dropout (0.1 is usual)",
+            );
         }
         // The codec's own check: one rule for packs and recipes.
         if let Err(e) =
@@ -362,5 +389,21 @@ mod tests {
         std::fs::write(&path, text.replace("temperature: 0.7", "temperature: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("speech.temperature"), "{e}");
+        let dropout = text.replace("focal: 2.0", "focal: 2.0\n  prompt_dropout: 1.5");
+        std::fs::write(&path, dropout).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("train.prompt_dropout"), "{e}");
+        // Guidance without prompt dropout would steer by an unconditional
+        // branch the model never learned.
+        std::fs::write(&path, format!("{text}\nguidance_scale: 2.0\n")).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("guidance_scale") && e.contains("prompt_dropout"),
+            "{e}"
+        );
+        let guided = text.replace("focal: 2.0", "focal: 2.0\n  prompt_dropout: 0.1");
+        std::fs::write(&path, format!("{guided}\nguidance_scale: 2.0\n")).unwrap();
+        let r = Recipe::load(&path).unwrap();
+        assert_eq!((r.train.prompt_dropout, r.guidance_scale), (0.1, 2.0));
     }
 }
