@@ -241,24 +241,18 @@ impl MoeModel {
         let heads = |w: &Tensor, n: usize| -> candle_core::Result<Tensor> {
             fused::linear(x, w)?.reshape((b, t, n, hd))
         };
-        let q = fused::rms_norm(&heads(&a.q, nh)?, &a.q_norm, c.rms_norm_eps)?.transpose(1, 2)?;
-        let k = fused::rms_norm(&heads(&a.k, nkv)?, &a.k_norm, c.rms_norm_eps)?.transpose(1, 2)?;
-        let v = heads(&a.v, nkv)?.transpose(1, 2)?.contiguous()?;
-        let (q, k) = (rope(&q, cos, sin)?, rope(&k, cos, sin)?);
-        // Grouped queries: each key/value head serves nh / nkv query heads.
-        let repeat = |x: Tensor| -> candle_core::Result<Tensor> {
-            let n = nh / nkv;
-            x.unsqueeze(2)?
-                .expand((b, nkv, n, t, hd))?
-                .reshape((b, nh, t, hd))
+        // Heads stay behind positions, `[b, t, heads, hd]`, as the
+        // projections write them and the attention reads them.
+        let rotated = |w: &Tensor, norm: &Tensor, n: usize| -> candle_core::Result<Tensor> {
+            let normed = fused::rms_norm(&heads(w, n)?, norm, c.rms_norm_eps)?;
+            fused::rope(&normed, cos, sin)
         };
-        let (k, v) = (repeat(k)?, repeat(v)?);
-        let scores = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
-        let weights = fused::causal_softmax(&scores, 1.0 / (hd as f64).sqrt())?;
-        let out = weights
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
+        let (q, k) = (
+            rotated(&a.q, &a.q_norm, nh)?,
+            rotated(&a.k, &a.k_norm, nkv)?,
+        );
+        let v = heads(&a.v, nkv)?;
+        let out = fused::causal_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt())?;
         fused::linear(&out, &a.o)
     }
 
@@ -448,17 +442,6 @@ fn rope_tables(
     }
     let angles = Tensor::from_vec(angles, (len, c.head_dim), device)?;
     Ok((angles.cos()?, angles.sin()?))
-}
-
-/// `x * cos + rotate_half(x) * sin` over `[batch, heads, len, head_dim]`.
-fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-    let half = x.dim(D::Minus1)? / 2;
-    let (a, b) = (
-        x.narrow(D::Minus1, 0, half)?,
-        x.narrow(D::Minus1, half, half)?,
-    );
-    let rotated = Tensor::cat(&[&b.neg()?, &a], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Fused differentiable ops for the training model.
 //!
-//! candle builds a SwiGLU, an RMS norm, a masked softmax or a log-softmax
+//! candle builds a SwiGLU, an RMS norm, attention or a log-softmax
 //! from 4 to 12 elementwise passes, each allocating its output; backward,
 //! each pass adds a zeroed gradient and a few more passes. A training step
 //! spent more time in those passes than in its matrix products. Each op
@@ -13,6 +13,9 @@ use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor,
 };
 use kernels::{activation, MatRef};
+
+mod attention;
+pub use attention::causal_attention;
 
 /// The f32 values of a contiguous tensor's storage.
 fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -377,65 +380,27 @@ impl CustomOp3 for RmsNormGrad {
     }
 }
 
-/// The causal softmax of attention scores `[.., len, len]`: row `i` of
-/// each block is `softmax(scale * scores[i, ..=i])`, 0 beyond it.
-pub fn causal_softmax(scores: &Tensor, scale: f64) -> Result<Tensor> {
-    scores.contiguous()?.apply_op1(CausalSoftmax {
-        scale: scale as f32,
-    })
+/// Rotary embeddings of `x` `[batch, len, heads, head_dim]` (before the
+/// heads are moved ahead of the positions) by tables `cos`, `sin`
+/// `[len, head_dim]` in the halves layout: `x cos + rotate_half(x) sin`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &cos.contiguous()?,
+        &sin.contiguous()?,
+        Rope { inverse: false },
+    )
 }
 
-struct CausalSoftmax {
-    scale: f32,
+/// With `inverse`, the rotation by minus the angle: `rope`'s gradient,
+/// since `rotate_half` transposed is minus itself and both halves share
+/// their angles.
+struct Rope {
+    inverse: bool,
 }
 
-/// The side of the square blocks of `layout`'s last two dimensions.
-fn block_side(layout: &Layout, op: &str) -> Result<usize> {
-    match layout.shape().dims() {
-        [.., rows, cols] if rows == cols && *cols > 0 => Ok(*cols),
-        dims => bail!("{op}: scores {dims:?} are not square blocks"),
-    }
-}
-
-impl CustomOp1 for CausalSoftmax {
+impl CustomOp3 for Rope {
     fn name(&self) -> &'static str {
-        "causal-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let len = block_side(layout, self.name())?;
-        let scores = values(storage, layout, self.name())?;
-        let mut out = vec![0f32; scores.len()];
-        for (r, (row, out)) in scores
-            .chunks_exact(len)
-            .zip(out.chunks_exact_mut(len))
-            .enumerate()
-        {
-            let seen = r % len + 1;
-            for (o, s) in out[..seen].iter_mut().zip(row) {
-                *o = s * self.scale;
-            }
-            activation::softmax(&mut out[..seen]);
-        }
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-
-    fn bwd(&self, _scores: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad = grad.contiguous()?;
-        let scale = self.scale;
-        Ok(Some(res.apply_op2_no_bwd(&grad, &SoftmaxGrad { scale })?))
-    }
-}
-
-/// `scale * y * (dy - sum(y dy))` per row, from (y, dy): the gradient of
-/// a (scaled) softmax through its output. Masked entries have `y = 0`.
-struct SoftmaxGrad {
-    scale: f32,
-}
-
-impl CustomOp2 for SoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "softmax-grad"
+        "rope"
     }
 
     fn cpu_fwd(
@@ -444,22 +409,60 @@ impl CustomOp2 for SoftmaxGrad {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        same_shape(l1, l2, self.name())?;
-        let len = block_side(l1, self.name())?;
-        let (y, dy) = (values(s1, l1, self.name())?, values(s2, l2, self.name())?);
-        let mut out = vec![0f32; y.len()];
-        for ((y, dy), out) in y
-            .chunks_exact(len)
-            .zip(dy.chunks_exact(len))
-            .zip(out.chunks_exact_mut(len))
+        same_shape(l2, l3, self.name())?;
+        let (len, heads, dim) = match (l1.shape().dims(), l2.shape().dims()) {
+            ([_, len, heads, dim], [t, d]) if t == len && d == dim && dim % 2 == 0 => {
+                (*len, *heads, *dim)
+            }
+            (x, table) => bail!("{}: x {x:?} does not fit the tables {table:?}", self.name()),
+        };
+        let x = values(s1, l1, self.name())?;
+        let (cos, sin) = (values(s2, l2, self.name())?, values(s3, l3, self.name())?);
+        let sign = if self.inverse { -1.0 } else { 1.0 };
+        let half = dim / 2;
+        let mut out = vec![0f32; x.len()];
+        for (r, (x, out)) in x
+            .chunks_exact(dim)
+            .zip(out.chunks_exact_mut(dim))
+            .enumerate()
         {
-            let dot: f32 = y.iter().zip(dy).map(|(y, d)| y * d).sum();
-            for ((o, &y), &d) in out.iter_mut().zip(y).zip(dy) {
-                *o = self.scale * y * (d - dot);
+            let p = (r / heads) % len;
+            let (cos, sin) = (&cos[p * dim..][..dim], &sin[p * dim..][..dim]);
+            for i in 0..half {
+                let (a, b) = (x[i], x[i + half]);
+                out[i] = a * cos[i] - sign * b * sin[i];
+                out[i + half] = b * cos[i + half] + sign * a * sin[i + half];
             }
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let inverse = Rope {
+            inverse: !self.inverse,
+        };
+        let d_x = grad.contiguous()?.apply_op3_no_bwd(cos, sin, &inverse)?;
+        Ok((Some(d_x), None, None))
+    }
+}
+
+/// `scale * p * (dp - sum(p dp))` in place of `dp`: the gradient of a
+/// (scaled) softmax row through its output `p` (masked entries have
+/// `p = 0`, so their gradient is 0).
+fn softmax_grad_row(p: &[f32], dp: &mut [f32], scale: f32) {
+    let dot: f32 = p.iter().zip(dp.iter()).map(|(p, d)| p * d).sum();
+    for (d, &p) in dp.iter_mut().zip(p) {
+        *d = scale * p * (*d - dot);
     }
 }
 
@@ -555,14 +558,14 @@ impl CustomOp3 for TargetLogProbsGrad {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use candle_core::{Device, Var, D};
 
     use super::*;
     use crate::testing::max_abs;
 
     /// A variable `[shape]` of values spread over about [-3, 3].
-    fn var(shape: &[usize], seed: usize) -> Var {
+    pub fn var(shape: &[usize], seed: usize) -> Var {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n)
             .map(|i| (((i + seed) * 7919 % 613) as f32 / 613.0 - 0.5) * 6.0)
@@ -572,7 +575,7 @@ mod tests {
 
     /// The fused and the composed op agree in value and in the gradient
     /// of every input under a fixed random-looking weighting of the output.
-    fn agree(
+    pub fn agree(
         inputs: &[&Var],
         fused: impl Fn(&[Tensor]) -> Tensor,
         composed: impl Fn(&[Tensor]) -> Tensor,
@@ -618,6 +621,31 @@ mod tests {
     }
 
     #[test]
+    fn rope_matches_the_composed_rotation() {
+        let x = var(&[2, 5, 3, 8], 2);
+        let angles: Vec<f32> = (0..5)
+            .flat_map(|p| (0..2).flat_map(move |_| (0..4).map(move |i| p as f32 * 0.7f32.powi(i))))
+            .collect();
+        let angles = Tensor::from_vec(angles, (5, 8), &Device::Cpu).unwrap();
+        let (cos, sin) = (angles.cos().unwrap(), angles.sin().unwrap());
+        agree(
+            &[&x],
+            |a| rope(&a[0], &cos, &sin).unwrap(),
+            |a| {
+                // [b, t, n, d] -> [b, n, t, d], rotated, and back.
+                let x = a[0].transpose(1, 2).unwrap();
+                let (lo, hi) = (x.narrow(3, 0, 4).unwrap(), x.narrow(3, 4, 4).unwrap());
+                let rotated = Tensor::cat(&[&hi.neg().unwrap(), &lo], 3).unwrap();
+                (x.broadcast_mul(&cos).unwrap() + rotated.broadcast_mul(&sin).unwrap())
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+            },
+            1e-5,
+        );
+    }
+
+    #[test]
     fn swiglu_matches_the_composed_op() {
         let (g, u) = (var(&[5, 37], 1), var(&[5, 37], 2));
         agree(
@@ -649,24 +677,6 @@ mod tests {
     }
 
     #[test]
-    fn causal_softmax_matches_the_masked_softmax() {
-        let s = var(&[2, 3, 9, 9], 6);
-        let mask: Vec<f32> = (0..9)
-            .flat_map(|i| (0..9).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (9, 9), &Device::Cpu).unwrap();
-        agree(
-            &[&s],
-            |a| causal_softmax(&a[0], 0.25).unwrap(),
-            |a| {
-                let scaled = (&a[0] * 0.25).unwrap().broadcast_add(&mask).unwrap();
-                candle_nn::ops::softmax(&scaled, D::Minus1).unwrap()
-            },
-            1e-5,
-        );
-    }
-
-    #[test]
     fn target_log_probs_match_the_gathered_log_softmax() {
         let logits = var(&[6, 53], 7);
         let targets = [0u32, 52, 17, 3, 3, 40];
@@ -691,8 +701,6 @@ mod tests {
         assert!(e.contains("target 5 is outside the vocabulary of 5"), "{e}");
         let e = target_log_probs(&logits, &[1]).unwrap_err().to_string();
         assert!(e.contains("1 targets for 2 rows"), "{e}");
-        let e = causal_softmax(&logits, 1.0).unwrap_err().to_string();
-        assert!(e.contains("not square"), "{e}");
         let w = var(&[4], 1).as_tensor().clone();
         let e = rms_norm(&logits, &w, 1e-6).unwrap_err().to_string();
         assert!(e.contains("not one row"), "{e}");
