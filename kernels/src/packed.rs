@@ -79,6 +79,18 @@ impl PackedWeight {
         }
     }
 
+    /// All of `W`, row-major `[outputs, inputs]` (what a reference path
+    /// reads with plain loops).
+    pub fn to_rows(&self) -> Vec<f32> {
+        let mut rows = vec![0f32; self.outputs * self.inputs];
+        if self.inputs > 0 {
+            for (r, row) in rows.chunks_exact_mut(self.inputs).enumerate() {
+                self.row_into(r, row);
+            }
+        }
+        rows
+    }
+
     /// `x W^T` for `x` row-major `[m, inputs]`: `[m, outputs]`. With
     /// `parallel`, large products are split over the rayon pool.
     ///
@@ -175,6 +187,7 @@ mod tests {
                 packed.row_into(r, &mut row);
                 assert_eq!(row, w[r * k..(r + 1) * k]);
             }
+            assert_eq!(packed.to_rows(), w);
             let b = MatRef::transposed(&w, k, n).unwrap();
             let width = n.min(NR);
             let (mut got, mut want) = (vec![0f32; k * NR], vec![0f32; k * NR]);

@@ -166,7 +166,7 @@ impl Experts {
             let xt = &x[t * h..(t + 1) * h];
             for &(e, w) in chosen {
                 let [gu, down] = unpacked[e]
-                    .get_or_insert_with(|| [rows_of(&self.gate_up[e]), rows_of(&self.down[e])]);
+                    .get_or_insert_with(|| [self.gate_up[e].to_rows(), self.down[e].to_rows()]);
                 let dot =
                     |row: &[f32], v: &[f32]| -> f32 { row.iter().zip(v).map(|(a, b)| a * b).sum() };
                 let act: Vec<f32> = (0..i)
@@ -183,16 +183,6 @@ impl Experts {
         }
         out
     }
-}
-
-/// A packed weight's rows, row-major, for the reference path.
-fn rows_of(w: &PackedWeight) -> Vec<f32> {
-    let k = w.inputs();
-    let mut rows = vec![0f32; w.outputs() * k];
-    for (r, row) in rows.chunks_exact_mut(k).enumerate() {
-        w.row_into(r, row);
-    }
-    rows
 }
 
 #[cfg(test)]
