@@ -8,15 +8,23 @@
 /// `1 / (1 + exp(-x))` of every value, in place.
 pub fn sigmoid(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        #[allow(unsafe_code)]
-        unsafe {
-            sigmoid_avx2(values)
-        };
+    if in_lanes(values, sigmoid_avx2) {
         return;
     }
     values.iter_mut().for_each(|v| *v = sigmoid_one(*v));
+}
+
+/// Runs `lanes` over `values` when the CPU has AVX2 and FMA, which it
+/// needs; says whether it did.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn in_lanes(values: &mut [f32], lanes: unsafe fn(&mut [f32])) -> bool {
+    let fits = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+    if fits {
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        unsafe { lanes(values) };
+    }
+    fits
 }
 
 fn sigmoid_one(x: f32) -> f32 {
@@ -62,12 +70,7 @@ pub fn log_sum_exp(values: &[f32]) -> f32 {
 /// `x * sigmoid(x)` (SiLU, swish) of every value, in place.
 pub fn silu(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        #[allow(unsafe_code)]
-        unsafe {
-            silu_avx2(values)
-        };
+    if in_lanes(values, silu_avx2) {
         return;
     }
     values.iter_mut().for_each(|v| *v = silu_one(*v));

@@ -130,7 +130,8 @@ impl CustomOp2 for LinearGrad {
         let other = values(s2, l2, self.name())?;
         let outputs = l1.shape().dims().last().copied().unwrap_or(0);
         let rows = dy.len() / outputs.max(1);
-        match self {
+        // Each gradient is one product: (A, B, its rows, its columns).
+        let (a, b, out_rows, out_cols) = match self {
             LinearGrad::Input => {
                 let (w_outputs, inputs) = l2.shape().dims2()?;
                 if w_outputs != outputs {
@@ -141,13 +142,8 @@ impl CustomOp2 for LinearGrad {
                         l2.shape()
                     );
                 }
-                let mut out = vec![0f32; rows * inputs];
-                let (a, b) = (
-                    view(dy, rows, outputs, false)?,
-                    view(other, outputs, inputs, false)?,
-                );
-                kernels::sgemm(a, b, &mut out, false, true);
-                Ok((CpuStorage::F32(out), Shape::from((rows, inputs))))
+                let a = view(dy, rows, outputs, false)?;
+                (a, view(other, outputs, inputs, false)?, rows, inputs)
             }
             LinearGrad::Weight => {
                 let inputs = l2.shape().dims().last().copied().unwrap_or(0);
@@ -159,15 +155,13 @@ impl CustomOp2 for LinearGrad {
                         l2.shape()
                     );
                 }
-                let mut out = vec![0f32; outputs * inputs];
-                let (a, b) = (
-                    view(dy, outputs, rows, true)?,
-                    view(other, rows, inputs, false)?,
-                );
-                kernels::sgemm(a, b, &mut out, false, true);
-                Ok((CpuStorage::F32(out), Shape::from((outputs, inputs))))
+                let a = view(dy, outputs, rows, true)?;
+                (a, view(other, rows, inputs, false)?, outputs, inputs)
             }
-        }
+        };
+        let mut out = vec![0f32; out_rows * out_cols];
+        kernels::sgemm(a, b, &mut out, false, true);
+        Ok((CpuStorage::F32(out), Shape::from((out_rows, out_cols))))
     }
 }
 
