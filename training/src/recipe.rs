@@ -379,7 +379,8 @@ mod tests {
         std::fs::write(&path, text.replace("focal: 2.0", "focal: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.focal"), "{e}");
-        let negative = text.replace("focal: 2.0", "focal: 2.0\n  router_balance: -0.5");
+        assert!(text.contains("router_balance: 0.002") && text.contains("prompt_dropout: 0.1"));
+        let negative = text.replace("router_balance: 0.002", "router_balance: -0.5");
         std::fs::write(&path, negative).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.router_balance"), "{e}");
@@ -389,20 +390,20 @@ mod tests {
         std::fs::write(&path, text.replace("temperature: 0.7", "temperature: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("speech.temperature"), "{e}");
-        let dropout = text.replace("focal: 2.0", "focal: 2.0\n  prompt_dropout: 1.5");
+        let dropout = text.replace("prompt_dropout: 0.1", "prompt_dropout: 1.5");
         std::fs::write(&path, dropout).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.prompt_dropout"), "{e}");
         // Guidance without prompt dropout would steer by an unconditional
         // branch the model never learned.
-        std::fs::write(&path, format!("{text}\nguidance_scale: 2.0\n")).unwrap();
+        let undropped = text.replace("prompt_dropout: 0.1", "prompt_dropout: 0");
+        std::fs::write(&path, format!("{undropped}\nguidance_scale: 2.0\n")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(
             e.contains("guidance_scale") && e.contains("prompt_dropout"),
             "{e}"
         );
-        let guided = text.replace("focal: 2.0", "focal: 2.0\n  prompt_dropout: 0.1");
-        std::fs::write(&path, format!("{guided}\nguidance_scale: 2.0\n")).unwrap();
+        std::fs::write(&path, format!("{text}\nguidance_scale: 2.0\n")).unwrap();
         let r = Recipe::load(&path).unwrap();
         assert_eq!((r.train.prompt_dropout, r.guidance_scale), (0.1, 2.0));
     }
