@@ -1,6 +1,6 @@
 //! The backbone as a trainable model: the Qwen3-MoE layout (q/k-normed
 //! grouped-query attention with RoPE, top-k routed SwiGLU experts) built
-//! from candle's differentiable ops. The inference backbone runs on its
+//! from candle's autograd and the fused ops of [`crate::fused`]. The inference backbone runs on its
 //! own kernels and cannot be differentiated; this one saves its weights
 //! under the names `transformers` uses, with a `config.json`, so what it
 //! learns loads through the normal checkpoint path (a test holds the two
@@ -9,10 +9,10 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
-
-use crate::fused;
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::Serialize;
+
+use crate::fused;
 
 /// The fields of a `qwen3_moe` `config.json` that this model uses.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -102,6 +102,22 @@ impl Dims {
     }
 }
 
+/// The shapes and values of (q, k, v), as both ops of this file take them.
+fn inputs<'a>(
+    [(s1, l1), (s2, l2), (s3, l3)]: [(&'a CpuStorage, &Layout); 3],
+    op: &str,
+) -> Result<(Dims, [&'a [f32]; 3])> {
+    let d = Dims::of(l1, l2, l3, op)?;
+    Ok((
+        d,
+        [
+            values(s1, l1, op)?,
+            values(s2, l2, op)?,
+            values(s3, l3, op)?,
+        ],
+    ))
+}
+
 /// A `[len, len]` buffer as a row-major or a transposed view.
 fn square(data: &[f32], len: usize, transposed: bool) -> Result<MatRef<'_>> {
     let view = if transposed {
@@ -148,9 +164,7 @@ impl CustomOp3 for Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::of(l1, l2, l3, self.name())?;
-        let q = values(s1, l1, self.name())?;
-        let (k, v) = (values(s2, l2, self.name())?, values(s3, l3, self.name())?);
+        let (d, [q, k, v]) = inputs([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let mut out = vec![0f32; q.len()];
         let mut p = vec![0f32; d.len * d.len];
         let ldc = d.heads * d.dim;
@@ -208,9 +222,7 @@ impl CustomOp3 for AttentionGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::of(l1, l2, l3, self.name())?;
-        let q = values(s1, l1, self.name())?;
-        let (k, v) = (values(s2, l2, self.name())?, values(s3, l3, self.name())?);
+        let (d, [q, k, v]) = inputs([(s1, l1), (s2, l2), (s3, l3)], self.name())?;
         let dy = &self.grad;
         if dy.len() != q.len() {
             bail!(
