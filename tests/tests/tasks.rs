@@ -132,6 +132,45 @@ fn image_edit_keeps_every_code_outside_the_mask() {
     assert_eq!(image.width as usize, w * layout.downsample);
 }
 
+/// What a request reads: the pack's template, text tokenized around the
+/// media block spliced in where its placeholder stands.
+#[test]
+fn an_edits_prompt_is_its_template_with_the_image_block_in_its_place() {
+    let r = &*RUNNER;
+    let layout = r.pack().image.as_ref().unwrap();
+    let source = test_image(64, 64);
+    let inputs = TaskInputs {
+        image: Some(source.clone()),
+        ..TaskInputs::default()
+    };
+    let prompt = r
+        .prompt(TaskName::ImageEdit, &options("make it green", 1), &inputs)
+        .unwrap();
+    let tokenizer = &r.pack().model.tokenizer;
+    let mut expected = tokenizer.encode("<|im_start|>user\n", false).unwrap();
+    let codes = layout
+        .encode(&source, r.pack().defaults().image_grid)
+        .unwrap();
+    expected.extend(layout.tokens(&codes));
+    expected.extend(
+        tokenizer
+            .encode(
+                "Edit: make it green<|im_end|>\n<|im_start|>assistant\n",
+                false,
+            )
+            .unwrap(),
+    );
+    assert_eq!(prompt, expected);
+    let e = r
+        .prompt(
+            TaskName::ImageEdit,
+            &options("make it green", 1),
+            &TaskInputs::default(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("image"), "{e}");
+}
+
 #[test]
 fn streamed_speech_comes_in_chunks_that_add_up_to_the_whole_utterance() {
     let r = &*RUNNER;

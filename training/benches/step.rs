@@ -71,9 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let budget = 3072.0 * weight / total;
             let count = ((budget / (prompt + target) as f64) as usize).max(1);
             let sequences = (0..count)
-                .map(|_| Sequence {
-                    prompt: (0..prompt).map(|_| token()).collect(),
-                    target: (0..target).map(|_| token()).collect(),
+                .map(|_| {
+                    let prompt = (0..prompt).map(|_| token()).collect();
+                    Sequence::new(prompt, (0..target).map(|_| token()).collect())
                 })
                 .collect();
             Part {

@@ -62,27 +62,46 @@ pub fn example(
     }
 }
 
-/// A training example of `task`: [`example`], except that a share
-/// `prompt_dropout` of pictures and edits lose their prompt (the coin is
-/// drawn only when the share is above 0, so recipes without it see the
-/// data they always saw).
+/// How training examples depart from [`example`] (`train.prompt_dropout`,
+/// `train.mesh_size_noise`). Each coin is drawn only when its share is
+/// above 0, so recipes without them see the data they always saw.
+#[derive(Debug, Clone, Copy)]
+struct Noise {
+    prompt_dropout: f64,
+    mesh_size: f64,
+}
+
+fn coin(world: &mut World) -> f64 {
+    (world.draw_seed() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A training example of `task`: [`example`], except that a share of
+/// pictures and edits lose their prompt and a share of solids are read
+/// after another solid's size tokens.
 fn training_example(
     writer: &Writer,
     task: TrainTask,
     world: &mut World,
-    prompt_dropout: f64,
+    noise: Noise,
 ) -> Result<Sequence, DataError> {
-    let guided = matches!(task, TrainTask::TextToImage | TrainTask::ImageEdit);
-    if !guided || prompt_dropout <= 0.0 {
-        return example(writer, task, world, Split::Train);
-    }
-    let coin = (world.draw_seed() >> 11) as f64 / (1u64 << 53) as f64;
-    let dropped = coin < prompt_dropout;
-    match (task, dropped) {
-        (TrainTask::TextToImage, true) => {
-            writer.text_to_image_unprompted(&world.scene(Split::Train))
+    match task {
+        TrainTask::TextToImage | TrainTask::ImageEdit if noise.prompt_dropout > 0.0 => {
+            if coin(world) >= noise.prompt_dropout {
+                example(writer, task, world, Split::Train)
+            } else if task == TrainTask::TextToImage {
+                writer.text_to_image_unprompted(&world.scene(Split::Train))
+            } else {
+                writer.image_edit_unprompted(&world.edit(Split::Train))
+            }
         }
-        (TrainTask::ImageEdit, true) => writer.image_edit_unprompted(&world.edit(Split::Train)),
+        TrainTask::TextToMesh if noise.mesh_size > 0.0 => {
+            if coin(world) >= noise.mesh_size {
+                return example(writer, task, world, Split::Train);
+            }
+            let (solid, seed) = (world.solid(Split::Train), world.draw_seed());
+            let (other, other_seed) = (world.solid(Split::Train), world.draw_seed());
+            writer.text_to_mesh_fed_sizes(&solid, seed, &other, other_seed)
+        }
         _ => example(writer, task, world, Split::Train),
     }
 }
@@ -93,7 +112,10 @@ pub fn batch(recipe: &Recipe, writer: &Writer, step: usize) -> Result<Vec<Part>,
     rng.set_stream(step as u64);
     let total: f64 = recipe.mix.values().sum();
     let tokens = recipe.train.batch_tokens;
-    let dropout = recipe.train.prompt_dropout;
+    let noise = Noise {
+        prompt_dropout: recipe.train.prompt_dropout,
+        mesh_size: recipe.train.mesh_size_noise,
+    };
     if recipe.train.mixed_batches {
         let mut world = World::new(rng.random());
         return recipe
@@ -105,7 +127,7 @@ pub fn batch(recipe: &Recipe, writer: &Writer, step: usize) -> Result<Vec<Part>,
                 Ok(Part {
                     task,
                     weight,
-                    sequences: fill(writer, task, &mut world, budget, dropout)?,
+                    sequences: fill(writer, task, &mut world, budget, noise)?,
                 })
             })
             .collect();
@@ -123,7 +145,7 @@ pub fn batch(recipe: &Recipe, writer: &Writer, step: usize) -> Result<Vec<Part>,
     Ok(vec![Part {
         task,
         weight: 1.0,
-        sequences: fill(writer, task, &mut world, tokens, dropout)?,
+        sequences: fill(writer, task, &mut world, tokens, noise)?,
     }])
 }
 
@@ -134,12 +156,12 @@ fn fill(
     task: TrainTask,
     world: &mut World,
     budget: usize,
-    prompt_dropout: f64,
+    noise: Noise,
 ) -> Result<Vec<Sequence>, DataError> {
     let mut out: Vec<Sequence> = Vec::new();
     let mut longest = 0;
     loop {
-        let s = training_example(writer, task, world, prompt_dropout)?;
+        let s = training_example(writer, task, world, noise)?;
         let len = longest.max(s.len());
         if !out.is_empty() && len * (out.len() + 1) > budget {
             return Ok(out);
@@ -338,11 +360,8 @@ mod tests {
         };
         let unprompted =
             tokens(&crate::pack::template(TrainTask::TextToImage).replace("{{ prompt }}", ""));
-        let edit_tail = tokens(
-            &crate::pack::template(TrainTask::ImageEdit)
-                .replace("{{ prompt }}", "")
-                .replace("<|im_start|>user\n{{ image }}", ""),
-        );
+        let edit_head = crate::pack::template(TrainTask::ImageEdit).replace("{{ prompt }}", "");
+        let edit_head = tokens(edit_head.split("{{ image }}").next().unwrap());
         let mut count = |dropout: f64| {
             recipe.train.prompt_dropout = dropout;
             let (mut dropped, mut all) = (0, 0);
@@ -352,7 +371,7 @@ mod tests {
                         all += 1;
                         dropped += usize::from(match part.task {
                             TrainTask::TextToImage => s.prompt == unprompted,
-                            _ => s.prompt.ends_with(&edit_tail),
+                            _ => s.prompt.starts_with(&edit_head),
                         });
                     }
                 }
@@ -363,6 +382,50 @@ mod tests {
         let (dropped, all) = count(0.3);
         let share = dropped as f64 / all as f64;
         assert!((0.2..0.4).contains(&share), "{dropped} of {all} dropped");
+    }
+
+    /// With `train.mesh_size_noise`, about that share of solids are read
+    /// after another training solid's size tokens, and every solid is
+    /// still taught its own tokens.
+    #[test]
+    fn mesh_size_noise_feeds_that_share_of_solids_another_solids_sizes() {
+        let mut recipe = tiny();
+        assert!(recipe.vocab.mesh_stretch, "size tokens to swap");
+        recipe.mix = [(TrainTask::TextToMesh, 1.0)].into();
+        let prepared = crate::run::Prepared::fit(&recipe).unwrap();
+        let writer = prepared.writer();
+        let mesh = prepared.token("<|mesh_start|>").unwrap();
+        let codes = prepared.ids.mesh..prepared.ids.mesh + recipe.vocab.mesh_bins as u32;
+        let mut count = |noise: f64| {
+            recipe.train.mesh_size_noise = noise;
+            let (mut fed, mut all) = (0, 0);
+            for step in 0..60 {
+                for s in &batch(&recipe, &writer, step).unwrap()[0].sequences {
+                    assert_eq!(s.target[0], mesh);
+                    all += 1;
+                    if s.fed_instead.is_empty() {
+                        continue;
+                    }
+                    fed += 1;
+                    let positions: Vec<usize> = s.fed_instead.iter().map(|f| f.0).collect();
+                    assert_eq!(positions, [1, 2, 3], "the three size tokens");
+                    let read = s.inputs();
+                    let at = s.prompt.len();
+                    // Read: sizes of some solid (codes of the mesh range);
+                    // taught: the solid's own, faces unchanged.
+                    assert!(read[at + 1..at + 4].iter().all(|t| codes.contains(t)));
+                    assert_eq!(read[at + 4..], s.target[4..]);
+                }
+            }
+            (fed, all)
+        };
+        assert_eq!(count(0.0).0, 0, "no noise: every solid reads its own sizes");
+        let (fed, all) = count(0.3);
+        let share = fed as f64 / all as f64;
+        assert!(
+            (0.15..0.45).contains(&share),
+            "{fed} of {all} fed other sizes"
+        );
     }
 
     /// The parallel pieces' gradients add up to the gradient of the

@@ -16,9 +16,31 @@ use crate::world::{Edit, Motion, Scene, SolidSpec};
 pub struct Sequence {
     pub prompt: Vec<u32>,
     pub target: Vec<u32>,
+    /// Target positions the model reads as another token: the loss still
+    /// teaches the target token there, but later positions see the
+    /// substitute (so they learn not to lean on it).
+    pub fed_instead: Vec<(usize, u32)>,
 }
 
 impl Sequence {
+    pub fn new(prompt: Vec<u32>, target: Vec<u32>) -> Sequence {
+        Sequence {
+            prompt,
+            target,
+            fed_instead: Vec::new(),
+        }
+    }
+
+    /// The tokens the model reads: prompt, then target with its
+    /// substitutes in place.
+    pub fn inputs(&self) -> Vec<u32> {
+        let mut tokens: Vec<u32> = self.prompt.iter().chain(&self.target).copied().collect();
+        for &(at, token) in &self.fed_instead {
+            tokens[self.prompt.len() + at] = token;
+        }
+        tokens
+    }
+
     pub fn len(&self) -> usize {
         self.prompt.len() + self.target.len()
     }
@@ -111,10 +133,10 @@ impl Writer<'_> {
     fn draw(&self, scene: &Scene, prompt: &str) -> Result<Sequence, DataError> {
         let mut target = self.scene_block(scene)?;
         target.push(self.end()?);
-        Ok(Sequence {
-            prompt: self.text(&user_turn(&format!("Draw: {prompt}")))?,
+        Ok(Sequence::new(
+            self.text(&user_turn(&format!("Draw: {prompt}")))?,
             target,
-        })
+        ))
     }
 
     /// caption: the image, "Describe this.", then its sentence.
@@ -124,10 +146,10 @@ impl Writer<'_> {
         prompt.extend(self.text("Describe this.<|im_end|>\n<|im_start|>assistant\n")?);
         let mut target = self.text(&scene.prompt())?;
         target.push(self.end()?);
-        Ok(Sequence { prompt, target })
+        Ok(Sequence::new(prompt, target))
     }
 
-    /// image-edit: the image, "Edit: INSTRUCTION", then the edited image.
+    /// image-edit: "Edit: INSTRUCTION", the image, then the edited image.
     pub fn image_edit(&self, edit: &Edit) -> Result<Sequence, DataError> {
         self.edit(edit, &edit.instruction)
     }
@@ -138,21 +160,55 @@ impl Writer<'_> {
         self.edit(edit, "")
     }
 
+    /// The instruction comes before the image, so each code of the image
+    /// sits a fixed distance before the same code of the edited one,
+    /// whatever the instruction's length: copying is one relative offset.
     fn edit(&self, edit: &Edit, instruction: &str) -> Result<Sequence, DataError> {
-        let mut prompt = self.text("<|im_start|>user\n")?;
+        let mut prompt = self.text(&format!("<|im_start|>user\nEdit: {instruction}\n"))?;
         prompt.extend(self.scene_block(&edit.before)?);
-        prompt.extend(self.text(&format!(
-            "Edit: {instruction}<|im_end|>\n<|im_start|>assistant\n"
-        ))?);
+        prompt.extend(self.text("<|im_end|>\n<|im_start|>assistant\n")?);
         let mut target = self.scene_block(&edit.after)?;
         target.push(self.end()?);
-        Ok(Sequence { prompt, target })
+        Ok(Sequence::new(prompt, target))
     }
 
     /// text-to-mesh: "Model: PROMPT" then the solid's faces as coordinate
     /// tokens (PolyGen order, on the mesh codec's grid); the solid at the
     /// size `seed` draws (`SolidSpec::varied_mesh`).
     pub fn text_to_mesh(&self, solid: &SolidSpec, seed: u64) -> Result<Sequence, DataError> {
+        let mut target = vec![self.marker("<|mesh_start|>")?];
+        target.extend(self.mesh_tokens(solid, seed)?);
+        target.push(self.marker("<|mesh_end|>")?);
+        target.push(self.end()?);
+        Ok(Sequence::new(
+            self.text(&user_turn(&format!("Model: {}", solid.prompt())))?,
+            target,
+        ))
+    }
+
+    /// [`Writer::text_to_mesh`], the model reading the size tokens of
+    /// `other` (drawn with `other_seed`) in place of the solid's own, while
+    /// still taught the solid's: in a stretched frame the faces are the
+    /// same for every size, and a model that never saw a solid's faces
+    /// after another size's tokens wrote a held-out flat cone's faces
+    /// broken. Without size tokens (other frames) the sequence is plain.
+    pub fn text_to_mesh_fed_sizes(
+        &self,
+        solid: &SolidSpec,
+        seed: u64,
+        other: &SolidSpec,
+        other_seed: u64,
+    ) -> Result<Sequence, DataError> {
+        let mut s = self.text_to_mesh(solid, seed)?;
+        let header = self.mesh_codec.frame().header_len();
+        let sizes = self.mesh_tokens(other, other_seed)?;
+        // Target position 0 is <|mesh_start|>; the sizes follow it.
+        s.fed_instead = (0..header).map(|i| (1 + i, sizes[i])).collect();
+        Ok(s)
+    }
+
+    /// The solid's mesh codes as vocabulary ids.
+    fn mesh_tokens(&self, solid: &SolidSpec, seed: u64) -> Result<Vec<u32>, DataError> {
         use encoders::Codec;
         let encoders::Codes::Mesh(mesh) = self
             .mesh_codec
@@ -162,14 +218,7 @@ impl Writer<'_> {
                 "the mesh codec made no mesh codes".into(),
             ));
         };
-        let mut target = vec![self.marker("<|mesh_start|>")?];
-        target.extend(mesh.tokens.iter().map(|&t| self.ids.mesh + t));
-        target.push(self.marker("<|mesh_end|>")?);
-        target.push(self.end()?);
-        Ok(Sequence {
-            prompt: self.text(&user_turn(&format!("Model: {}", solid.prompt())))?,
-            target,
-        })
+        Ok(mesh.tokens.iter().map(|&t| self.ids.mesh + t).collect())
     }
 
     fn speech(&self) -> Result<&crate::speech::SpeechKit, DataError> {
@@ -215,10 +264,10 @@ impl Writer<'_> {
             block
         };
         target.push(self.end()?);
-        Ok(Sequence {
-            prompt: self.text(&user_turn(&format!("Say: {phonemes}")))?,
+        Ok(Sequence::new(
+            self.text(&user_turn(&format!("Say: {phonemes}")))?,
             target,
-        })
+        ))
     }
 
     /// transcribe: the teacher's reading, "Transcribe this audio.", then
@@ -229,7 +278,7 @@ impl Writer<'_> {
         prompt.extend(self.text("Transcribe this audio.<|im_end|>\n<|im_start|>assistant\n")?);
         let mut target = self.text(sentence)?;
         target.push(self.end()?);
-        Ok(Sequence { prompt, target })
+        Ok(Sequence::new(prompt, target))
     }
 
     /// text-to-video: "Film S seconds: PROMPT" then the frames.
@@ -242,13 +291,13 @@ impl Writer<'_> {
         }
         target.push(self.marker("<|video_end|>")?);
         target.push(self.end()?);
-        Ok(Sequence {
-            prompt: self.text(&user_turn(&format!(
+        Ok(Sequence::new(
+            self.text(&user_turn(&format!(
                 "Film {seconds} seconds: {}",
                 motion.prompt()
             )))?,
             target,
-        })
+        ))
     }
 }
 

@@ -58,7 +58,7 @@ pub(crate) fn template(task: TrainTask) -> &'static str {
     match task {
         TrainTask::TextToImage => "<|im_start|>user\nDraw: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::Caption => "<|im_start|>user\n{{ media }}Describe this.<|im_end|>\n<|im_start|>assistant\n",
-        TrainTask::ImageEdit => "<|im_start|>user\n{{ image }}Edit: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
+        TrainTask::ImageEdit => "<|im_start|>user\nEdit: {{ prompt }}\n{{ image }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::TextToVideo => "<|im_start|>user\nFilm {{ seconds }} seconds: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::TextToMesh => "<|im_start|>user\nModel: {{ prompt }}<|im_end|>\n<|im_start|>assistant\n",
         TrainTask::TextToSpeech => "<|im_start|>user\nSay: {{ phonemes }}<|im_end|>\n<|im_start|>assistant\n",
@@ -284,6 +284,66 @@ mod tests {
         pack.manifest.defaults.max_speech_seconds = 0.5;
         pack.manifest.defaults.max_mesh_faces = 4;
         let runner = Runner::new(Arc::new(pack), EngineConfig::default());
+
+        // Each task's request reads the prompt training wrote for it.
+        let writer = prepared.writer();
+        let mut world = crate::world::World::new(5);
+        let split = crate::world::Split::Train;
+        let (scene, edit) = (world.scene(split), world.edit(split));
+        let (motion, solid) = (world.motion(split), world.solid(split));
+        let check =
+            |task: TaskName,
+             prompt: String,
+             image: Option<modalities::Image>,
+             written: Result<crate::data::Sequence, crate::data::DataError>| {
+                let options = TaskOptions {
+                    prompt,
+                    ..TaskOptions::default()
+                };
+                let inputs = TaskInputs {
+                    image,
+                    ..TaskInputs::default()
+                };
+                let read = runner.prompt(task, &options, &inputs).unwrap();
+                assert_eq!(read, written.unwrap().prompt, "{task}");
+            };
+        check(
+            TaskName::TextToImage,
+            scene.prompt(),
+            None,
+            writer.text_to_image(&scene),
+        );
+        check(
+            TaskName::Caption,
+            String::new(),
+            Some(scene.render()),
+            writer.caption(&scene),
+        );
+        check(
+            TaskName::ImageEdit,
+            edit.instruction.clone(),
+            Some(edit.before.render()),
+            writer.image_edit(&edit),
+        );
+        check(
+            TaskName::TextToVideo,
+            motion.prompt(),
+            None,
+            writer.text_to_video(&motion),
+        );
+        check(
+            TaskName::TextToMesh,
+            solid.prompt(),
+            None,
+            writer.text_to_mesh(&solid, 1),
+        );
+        check(
+            TaskName::TextToSpeech,
+            scene.prompt(),
+            None,
+            writer.text_to_speech(&scene.prompt()),
+        );
+
         let ask = |task: TaskName, prompt: &str, inputs: TaskInputs| {
             let options = TaskOptions {
                 prompt: prompt.into(),

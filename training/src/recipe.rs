@@ -195,6 +195,13 @@ pub struct TrainRecipe {
     /// the difference. 0, the default, drops none.
     #[serde(default)]
     pub prompt_dropout: f64,
+    /// Share of text-to-mesh examples in which the model reads another
+    /// training solid's size tokens in place of the solid's own (still
+    /// taught the right ones), so its faces follow the solid's word and not
+    /// the size tokens before them; needs `vocab.mesh_stretch`. 0, the
+    /// default, swaps none.
+    #[serde(default)]
+    pub mesh_size_noise: f64,
 }
 
 impl TrainRecipe {
@@ -263,6 +270,15 @@ impl Recipe {
         }
         if !(0.0..1.0).contains(&t.prompt_dropout) {
             return bad("train.prompt_dropout must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&t.mesh_size_noise) {
+            return bad("train.mesh_size_noise must be in [0, 1)");
+        }
+        if t.mesh_size_noise > 0.0 && !self.vocab.mesh_stretch {
+            return bad(
+                "train.mesh_size_noise: only a stretched mesh frame has size tokens to swap \
+                 (set vocab.mesh_stretch: true)",
+            );
         }
         if !(self.guidance_scale > 0.0 && self.guidance_scale <= 50.0) {
             return bad("guidance_scale must be in (0, 50]");

@@ -57,13 +57,14 @@ pub fn batch_loss(
     let mut real = Vec::new();
     for s in batch {
         let tokens: Vec<u32> = s.prompt.iter().chain(&s.target).copied().collect();
+        let read = s.inputs();
         for i in 0..len - 1 {
             // Position i predicts token i + 1: counted when that is a target token.
             if i + 1 >= s.prompt.len() && i + 1 < tokens.len() {
                 counted.push(inputs.len() as u32);
                 targets.push(tokens[i + 1]);
             }
-            inputs.push(tokens.get(i).copied().unwrap_or(pad));
+            inputs.push(read.get(i).copied().unwrap_or(pad));
             real.push(i < tokens.len());
         }
     }
@@ -181,7 +182,10 @@ mod tests {
 
     #[test]
     fn the_loss_is_the_cross_entropy_of_the_target_tokens_alone() {
-        let (model, batch, pad) = tiny_model_and_batch();
+        let (model, mut batch, pad) = tiny_model_and_batch();
+        // One target token read as another: still taught, but the next
+        // positions see the substitute.
+        batch[0].fed_instead = vec![(2, batch[0].target[5])];
         let lengths: std::collections::HashSet<usize> = batch.iter().map(Sequence::len).collect();
         assert!(lengths.len() > 1, "padding is exercised");
         let loss = |focal: f64| {
@@ -197,7 +201,8 @@ mod tests {
         let (mut plain, mut focal, mut count) = (0f64, 0f64, 0usize);
         for s in &batch {
             let tokens: Vec<u32> = s.prompt.iter().chain(&s.target).copied().collect();
-            let ids = Tensor::new(&tokens[..tokens.len() - 1], &Device::Cpu)
+            let read = s.inputs();
+            let ids = Tensor::new(&read[..read.len() - 1], &Device::Cpu)
                 .unwrap()
                 .unsqueeze(0)
                 .unwrap();

@@ -360,6 +360,10 @@ impl MeshCodec {
         self
     }
 
+    pub fn frame(&self) -> MeshFrame {
+        self.frame
+    }
+
     pub fn with_limits(mut self, limits: &crate::CodecLimits) -> MeshCodec {
         self.max_faces = limits.max_faces;
         self

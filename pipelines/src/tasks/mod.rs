@@ -389,6 +389,19 @@ impl Runner {
         Ok((plan.prompt, plan.params))
     }
 
+    /// The prompt tokens a request of `task` reads (the pack's template,
+    /// media blocks spliced in): what a recipe must write to teach the task.
+    pub fn prompt(
+        &self,
+        task: TaskName,
+        options: &TaskOptions,
+        inputs: &TaskInputs,
+    ) -> Result<Vec<u32>> {
+        options.validate()?;
+        self.serves(task)?;
+        Ok(plans::build(self, task, options, inputs)?.prompt)
+    }
+
     /// Generates text (never media codes) after `prompt`.
     pub fn submit_text(&self, prompt: Vec<u32>, params: SamplingParams) -> Result<RequestHandle> {
         let text = self.pack.text_ranges();
