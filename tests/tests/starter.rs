@@ -86,17 +86,17 @@ fn a_chat_request_to_the_starter_pack_is_refused_naming_its_tasks() {
 }
 
 /// Cases each task must pass: the committed pack's own results on this
-/// subset (2026-12-05, the eleventh run: caption 4/4, transcribe 2/4,
-/// text-to-image 4/4, image-edit 3/4, text-to-video 4/4, text-to-mesh 3/4,
+/// subset (2026-12-05, the twelfth run: caption 3/4, transcribe 3/4,
+/// text-to-image 4/4, image-edit 4/4, text-to-video 4/4, text-to-mesh 4/4,
 /// text-to-speech 3/6 heard exactly) less one, room for another CPU's
 /// rounding.
 const FLOORS: [(TaskName, usize); 7] = [
     (TaskName::TextToImage, 3),
-    (TaskName::Caption, 3),
-    (TaskName::ImageEdit, 2),
+    (TaskName::Caption, 2),
+    (TaskName::ImageEdit, 3),
     (TaskName::TextToVideo, 3),
-    (TaskName::TextToMesh, 2),
-    (TaskName::Transcribe, 1),
+    (TaskName::TextToMesh, 3),
+    (TaskName::Transcribe, 2),
     (TaskName::TextToSpeech, 2),
 ];
 /// The pack's world sentences here were heard with 5.9% of words wrong; a
