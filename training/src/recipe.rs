@@ -410,6 +410,19 @@ mod tests {
         std::fs::write(&path, dropout).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("train.prompt_dropout"), "{e}");
+        assert!(text.contains("mesh_size_noise: 0.3") && text.contains("mesh_stretch: true"));
+        let noisy = text.replace("mesh_size_noise: 0.3", "mesh_size_noise: 1.5");
+        std::fs::write(&path, noisy).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("train.mesh_size_noise"), "{e}");
+        // Only a stretched frame has size tokens to swap.
+        let unstretched = text.replace("mesh_stretch: true", "mesh_stretch: false");
+        std::fs::write(&path, unstretched).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("train.mesh_size_noise") && e.contains("vocab.mesh_stretch"),
+            "{e}"
+        );
         // Guidance without prompt dropout would steer by an unconditional
         // branch the model never learned.
         let undropped = text.replace("prompt_dropout: 0.1", "prompt_dropout: 0");
