@@ -17,8 +17,11 @@ command -v sox >/dev/null || need+=(sox)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 [ -x /usr/bin/convert ] || need+=(imagemagick)
 # Training and evaluating the starter pack's speech (docs/training.md): the
-# teacher voice, and CMUdict with an independent recogniser.
+# teacher voice (training reads it through its library, for phoneme timing;
+# the tests compare it with the program), and CMUdict with an independent
+# recogniser.
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
+ldconfig -p 2>/dev/null | grep -q 'libespeak-ng\.so\.1 ' || need+=(libespeak-ng1)
 command -v pocketsphinx_continuous >/dev/null || need+=(pocketsphinx)
 [ -f /usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict ] || need+=(pocketsphinx-en-us)
 if [ ${#need[@]} -gt 0 ]; then

@@ -242,7 +242,8 @@ impl Writer<'_> {
     /// teacher's reading as mel codes.
     /// With word markers, marker `k` opens word `k`'s phonemes in the
     /// prompt and its codes in the audio (after the word's phonemes again
-    /// with `word_phonemes`).
+    /// with `word_phonemes`; with `phoneme_frames`, each phoneme before
+    /// its own frames).
     pub fn text_to_speech(&self, sentence: &str) -> Result<Sequence, DataError> {
         let kit = self.speech()?;
         let said = kit.phonemizer.words(sentence);
@@ -251,14 +252,28 @@ impl Writer<'_> {
             self.speech_block(sentence)?
         } else {
             let mut block = vec![self.marker("<|audio_start|>")?];
-            for (k, (phones, codes)) in kit.word_codes(said)?.into_iter().enumerate() {
+            for (k, word) in kit.word_codes(said)?.into_iter().enumerate() {
                 block.push(self.marker(&kit.word_markers[k % kit.word_markers.len()])?);
-                if kit.word_phonemes {
-                    for p in phones {
-                        block.push(self.marker(&Sound::Phone(p).token())?);
+                let code = |c: &u32| self.ids.audio + c;
+                match &word.phone_frames {
+                    Some(starts) if kit.phoneme_frames => {
+                        let ends = starts.iter().skip(1).copied().chain([word.codes.len()]);
+                        for ((p, &from), to) in word.phones.iter().zip(starts).zip(ends) {
+                            block.push(self.marker(&Sound::Phone(*p).token())?);
+                            block.extend(word.codes[from..to].iter().map(code));
+                        }
+                        continue;
                     }
+                    // Fewer frames than phones (never seen in the
+                    // teacher's readings): the word's phonemes, then its frames.
+                    _ if kit.phoneme_frames || kit.word_phonemes => {
+                        for p in &word.phones {
+                            block.push(self.marker(&Sound::Phone(*p).token())?);
+                        }
+                    }
+                    _ => {}
                 }
-                block.extend(codes.iter().map(|&c| self.ids.audio + c));
+                block.extend(word.codes.iter().map(code));
             }
             block.push(self.marker("<|audio_end|>")?);
             block

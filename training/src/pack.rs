@@ -139,7 +139,9 @@ pub fn write_pack(
                 format!(
                     "    word_markers: [{}]\n{}",
                     kit.word_markers.join(", "),
-                    if kit.word_phonemes {
+                    if kit.phoneme_frames {
+                        "    phoneme_frames: true\n"
+                    } else if kit.word_phonemes {
                         "    word_phonemes: true\n"
                     } else {
                         ""
@@ -243,6 +245,62 @@ mod tests {
     use super::*;
     use crate::run::{train, Prepared};
     use crate::usage::expert_usage;
+
+    /// Needs espeak-ng (`scripts/setup-debian.sh`).
+    #[test]
+    fn with_phoneme_frames_generation_opens_each_phoneme_as_training_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recipe = crate::testing::tiny_speech(dir.path());
+        let speech = recipe.speech.as_mut().unwrap();
+        (speech.word_phonemes, speech.phoneme_frames) = (false, true);
+        recipe.validate().unwrap();
+        let prepared = Prepared::fit(&recipe).unwrap();
+        let eos = prepared.token("<|im_end|>").unwrap();
+        let model = MoeModel::new(recipe.model_config(prepared.ids.size, vec![eos]), 1).unwrap();
+        let usage = expert_usage(&model, &[], &prepared.ids, 0..0).unwrap();
+        let state = crate::run::RunState {
+            step: 0,
+            recipe: recipe.clone(),
+            history: Vec::new(),
+            seconds: 0.0,
+        };
+        let out = dir.path().join("pack");
+        let report = TrainingReport {
+            state: &state,
+            held_out_loss: Vec::new(),
+            expert_usage: &usage,
+        };
+        write_pack(&out, &recipe, &prepared, &model, &report).unwrap();
+        let pack = Pack::load(&out).unwrap();
+        let layout = pack.audio.as_ref().unwrap();
+        assert!(layout.phoneme_frames);
+        let writer = prepared.writer();
+        for sentence in [
+            "a large red circle at the top left.",
+            "make the square blue",
+        ] {
+            let said = pack.phonemizer.as_ref().unwrap().words(sentence);
+            let plan = layout.word_plan(&said);
+            let phones: usize = said
+                .iter()
+                .map(|s| match s {
+                    encoders::speech_text::Said::Word(_, p) => p.len(),
+                    encoders::speech_text::Said::Pause => 0,
+                })
+                .sum();
+            assert_eq!(plan.len(), phones, "one opening per phoneme");
+            let target = writer.text_to_speech(sentence).unwrap().target;
+            // The audio block: begin, then openings each followed by codes.
+            let block = &target[1..target.len() - 2];
+            let code = |t: &u32| (layout.first..layout.first + layout.codes).contains(t);
+            let mut written = Vec::new();
+            for run in block.split(code).filter(|r| !r.is_empty()) {
+                written.push(run.to_vec());
+            }
+            assert_eq!(written, plan, "{sentence}");
+            assert!(!code(&block[0]) && code(&block[block.len() - 1]));
+        }
+    }
 
     #[test]
     fn a_trained_pack_loads_and_serves_every_task_it_was_trained_on() {

@@ -108,6 +108,12 @@ pub struct SpeechRecipe {
     /// too (needs `word_markers`).
     #[serde(default)]
     pub word_phonemes: bool,
+    /// Each phoneme of a word opens its own frames in the audio: the
+    /// word's marker, the first phoneme and its frames, the next phoneme
+    /// and its frames... (timed from the teacher's phoneme events; needs
+    /// `word_markers`, and replaces `word_phonemes`).
+    #[serde(default)]
+    pub phoneme_frames: bool,
     /// The pack's text-to-speech sampling (`tasks.text-to-speech` in
     /// `pack.yaml`); absent, greedy.
     #[serde(default)]
@@ -315,6 +321,18 @@ impl Recipe {
             Some(s) if s.word_phonemes && s.word_markers == 0 => {
                 return bad(
                     "speech.word_phonemes follow each word's marker: set speech.word_markers",
+                );
+            }
+            Some(s) if s.phoneme_frames && s.word_markers == 0 => {
+                return bad(
+                    "speech.phoneme_frames: each word's first phoneme follows its marker: \
+                     set speech.word_markers",
+                );
+            }
+            Some(s) if s.phoneme_frames && s.word_phonemes => {
+                return bad(
+                    "speech.phoneme_frames and speech.word_phonemes: the phonemes come once, \
+                     each before its own frames; set one",
                 );
             }
             Some(s) if s.temperature.is_some_and(|t| !(t.is_finite() && t >= 0.0)) => {

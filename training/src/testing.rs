@@ -60,6 +60,7 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
         broad_share: 0.5,
         word_markers: 4,
         word_phonemes: true,
+        phoneme_frames: false,
         temperature: Some(0.7),
         top_p: Some(0.95),
     });

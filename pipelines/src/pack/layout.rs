@@ -171,6 +171,9 @@ pub struct AudioLayout {
     pub phone_tokens: Vec<u32>,
     /// `phone_tokens`, sorted, to tell word openings from audio codes.
     word_phonemes: Vec<u32>,
+    /// Whether each phoneme opens its own frames (rather than all of a
+    /// word's phonemes following its marker).
+    pub phoneme_frames: bool,
 }
 
 impl AudioLayout {
@@ -202,21 +205,25 @@ impl AudioLayout {
             word_markers: Vec::new(),
             phone_tokens: Vec::new(),
             word_phonemes: Vec::new(),
+            phoneme_frames: false,
         }
     }
 
-    /// Interleaves each word's phonemes after its marker: `phone_tokens[i]`
-    /// is the token of phone `i`.
-    pub fn interleave_phonemes(&mut self, phone_tokens: Vec<u32>) {
+    /// Interleaves each word's phonemes after its marker, or with
+    /// `each_before_frames` each phoneme before its own frames:
+    /// `phone_tokens[i]` is the token of phone `i`.
+    pub fn interleave_phonemes(&mut self, phone_tokens: Vec<u32>, each_before_frames: bool) {
+        self.phoneme_frames = each_before_frames;
         let mut sorted = phone_tokens.clone();
         sorted.sort_unstable();
         self.word_phonemes = sorted;
         self.phone_tokens = phone_tokens;
     }
 
-    /// The tokens opening each spoken word of a prompt, in order: the
-    /// word's marker, then its phonemes when the layout interleaves them.
-    /// Empty without word markers.
+    /// The openings of a prompt's speech, in order, each followed by
+    /// frames: per word, its marker, then its phonemes when the layout
+    /// interleaves them; with `phoneme_frames` one opening per phoneme
+    /// (the word's marker before its first). Empty without word markers.
     pub fn word_plan(&self, said: &[Said]) -> Vec<Vec<u32>> {
         if self.word_markers.is_empty() {
             return Vec::new();
@@ -227,17 +234,22 @@ impl AudioLayout {
                 Said::Pause => None,
             })
             .enumerate()
-            .map(|(k, phones)| {
-                let mut opening = vec![self.word_markers[k % self.word_markers.len()]];
-                if !self.phone_tokens.is_empty() {
-                    // Every phone has a token: `interleave_phonemes` took one per phone.
-                    opening.extend(
-                        phones
-                            .iter()
-                            .filter_map(|p| self.phone_tokens.get(usize::from(p.0))),
-                    );
+            .flat_map(|(k, phones)| {
+                let marker = self.word_markers[k % self.word_markers.len()];
+                // Every phone has a token: `interleave_phonemes` took one per phone.
+                let tokens = phones
+                    .iter()
+                    .filter_map(|p| self.phone_tokens.get(usize::from(p.0)).copied());
+                if self.phoneme_frames {
+                    let mut openings: Vec<Vec<u32>> = tokens.map(|t| vec![t]).collect();
+                    match openings.first_mut() {
+                        Some(first) => first.insert(0, marker),
+                        None => openings.push(vec![marker]),
+                    }
+                    openings
+                } else {
+                    vec![std::iter::once(marker).chain(tokens).collect()]
                 }
-                opening
             })
             .collect()
     }
@@ -505,5 +517,32 @@ mod tests {
         }
         let level = snac_layout(Slots::Level).tokens(&codes);
         assert_eq!(&level[1..8], &[101, 113, 127, 128, 114, 129, 120]);
+    }
+
+    #[test]
+    fn word_plans_open_words_or_each_phoneme() {
+        use encoders::speech_text::lexicon::Phone;
+        let said = vec![
+            Said::Word("to".into(), vec![Phone(30), Phone(33)]),
+            Said::Pause,
+            Said::Word("a".into(), vec![Phone(2)]),
+        ];
+        let mut layout = snac_layout(Slots::Level);
+        assert!(layout.word_plan(&said).is_empty(), "no markers, no plan");
+        layout.word_markers = vec![60, 61];
+        assert_eq!(layout.word_plan(&said), vec![vec![60], vec![61]]);
+        let phones: Vec<u32> = (0..39).map(|i| 200 + i).collect();
+        layout.interleave_phonemes(phones.clone(), false);
+        assert_eq!(
+            layout.word_plan(&said),
+            vec![vec![60, 230, 233], vec![61, 202]]
+        );
+        layout.interleave_phonemes(phones, true);
+        assert_eq!(
+            layout.word_plan(&said),
+            vec![vec![60, 230], vec![233], vec![61, 202]],
+            "each phoneme opens its own frames, the word's marker before its first"
+        );
+        assert!(layout.is_word_token(233) && !layout.is_word_token(101));
     }
 }

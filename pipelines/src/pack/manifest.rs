@@ -127,6 +127,12 @@ pub struct AudioBlock {
     /// beside them instead of a lookup back into the prompt.
     #[serde(default)]
     pub word_phonemes: bool,
+    /// Each phoneme of a word opens its own frames: the word's marker and
+    /// its first phoneme, that phoneme's frames, the next phoneme and its
+    /// frames... (needs `word_markers`; not with `word_phonemes`). The
+    /// model then only decides when each phoneme ends.
+    #[serde(default)]
+    pub phoneme_frames: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

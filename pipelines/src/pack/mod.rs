@@ -143,9 +143,15 @@ impl Pack {
                     .iter()
                     .map(|w| marker(w, "modalities.audio.word_markers"))
                     .collect::<Result<_>>()?;
-                if spec.word_phonemes {
+                if spec.word_phonemes && spec.phoneme_frames {
+                    return Err(bad("modalities.audio.phoneme_frames, \
+                         modalities.audio.word_phonemes: the phonemes come once; set one"
+                        .into()));
+                }
+                if spec.word_phonemes || spec.phoneme_frames {
                     if spec.word_markers.is_empty() {
-                        return Err(bad("modalities.audio.word_phonemes: the phonemes follow \
+                        return Err(bad("modalities.audio.word_phonemes, \
+                             modalities.audio.phoneme_frames: the phonemes follow \
                              each word's marker; the pack names no word_markers"
                             .into()));
                     }
@@ -154,7 +160,7 @@ impl Pack {
                         .iter()
                         .map(|p| marker(p, "modalities.audio.word_phonemes"))
                         .collect::<Result<Vec<u32>>>()?;
-                    layout.interleave_phonemes(phonemes);
+                    layout.interleave_phonemes(phonemes, spec.phoneme_frames);
                 }
                 Some(layout)
             }

@@ -2,6 +2,8 @@
 //! sentences, the sentences it reads, and the kit that turns a sentence
 //! into the model's input (phonemes) and output (mel codes).
 
+pub mod align;
+pub mod espeak;
 pub mod sentences;
 pub mod teacher;
 
@@ -41,6 +43,8 @@ pub struct SpeechKit {
     pub word_markers: Vec<String>,
     /// Whether each word's phonemes follow its marker in the audio too.
     pub word_phonemes: bool,
+    /// Whether each phoneme opens its own frames in the audio.
+    pub phoneme_frames: bool,
 }
 
 /// Silence around each word of a word-by-word reading, and after a word
@@ -48,8 +52,16 @@ pub struct SpeechKit {
 const WORD_GAP_S: f64 = 0.03;
 const PAUSE_S: f64 = 0.2;
 
-/// One word of a word-by-word reading: its phones and its mel codes.
-pub type SpokenWord = (Vec<Phone>, Vec<u32>);
+/// One word of a word-by-word reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpokenWord {
+    pub phones: Vec<Phone>,
+    pub codes: Vec<u32>,
+    /// The frame each phone's sound starts at (the first at 0, each phone
+    /// a frame at least), aligned from the teacher's phoneme events; None
+    /// when the word has fewer frames than phones.
+    pub phone_frames: Option<Vec<usize>>,
+}
 
 impl SpeechKit {
     /// Reads the lexicon, learns its letter-to-sound rules, checks the
@@ -65,7 +77,6 @@ impl SpeechKit {
         let rules = LetterToSound::fit(&lexicon)?;
         let teacher = Teacher {
             voice: recipe.voice.clone(),
-            ..Teacher::default()
         };
         teacher.check()?;
         let pool = sentences::word_pool(&lexicon);
@@ -88,6 +99,7 @@ impl SpeechKit {
             broad_share: recipe.broad_share,
             word_markers: encoders::speech_text::word_marker_tokens(recipe.word_markers),
             word_phonemes: recipe.word_phonemes,
+            phoneme_frames: recipe.phoneme_frames,
         })
     }
 
@@ -130,18 +142,31 @@ impl SpeechKit {
             return Ok(Vec::new());
         }
         let pieces = self.teacher.speak_words(&words)?;
+        let codec = self.codec.config();
         pieces
             .into_iter()
             .zip(pause_after)
             .zip(phones)
             .map(|((piece, pause), phones)| {
-                let silence = |s: f64| vec![0f32; (s * f64::from(piece.sample_rate)) as usize];
+                let (rate, len) = (piece.audio.sample_rate, piece.audio.samples.len());
+                let silence = |s: f64| vec![0f32; (s * f64::from(rate)) as usize];
                 let mut samples = silence(WORD_GAP_S);
-                samples.extend_from_slice(&piece.samples);
+                let offset = samples.len();
+                samples.extend_from_slice(&piece.audio.samples);
                 samples.extend(silence(if pause { PAUSE_S } else { WORD_GAP_S }));
-                let audio = Audio { samples, ..piece };
+                let audio = Audio {
+                    samples,
+                    ..piece.audio
+                };
                 let codes = self.codec.encode_audio(&audio)?;
-                Ok((phones, codes.codes.into_iter().next().unwrap_or_default()))
+                let codes = codes.codes.into_iter().next().unwrap_or_default();
+                let starts = align::phone_starts(&phones, &piece.phonemes, len);
+                let per_frame = codec.hop as f64 * f64::from(rate) / f64::from(codec.sample_rate);
+                Ok(SpokenWord {
+                    phone_frames: align::phone_frames(&starts, offset, per_frame, codes.len()),
+                    phones,
+                    codes,
+                })
             })
             .collect()
     }

@@ -1,76 +1,58 @@
-//! The teacher voice: espeak-ng's `en-us+klatt`, run as a program while
-//! the training data is built (installed from Debian by
+//! The teacher voice: espeak-ng's `en-us+klatt`, read through its library
+//! while the training data is built (installed from Debian by
 //! `scripts/setup-debian.sh`; never needed at run time).
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::ops::Range;
 
-use modalities::{Audio, Limits};
+use modalities::Audio;
+
+use super::espeak::{self, Reading};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeacherError {
     #[error(
-        "{program}: {why} (the teacher voice is espeak-ng, installed for training by \
+        "{library}: {why} (the teacher voice is espeak-ng, installed for training by \
          `scripts/setup-debian.sh` or `apt-get install espeak-ng`)"
     )]
-    Missing { program: String, why: String },
-    #[error("{program} failed on {text:?}: {why}")]
-    Failed {
-        program: String,
-        text: String,
-        why: String,
-    },
+    Missing { library: String, why: String },
+    #[error("espeak-ng failed on {text:?}: {why}")]
+    Failed { text: String, why: String },
 }
 
-/// A speech synthesizer program and its voice.
+/// The teacher: espeak-ng and one of its voices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Teacher {
-    pub program: PathBuf,
     pub voice: String,
 }
 
 impl Default for Teacher {
     fn default() -> Self {
         Teacher {
-            program: PathBuf::from("espeak-ng"),
             voice: "en-us+klatt".into(),
         }
     }
 }
 
 impl Teacher {
-    fn name(&self) -> String {
-        self.program.display().to_string()
-    }
-
-    /// Whether the program runs; an error that says how to install it.
+    /// Whether espeak-ng's library loads; an error that says how to install it.
     pub fn check(&self) -> Result<(), TeacherError> {
-        match Command::new(&self.program).arg("--version").output() {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(TeacherError::Missing {
-                program: self.name(),
-                why: String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            }),
-            Err(e) => Err(TeacherError::Missing {
-                program: self.name(),
-                why: e.to_string(),
-            }),
-        }
+        espeak::check().map_err(|why| TeacherError::Missing {
+            library: espeak::LIBRARY.into(),
+            why,
+        })
     }
 
-    /// `text` read aloud. The text goes in on stdin, so nothing in it is
-    /// taken for an option; the WAV goes to a file (on stdout its header
-    /// cannot say its length).
+    /// `text` read aloud (the samples `espeak-ng -w` writes).
     pub fn speak(&self, text: &str) -> Result<Audio, TeacherError> {
-        self.run(text, text, false)
+        Ok(self.read(text, text, false)?.audio)
     }
 
-    /// Each of `words` read aloud, one piece of audio per word, trimmed of
-    /// silence: one reading with a long break between words, cut at its
-    /// long silences (a word's own stop closures are far shorter); where
-    /// that does not give one piece per word, each word read on its own.
-    pub fn speak_words(&self, words: &[String]) -> Result<Vec<Audio>, TeacherError> {
+    /// Each of `words` read aloud, one reading per word, trimmed of
+    /// silence, with the samples its phonemes start at: one reading with a
+    /// long break between words, cut at its long silences (a word's own
+    /// stop closures are far shorter); where that does not give one piece
+    /// per word, each word read on its own.
+    pub fn speak_words(&self, words: &[String]) -> Result<Vec<Reading>, TeacherError> {
         let ssml = format!(
             "<speak>{}</speak>",
             words
@@ -79,52 +61,47 @@ impl Teacher {
                 .collect::<Vec<_>>()
                 .join(&format!("<break time=\"{BREAK_MS}ms\"/>"))
         );
-        let reading = self.run(&ssml, &words.join(" "), true)?;
-        if let Some(pieces) = split_at_breaks(&reading, words.len()) {
-            return Ok(pieces);
+        let reading = self.read(&ssml, &words.join(" "), true)?;
+        if let Some(pieces) = split_at_breaks(&reading.audio, words.len()) {
+            return Ok(pieces.into_iter().map(|r| cut(&reading, r)).collect());
         }
-        words.iter().map(|w| Ok(trimmed(&self.speak(w)?))).collect()
+        words
+            .iter()
+            .map(|w| {
+                let alone = self.read(w, w, false)?;
+                Ok(cut(
+                    &alone,
+                    trimmed(&alone.audio, 0..alone.audio.samples.len()),
+                ))
+            })
+            .collect()
     }
 
-    fn run(&self, input: &str, text: &str, ssml: bool) -> Result<Audio, TeacherError> {
-        let failed = |why: String| TeacherError::Failed {
-            program: self.name(),
-            text: text.to_string(),
-            why,
-        };
-        let file = tempfile::Builder::new()
-            .suffix(".wav")
-            .tempfile()
-            .map_err(|e| failed(e.to_string()))?;
-        let mut command = Command::new(&self.program);
-        if ssml {
-            command.arg("-m");
-        }
-        let mut child = command
-            .args(["-v", &self.voice, "-w"])
-            .arg(file.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| TeacherError::Missing {
-                program: self.name(),
-                why: e.to_string(),
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(input.as_bytes())
-                .map_err(|e| failed(e.to_string()))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| failed(e.to_string()))?;
-        if !out.status.success() {
-            return Err(failed(
-                String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            ));
-        }
-        Audio::read(file.path(), &Limits::default()).map_err(|e| failed(e.to_string()))
+    fn read(&self, input: &str, text: &str, ssml: bool) -> Result<Reading, TeacherError> {
+        espeak::read(&self.voice, input, ssml).map_err(|why| match self.check() {
+            Err(missing) => missing,
+            Ok(()) => TeacherError::Failed {
+                text: text.to_string(),
+                why,
+            },
+        })
+    }
+}
+
+/// The part of `reading` in `range`: its samples, and the phonemes that
+/// start there, counted from the range's start.
+fn cut(reading: &Reading, range: Range<usize>) -> Reading {
+    Reading {
+        phonemes: reading
+            .phonemes
+            .iter()
+            .filter(|(_, at)| range.contains(at))
+            .map(|(name, at)| (name.clone(), at - range.start))
+            .collect(),
+        audio: Audio {
+            samples: reading.audio.samples[range].to_vec(),
+            ..reading.audio.clone()
+        },
     }
 }
 
@@ -154,23 +131,25 @@ fn silent_windows(audio: &Audio) -> (Vec<bool>, usize) {
     (silent, window)
 }
 
-/// `audio` without its leading and trailing silence (10 ms kept each side).
-fn trimmed(audio: &Audio) -> Audio {
-    let (silent, window) = silent_windows(audio);
+/// The part of `range` of `audio` without its leading and trailing
+/// silence (10 ms kept each side).
+fn trimmed(audio: &Audio, range: Range<usize>) -> Range<usize> {
+    let part = Audio {
+        samples: audio.samples[range.clone()].to_vec(),
+        ..audio.clone()
+    };
+    let (silent, window) = silent_windows(&part);
     let first = silent.iter().position(|s| !s).unwrap_or(0);
     let last = silent.iter().rposition(|s| !s).map_or(0, |l| l + 1);
     let from = first.saturating_sub(2) * window;
-    let to = ((last + 2) * window).min(audio.samples.len()).max(from);
-    Audio {
-        samples: audio.samples[from..to].to_vec(),
-        ..audio.clone()
-    }
+    let to = ((last + 2) * window).min(part.samples.len()).max(from);
+    range.start + from..range.start + to
 }
 
 /// `audio` cut at the middle of its silences of at least [`MIN_BREAK_S`]
-/// between sounds, if there are exactly `words - 1` of them; each piece
-/// trimmed.
-fn split_at_breaks(audio: &Audio, words: usize) -> Option<Vec<Audio>> {
+/// between sounds, if there are exactly `words - 1` of them: each piece's
+/// samples, trimmed.
+fn split_at_breaks(audio: &Audio, words: usize) -> Option<Vec<Range<usize>>> {
     if audio.channels != 1 || words == 0 {
         return None;
     }
@@ -202,12 +181,7 @@ fn split_at_breaks(audio: &Audio, words: usize) -> Option<Vec<Audio>> {
     Some(
         bounds
             .windows(2)
-            .map(|b| {
-                trimmed(&Audio {
-                    samples: audio.samples[b[0]..b[1]].to_vec(),
-                    ..audio.clone()
-                })
-            })
+            .map(|b| trimmed(audio, b[0]..b[1]))
             .collect(),
     )
 }
@@ -217,15 +191,19 @@ fn split_at_breaks(audio: &Audio, words: usize) -> Option<Vec<Audio>> {
 mod tests {
     use super::*;
 
+    /// Needs espeak-ng.
     #[test]
-    fn a_missing_program_says_how_to_install_the_teacher() {
+    fn an_unknown_voice_is_named_in_the_error() {
         let t = Teacher {
-            program: "/nonexistent/espeak-ng".into(),
-            ..Teacher::default()
+            voice: "no-such-voice".into(),
         };
-        let e = t.check().unwrap_err().to_string();
-        assert!(e.contains("apt-get install espeak-ng"), "{e}");
-        assert!(t.speak("hello").is_err());
+        let e = t.speak("hello").unwrap_err().to_string();
+        assert!(
+            e.contains("no-such-voice") && e.contains("\"hello\""),
+            "{e}"
+        );
+        // The next reading with a real voice is unaffected.
+        assert!(Teacher::default().speak("hello").is_ok());
     }
 
     /// Needs espeak-ng, which `scripts/setup-debian.sh` installs.
@@ -250,7 +228,7 @@ mod tests {
             .collect();
         let pieces = t.speak_words(&words).unwrap();
         assert_eq!(pieces.len(), words.len());
-        let seconds: Vec<f64> = pieces.iter().map(Audio::duration_s).collect();
+        let seconds: Vec<f64> = pieces.iter().map(|p| p.audio.duration_s()).collect();
         // "a" is the shortest word, "circle" longer than "red"; no piece
         // holds a break.
         assert!(
@@ -261,8 +239,14 @@ mod tests {
             seconds[3] > seconds[2] && seconds[0] < seconds[1],
             "{seconds:?}"
         );
+        // Each piece has its own phonemes, from its start.
+        let circle: Vec<&str> = pieces[3].phonemes.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(circle, ["s", "3:", "k", "@L"]);
+        assert!(pieces[3].phonemes[0].1 < 2000, "{:?}", pieces[3].phonemes);
         // Each piece read alone has about the same length as its cut.
-        let alone = trimmed(&t.speak("circle").unwrap()).duration_s();
+        let audio = t.speak("circle").unwrap();
+        let range = trimmed(&audio, 0..audio.samples.len());
+        let alone = range.len() as f64 / f64::from(audio.sample_rate);
         assert!(
             (alone - seconds[3]).abs() < 0.25,
             "{alone} vs {}",
@@ -289,7 +273,7 @@ mod tests {
             samples,
         };
         let pieces = split_at_breaks(&audio, 2).unwrap();
-        let lens: Vec<usize> = pieces.iter().map(|p| p.samples.len()).collect();
+        let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
         assert!(
             (350..=400).contains(&lens[0]) && (200..=240).contains(&lens[1]),
             "{lens:?}"
