@@ -246,6 +246,23 @@ mod tests {
     use crate::run::{train, Prepared};
     use crate::usage::expert_usage;
 
+    /// `model` written as a pack into `out`, without held-out losses.
+    fn write_untested_pack(
+        out: &Path,
+        recipe: &Recipe,
+        prepared: &Prepared,
+        model: &MoeModel,
+        state: &crate::run::RunState,
+    ) {
+        let usage = expert_usage(model, &[], &prepared.ids, 0..0).unwrap();
+        let report = TrainingReport {
+            state,
+            held_out_loss: Vec::new(),
+            expert_usage: &usage,
+        };
+        write_pack(out, recipe, prepared, model, &report).unwrap();
+    }
+
     /// Needs espeak-ng (`scripts/setup-debian.sh`).
     #[test]
     fn with_phoneme_frames_generation_opens_each_phoneme_as_training_wrote_it() {
@@ -257,7 +274,6 @@ mod tests {
         let prepared = Prepared::fit(&recipe).unwrap();
         let eos = prepared.token("<|im_end|>").unwrap();
         let model = MoeModel::new(recipe.model_config(prepared.ids.size, vec![eos]), 1).unwrap();
-        let usage = expert_usage(&model, &[], &prepared.ids, 0..0).unwrap();
         let state = crate::run::RunState {
             step: 0,
             recipe: recipe.clone(),
@@ -265,12 +281,7 @@ mod tests {
             seconds: 0.0,
         };
         let out = dir.path().join("pack");
-        let report = TrainingReport {
-            state: &state,
-            held_out_loss: Vec::new(),
-            expert_usage: &usage,
-        };
-        write_pack(&out, &recipe, &prepared, &model, &report).unwrap();
+        write_untested_pack(&out, &recipe, &prepared, &model, &state);
         let pack = Pack::load(&out).unwrap();
         let layout = pack.audio.as_ref().unwrap();
         assert!(layout.phoneme_frames);
@@ -313,14 +324,8 @@ mod tests {
             true
         })
         .unwrap();
-        let usage = expert_usage(&model, &[], &prepared.ids, 0..0).unwrap();
         let out = dir.path().join("pack");
-        let report = TrainingReport {
-            state: &state,
-            held_out_loss: Vec::new(),
-            expert_usage: &usage,
-        };
-        write_pack(&out, &recipe, &prepared, &model, &report).unwrap();
+        write_untested_pack(&out, &recipe, &prepared, &model, &state);
 
         let mut pack = Pack::load(&out).unwrap();
         assert!(pack.phonemizer.is_some() && pack.audio.is_some());

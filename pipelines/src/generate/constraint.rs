@@ -12,6 +12,16 @@ pub enum Allowed {
     Any,
     /// Only tokens in these ranges (non-empty, in any order).
     Only(Vec<Range<u32>>),
+    /// Only tokens in `only`, with the probability the model gives the
+    /// tokens of `fold` counted as `into`'s (one of `only`): where the
+    /// structure fixes what comes next but the model decides when (the
+    /// next phoneme of a forced script), any token of that kind the model
+    /// writes means "now".
+    Folded {
+        only: Vec<Range<u32>>,
+        into: u32,
+        fold: Vec<u32>,
+    },
     /// The structure is complete: generation stops here.
     Done,
 }
@@ -39,7 +49,9 @@ impl Allowed {
     pub fn permits(&self, token: u32) -> bool {
         match self {
             Allowed::Any => true,
-            Allowed::Only(ranges) => ranges.iter().any(|r| r.contains(&token)),
+            Allowed::Only(ranges) | Allowed::Folded { only: ranges, .. } => {
+                ranges.iter().any(|r| r.contains(&token))
+            }
             Allowed::Done => false,
         }
     }
@@ -56,6 +68,25 @@ pub trait TokenConstraint: Send {
     /// constraints whose `allowed` is costly answer from their state.
     fn finished(&mut self) -> bool {
         self.allowed() == Allowed::Done
+    }
+}
+
+/// Adds the probability of the tokens of `fold` to `into`'s: its logit
+/// becomes the log-sum-exp of theirs and its own.
+pub(crate) fn fold_logits(logits: &mut [f32], into: u32, fold: &[u32]) {
+    let Some(&own) = logits.get(into as usize) else {
+        return;
+    };
+    let parts: Vec<f32> = fold
+        .iter()
+        .filter(|&&t| t != into)
+        .filter_map(|&t| logits.get(t as usize).copied())
+        .chain([own])
+        .filter(|l| l.is_finite())
+        .collect();
+    let top = parts.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if top.is_finite() {
+        logits[into as usize] = top + parts.iter().map(|l| (l - top).exp()).sum::<f32>().ln();
     }
 }
 
@@ -82,6 +113,21 @@ mod tests {
         );
         assert!(Allowed::token(7).permits(7));
         assert!(!Allowed::token(7).permits(8));
+    }
+
+    #[test]
+    fn folding_adds_the_probabilities_of_the_folded_tokens() {
+        let mut logits = vec![0f32, 1.0, 2.0f32.ln(), f32::NEG_INFINITY];
+        fold_logits(&mut logits, 0, &[2, 3, 0]);
+        // exp(0) + 2 = 3; the others untouched.
+        assert!((logits[0] - 3f32.ln()).abs() < 1e-6, "{logits:?}");
+        assert_eq!(logits[1], 1.0);
+        let folded = Allowed::Folded {
+            only: std::iter::once(0..2).collect(),
+            into: 0,
+            fold: vec![2],
+        };
+        assert!(folded.permits(1) && !folded.permits(2));
     }
 
     #[test]

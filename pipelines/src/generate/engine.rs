@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cancel::CancelToken;
-use super::constraint::{mask_logits, Allowed, TokenConstraint};
+use super::constraint::{fold_logits, mask_logits, Allowed, TokenConstraint};
 use super::sampling::{Sampler, SamplingParams};
 use crate::backbone::{Backbone, LogitsFor, SequenceCache, SequenceStep};
 use crate::error::{PipelineError, Result};
@@ -585,6 +585,10 @@ impl Scheduler {
             match constraint.allowed() {
                 Allowed::Any => {}
                 Allowed::Only(ranges) => mask_logits(&mut logits, &ranges),
+                Allowed::Folded { only, into, fold } => {
+                    fold_logits(&mut logits, into, &fold);
+                    mask_logits(&mut logits, &only);
+                }
                 Allowed::Done => return Ok(Some(FinishReason::Stop)),
             }
         }

@@ -86,6 +86,9 @@ pub(crate) struct AudioFrames {
     /// Whether the current word has no frame yet.
     after_opening: bool,
     ended: bool,
+    /// Tokens whose probability counts as the next opening's (or the
+    /// end's) where one may come: see [`AudioFrames::folding`].
+    fold: Vec<u32>,
 }
 
 impl AudioFrames {
@@ -108,7 +111,18 @@ impl AudioFrames {
             pending: 0,
             after_opening: false,
             ended: false,
+            fold: Vec::new(),
         }
+    }
+
+    /// Counts the model's probability of any of `tokens` (every phoneme
+    /// and word marker) as that of the opening the script has next: the
+    /// model decides when the next phoneme starts, the script which it is.
+    /// A model that expects another phoneme there would otherwise see its
+    /// "move on" masked and hold the sound.
+    pub(crate) fn folding(mut self, tokens: Vec<u32>) -> Self {
+        self.fold = tokens;
+        self
     }
 
     fn next_opening(&self) -> Option<u32> {
@@ -140,14 +154,27 @@ impl TokenConstraint for AudioFrames {
             return Allowed::token(self.end);
         }
         let mut allowed = vec![self.positions[0].clone()];
-        if !self.after_opening {
-            match self.next_opening() {
-                Some(next) => allowed.push(next..next + 1),
-                None if frames > 0 => allowed.push(self.end..self.end + 1),
-                None => {}
+        let next = match self.next_opening() {
+            _ if self.after_opening => None,
+            Some(next) => Some(next),
+            None if frames > 0 => Some(self.end),
+            None => None,
+        };
+        match next {
+            Some(into) if !self.fold.is_empty() => {
+                allowed.push(into..into + 1);
+                Allowed::Folded {
+                    only: allowed,
+                    into,
+                    fold: self.fold.clone(),
+                }
             }
+            Some(into) => {
+                allowed.push(into..into + 1);
+                Allowed::Only(allowed)
+            }
+            None => Allowed::Only(allowed),
         }
-        Allowed::Only(allowed)
     }
     fn accept(&mut self, token: u32) {
         let at_boundary = self.codes.is_multiple_of(self.positions.len().max(1));
@@ -317,7 +344,7 @@ mod tests {
             match c.allowed() {
                 Allowed::Done => return out,
                 Allowed::Any => panic!("unconstrained"),
-                Allowed::Only(ranges) => {
+                Allowed::Only(ranges) | Allowed::Folded { only: ranges, .. } => {
                     assert!(!ranges.is_empty() && ranges.iter().all(|r| !r.is_empty()));
                     let t = pick(&ranges);
                     c.accept(t);
@@ -362,9 +389,42 @@ mod tests {
         // Openings with interleaved phonemes (30, 31): forced whole, and
         // none of their tokens counts as a frame.
         let words = vec![vec![5, 30, 31], vec![6, 31]];
-        let mut c = AudioFrames::new(1, 2, positions, 9, words);
+        let mut c = AudioFrames::new(1, 2, positions.clone(), 9, words);
         let out = drive(&mut c, |r| r.last().unwrap().end - 1);
         assert_eq!(out, vec![1, 5, 30, 31, 11, 6, 31, 11, 2]);
+        // Folding: where an opening or the end may come, the phonemes'
+        // probability counts as its; elsewhere nothing is folded.
+        let words = vec![vec![5, 30], vec![31]];
+        let mut c = AudioFrames::new(1, 2, positions, 9, words).folding(vec![5, 6, 30, 31]);
+        assert_eq!(c.allowed(), Allowed::token(1));
+        c.accept(1);
+        assert_eq!(
+            c.allowed(),
+            Allowed::token(5),
+            "the first opening is forced"
+        );
+        c.accept(5);
+        c.accept(30);
+        assert_eq!(
+            c.allowed(),
+            Allowed::Only(std::iter::once(10..12).collect()),
+            "a frame first"
+        );
+        c.accept(11);
+        assert_eq!(
+            c.allowed(),
+            Allowed::Folded {
+                only: vec![10..12, 31..32],
+                into: 31,
+                fold: vec![5, 6, 30, 31]
+            }
+        );
+        c.accept(31);
+        c.accept(10);
+        let Allowed::Folded { into, .. } = c.allowed() else {
+            panic!("the end folds too")
+        };
+        assert_eq!(into, 2);
     }
 
     #[test]

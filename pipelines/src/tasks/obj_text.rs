@@ -316,7 +316,7 @@ mod tests {
                         text.push_str(&tokens.iter().find(|(i, _)| *i == id).unwrap().1);
                     }
                 }
-                Allowed::Any => panic!(),
+                Allowed::Any | Allowed::Folded { .. } => panic!(),
             }
         }
         panic!("never ended: {text:?}")
