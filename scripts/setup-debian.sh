@@ -21,7 +21,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3 python3-venv)
 # the tests compare it with the program), and CMUdict with an independent
 # recogniser.
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
-ldconfig -p 2>/dev/null | grep -q 'libespeak-ng\.so\.1 ' || need+=(libespeak-ng1)
+ls /usr/lib/*/libespeak-ng.so.1 >/dev/null 2>&1 || need+=(libespeak-ng1)
 command -v pocketsphinx_continuous >/dev/null || need+=(pocketsphinx)
 [ -f /usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict ] || need+=(pocketsphinx-en-us)
 if [ ${#need[@]} -gt 0 ]; then
