@@ -160,20 +160,17 @@ impl TokenConstraint for AudioFrames {
             None if frames > 0 => Some(self.end),
             None => None,
         };
-        match next {
-            Some(into) if !self.fold.is_empty() => {
-                allowed.push(into..into + 1);
-                Allowed::Folded {
-                    only: allowed,
-                    into,
-                    fold: self.fold.clone(),
-                }
-            }
-            Some(into) => {
-                allowed.push(into..into + 1);
-                Allowed::Only(allowed)
-            }
-            None => Allowed::Only(allowed),
+        let Some(into) = next else {
+            return Allowed::Only(allowed);
+        };
+        allowed.push(into..into + 1);
+        if self.fold.is_empty() {
+            return Allowed::Only(allowed);
+        }
+        Allowed::Folded {
+            only: allowed,
+            into,
+            fold: self.fold.clone(),
         }
     }
     fn accept(&mut self, token: u32) {

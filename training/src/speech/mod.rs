@@ -59,7 +59,8 @@ pub struct SpokenWord {
     pub codes: Vec<u32>,
     /// The frame each phone's sound starts at (the first at 0, each phone
     /// a frame at least), aligned from the teacher's phoneme events; None
-    /// when the word has fewer frames than phones.
+    /// without `phoneme_frames`, or when the word has fewer frames than
+    /// phones.
     pub phone_frames: Option<Vec<usize>>,
 }
 
@@ -160,10 +161,13 @@ impl SpeechKit {
                 };
                 let codes = self.codec.encode_audio(&audio)?;
                 let codes = codes.codes.into_iter().next().unwrap_or_default();
-                let starts = align::phone_starts(&phones, &piece.phonemes, len);
                 let per_frame = codec.hop as f64 * f64::from(rate) / f64::from(codec.sample_rate);
+                let phone_frames = self.phoneme_frames.then(|| {
+                    let starts = align::phone_starts(&phones, &piece.phonemes, len);
+                    align::phone_frames(&starts, offset, per_frame, codes.len())
+                });
                 Ok(SpokenWord {
-                    phone_frames: align::phone_frames(&starts, offset, per_frame, codes.len()),
+                    phone_frames: phone_frames.flatten(),
                     phones,
                     codes,
                 })

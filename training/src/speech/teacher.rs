@@ -120,11 +120,11 @@ fn escape_xml(word: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Whether each 5 ms window of `audio` (mono) is silent, and the window size.
-fn silent_windows(audio: &Audio) -> (Vec<bool>, usize) {
-    let window = (audio.sample_rate as usize / 200).max(1);
-    let silent = audio
-        .samples
+/// Whether each 5 ms window of `samples` (mono, at `sample_rate`) is
+/// silent, and the window size.
+fn silent_windows(samples: &[f32], sample_rate: u32) -> (Vec<bool>, usize) {
+    let window = (sample_rate as usize / 200).max(1);
+    let silent = samples
         .chunks(window)
         .map(|w| w.iter().all(|s| s.abs() < SILENT_PEAK))
         .collect();
@@ -134,15 +134,12 @@ fn silent_windows(audio: &Audio) -> (Vec<bool>, usize) {
 /// The part of `range` of `audio` without its leading and trailing
 /// silence (10 ms kept each side).
 fn trimmed(audio: &Audio, range: Range<usize>) -> Range<usize> {
-    let part = Audio {
-        samples: audio.samples[range.clone()].to_vec(),
-        ..audio.clone()
-    };
-    let (silent, window) = silent_windows(&part);
+    let part = &audio.samples[range.clone()];
+    let (silent, window) = silent_windows(part, audio.sample_rate);
     let first = silent.iter().position(|s| !s).unwrap_or(0);
     let last = silent.iter().rposition(|s| !s).map_or(0, |l| l + 1);
     let from = first.saturating_sub(2) * window;
-    let to = ((last + 2) * window).min(part.samples.len()).max(from);
+    let to = ((last + 2) * window).min(part.len()).max(from);
     range.start + from..range.start + to
 }
 
@@ -153,7 +150,7 @@ fn split_at_breaks(audio: &Audio, words: usize) -> Option<Vec<Range<usize>>> {
     if audio.channels != 1 || words == 0 {
         return None;
     }
-    let (silent, window) = silent_windows(audio);
+    let (silent, window) = silent_windows(&audio.samples, audio.sample_rate);
     let min_run = (MIN_BREAK_S * 200.0).ceil() as usize;
     let first = silent.iter().position(|s| !s)?;
     let last = silent.iter().rposition(|s| !s)?;
