@@ -263,15 +263,10 @@ mod tests {
         write_pack(out, recipe, prepared, model, &report).unwrap();
     }
 
-    /// Needs espeak-ng (`scripts/setup-debian.sh`).
-    #[test]
-    fn with_phoneme_frames_generation_opens_each_phoneme_as_training_wrote_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut recipe = crate::testing::tiny_speech(dir.path());
-        let speech = recipe.speech.as_mut().unwrap();
-        (speech.word_phonemes, speech.phoneme_frames) = (false, true);
-        recipe.validate().unwrap();
-        let prepared = Prepared::fit(&recipe).unwrap();
+    /// `recipe`'s data prepared and its untrained model written as a pack
+    /// in `dir`, loaded.
+    fn untrained_pack(dir: &Path, recipe: &Recipe) -> (Prepared, Pack) {
+        let prepared = Prepared::fit(recipe).unwrap();
         let eos = prepared.token("<|im_end|>").unwrap();
         let model = MoeModel::new(recipe.model_config(prepared.ids.size, vec![eos]), 1).unwrap();
         let state = crate::run::RunState {
@@ -280,9 +275,20 @@ mod tests {
             history: Vec::new(),
             seconds: 0.0,
         };
-        let out = dir.path().join("pack");
-        write_untested_pack(&out, &recipe, &prepared, &model, &state);
-        let pack = Pack::load(&out).unwrap();
+        let out = dir.join("pack");
+        write_untested_pack(&out, recipe, &prepared, &model, &state);
+        (prepared, Pack::load(&out).unwrap())
+    }
+
+    /// Needs espeak-ng (`scripts/setup-debian.sh`).
+    #[test]
+    fn with_phoneme_frames_generation_opens_each_phoneme_as_training_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recipe = crate::testing::tiny_speech(dir.path());
+        let speech = recipe.speech.as_mut().unwrap();
+        (speech.word_phonemes, speech.phoneme_frames) = (false, true);
+        recipe.validate().unwrap();
+        let (prepared, pack) = untrained_pack(dir.path(), &recipe);
         let layout = pack.audio.as_ref().unwrap();
         assert!(layout.phoneme_frames);
         let writer = prepared.writer();
@@ -310,6 +316,43 @@ mod tests {
             }
             assert_eq!(written, plan, "{sentence}");
             assert!(!code(&block[0]) && code(&block[block.len() - 1]));
+        }
+    }
+
+    /// Needs espeak-ng (`scripts/setup-debian.sh`).
+    #[test]
+    fn the_evaluations_trained_codes_are_the_codes_training_wrote() {
+        use crate::recipe::WordReading;
+        for reading in [WordReading::Separate, WordReading::Connected] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut recipe = crate::testing::tiny_speech(dir.path());
+            recipe.speech.as_mut().unwrap().word_reading = reading;
+            let (prepared, pack) = untrained_pack(dir.path(), &recipe);
+            assert_eq!(crate::eval::word_reading_of(&pack), reading);
+            let layout = pack.audio.as_ref().unwrap();
+            assert!(!layout.word_markers.is_empty());
+            let teacher = crate::speech::teacher::Teacher::default();
+            for sentence in [
+                "a large red circle at the top left.",
+                "make the square blue",
+            ] {
+                let target = prepared.writer().text_to_speech(sentence).unwrap().target;
+                let written: Vec<u32> = target
+                    .iter()
+                    .filter(|t| (layout.first..layout.first + layout.codes).contains(t))
+                    .map(|t| t - layout.first)
+                    .collect();
+                let codes =
+                    crate::eval::trained_codes(&teacher, &pack, layout, sentence, reading).unwrap();
+                assert_eq!(codes.codes, [written], "{reading:?}: {sentence}");
+                // A connected reading's words, joined, are the sentence as
+                // the teacher reads it.
+                let said = pack.phonemizer.as_ref().unwrap().words(sentence);
+                let connected = crate::speech::read_connected(&teacher, &said).unwrap();
+                let whole = layout.encode(&connected.unwrap().reading.audio).unwrap();
+                let same = whole.codes == codes.codes;
+                assert_eq!(same, reading == WordReading::Connected, "{sentence}");
+            }
         }
     }
 

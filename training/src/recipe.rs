@@ -114,12 +114,31 @@ pub struct SpeechRecipe {
     /// `word_markers`, and replaces `word_phonemes`).
     #[serde(default)]
     pub phoneme_frames: bool,
+    /// How the teacher reads a sentence whose words are marked (needs
+    /// `word_markers`): `separate`, each word apart; `connected`, the
+    /// sentence as one reading cut where espeak-ng says each word starts.
+    #[serde(default)]
+    pub word_reading: WordReading,
     /// The pack's text-to-speech sampling (`tasks.text-to-speech` in
     /// `pack.yaml`); absent, greedy.
     #[serde(default)]
     pub temperature: Option<f32>,
     #[serde(default)]
     pub top_p: Option<f32>,
+}
+
+/// How the teacher reads the words of a word-marked sentence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WordReading {
+    /// Each word read apart (one reading with long breaks, cut at them):
+    /// every word sounds as if said alone, which a recogniser hears far
+    /// worse than the sentence (docs/training.md).
+    #[default]
+    Separate,
+    /// The sentence read once, as the teacher says it, cut at its word
+    /// events: the words' codes joined are the sentence's.
+    Connected,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +348,12 @@ impl Recipe {
                      set speech.word_markers",
                 );
             }
+            Some(s) if s.word_reading == WordReading::Connected && s.word_markers == 0 => {
+                return bad(
+                    "speech.word_reading: connected cuts a reading into its marked words: \
+                     set speech.word_markers",
+                );
+            }
             Some(s) if s.phoneme_frames && s.word_phonemes => {
                 return bad(
                     "speech.phoneme_frames and speech.word_phonemes: the phonemes come once, \
@@ -453,5 +478,34 @@ mod tests {
         std::fs::write(&path, format!("{text}\nguidance_scale: 2.0\n")).unwrap();
         let r = Recipe::load(&path).unwrap();
         assert_eq!((r.train.prompt_dropout, r.guidance_scale), (0.1, 2.0));
+        // A connected reading is cut into marked words.
+        let connected = if text.contains("word_reading: connected") {
+            text.clone()
+        } else {
+            assert!(text.contains("word_phonemes: true") && text.contains("word_markers: 32"));
+            text.replace(
+                "word_phonemes: true",
+                "word_phonemes: true\n  word_reading: connected",
+            )
+        };
+        std::fs::write(&path, &connected).unwrap();
+        let r = Recipe::load(&path).unwrap();
+        assert_eq!(r.speech.unwrap().word_reading, WordReading::Connected);
+        let unmarked = connected
+            .replace("word_markers: 32", "word_markers: 0")
+            .replace("word_phonemes: true", "word_phonemes: false");
+        std::fs::write(&path, unmarked).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("speech.word_reading") && e.contains("speech.word_markers"),
+            "{e}"
+        );
+        std::fs::write(
+            &path,
+            connected.replace("reading: connected", "reading: joined"),
+        )
+        .unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("joined") && e.contains("r.yaml"), "{e}");
     }
 }

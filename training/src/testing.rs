@@ -61,6 +61,7 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
         word_markers: 4,
         word_phonemes: true,
         phoneme_frames: false,
+        word_reading: crate::recipe::WordReading::Separate,
         temperature: Some(0.7),
         top_p: Some(0.95),
     });

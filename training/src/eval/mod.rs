@@ -11,12 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use modalities::Media;
+use encoders::codes::AudioCodes;
+use modalities::{Audio, Media};
+use pipelines::pack::AudioLayout;
 use pipelines::tasks::{Runner, TaskInputs, TaskName, TaskOptions, TaskOutput};
 
+use crate::recipe::WordReading;
 use crate::speech::sentences::world_sentence;
 pub use crate::speech::sentences::OUTSIDE;
 use crate::speech::teacher::{Teacher, TeacherError};
+use crate::speech::{read_connected, read_words, word_frames};
 use crate::world::{Edit, Motion, Object, Scene, SolidSpec, Split, World};
 use read::{read_motion, read_scene, read_solid, Reading};
 use speech::{word_error_rate, words, Recogniser, RecogniserError};
@@ -326,6 +330,8 @@ pub enum EvalError {
     Recogniser(#[from] RecogniserError),
     #[error(transparent)]
     Teacher(#[from] TeacherError),
+    #[error("the pack's audio codec: {0}")]
+    Codec(#[source] pipelines::PipelineError),
 }
 
 /// The cases of every task the pack supports, drawn from held-out combinations.
@@ -377,22 +383,91 @@ pub struct SpeechRow {
     pub count: usize,
     pub pack_wer: f64,
     pub teacher_wer: f64,
+    /// The teacher's reading coded and decoded by the pack's audio codec.
+    pub codec_wer: f64,
+    /// The codes the pack was trained to write (for word-marker packs, each
+    /// word read and coded alone), decoded: the best the pack could sound.
+    pub trained_wer: f64,
 }
 
-/// The teacher's word error rate on `sentences`, by the same recogniser.
-fn teacher_wer(
-    teacher: &Teacher,
+/// The word error rate of `sentences` read aloud by `speak`, by the same
+/// recogniser.
+fn wer_of(
     recogniser: &Recogniser,
     sentences: &[String],
+    speak: impl Fn(&str) -> Result<Audio, EvalError>,
 ) -> Result<f64, EvalError> {
     let (mut edits, mut total) = (0.0, 0usize);
     for s in sentences {
         let reference = words(s);
-        let heard = recogniser.hear(&teacher.speak(s)?)?;
+        let heard = recogniser.hear(&speak(s)?)?;
         edits += word_error_rate(&reference, &heard) * reference.len() as f64;
         total += reference.len();
     }
     Ok(edits / total.max(1) as f64)
+}
+
+/// `audio` coded and decoded by `layout`'s codec.
+fn through(layout: &AudioLayout, audio: &Audio) -> Result<Audio, EvalError> {
+    let codes = layout.encode(audio).map_err(EvalError::Codec)?;
+    layout.decode(&codes).map_err(EvalError::Codec)
+}
+
+/// The codes a pack's training wrote for `sentence`: word-marker packs
+/// learned the teacher's words as `reading` says (a connected reading
+/// whose words do not cut cleanly read word by word, as in training), the
+/// others the whole reading.
+pub(crate) fn trained_codes(
+    teacher: &Teacher,
+    pack: &pipelines::pack::Pack,
+    layout: &AudioLayout,
+    sentence: &str,
+    reading: WordReading,
+) -> Result<AudioCodes, EvalError> {
+    let whole = || {
+        layout
+            .encode(&teacher.speak(sentence)?)
+            .map_err(EvalError::Codec)
+    };
+    let (false, Some(phonemizer)) = (layout.word_markers.is_empty(), &pack.phonemizer) else {
+        return whole();
+    };
+    let said = phonemizer.words(sentence);
+    if reading == WordReading::Connected {
+        if let Some(connected) = read_connected(teacher, &said)? {
+            let audio = &connected.reading.audio;
+            let codes = layout.encode(audio).map_err(EvalError::Codec)?;
+            let per_frame =
+                layout.hop as f64 * f64::from(audio.sample_rate) / f64::from(codes.sample_rate);
+            let frames = codes.codes.first().map_or(0, Vec::len);
+            if word_frames(&connected.starts, per_frame, frames).is_some() {
+                return Ok(codes);
+            }
+        }
+    }
+    let mut joined: Option<AudioCodes> = None;
+    for word in read_words(teacher, said)? {
+        let codes = layout.encode(&word.audio).map_err(EvalError::Codec)?;
+        match joined.as_mut().and_then(|j| j.codes.first_mut()) {
+            Some(level) => level.extend(codes.codes.into_iter().flatten()),
+            None => joined = Some(codes),
+        }
+    }
+    joined.map_or_else(whole, Ok)
+}
+
+/// How the pack's training read the teacher's words: its recipe in
+/// `training.json` (packs without one, or older than the choice, read
+/// them separately).
+pub(crate) fn word_reading_of(pack: &pipelines::pack::Pack) -> WordReading {
+    std::fs::read_to_string(pack.dir.join("training.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| {
+            let reading = json.pointer("/state/recipe/speech/word_reading")?.clone();
+            serde_json::from_value(reading).ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Runs every case and judges its output.
@@ -493,16 +568,24 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
         }
     }
     let mut speech = Vec::new();
+    let reading = word_reading_of(runner.pack());
     for (name, sentences, hearing, (edits, total)) in [
         ("world", &world_sentences, &hearing.world, errors[0]),
         ("outside", &outside_sentences, &hearing.outside, errors[1]),
     ] {
-        if let Some(recogniser) = hearing {
+        if let (Some(recogniser), Some(layout)) = (hearing, &runner.pack().audio) {
             speech.push(SpeechRow {
                 sentences: name,
                 count: sentences.len(),
                 pack_wer: edits / total.max(1) as f64,
-                teacher_wer: teacher_wer(&teacher, recogniser, sentences)?,
+                teacher_wer: wer_of(recogniser, sentences, |s| Ok(teacher.speak(s)?))?,
+                codec_wer: wer_of(recogniser, sentences, |s| {
+                    through(layout, &teacher.speak(s)?)
+                })?,
+                trained_wer: wer_of(recogniser, sentences, |s| {
+                    let codes = trained_codes(&teacher, runner.pack(), layout, s, reading)?;
+                    layout.decode(&codes).map_err(EvalError::Codec)
+                })?,
             });
         }
     }
@@ -552,17 +635,22 @@ impl Report {
             out.push_str(
                 "\nSpeech, heard by pocketsphinx (US English model) with a grammar of the \
                  evaluated sentences: word error rate of the pack's text-to-speech beside the \
-                 teacher's (espeak-ng) on the same sentences.\n\n\
-                 | sentences | count | pack WER | teacher WER | difference (points) |\n\
-                 |---|---:|---:|---:|---:|\n",
+                 teacher's (espeak-ng) on the same sentences; then the teacher's reading \
+                 through the pack's audio codec, and the codes the pack was trained to write \
+                 for them, decoded (word by word for word-marker packs): the best the pack \
+                 could sound.\n\n\
+                 | sentences | count | pack WER | teacher WER | through the codec | as trained | difference (points) |\n\
+                 |---|---:|---:|---:|---:|---:|---:|\n",
             );
             for r in &self.speech {
                 out.push_str(&format!(
-                    "| {} | {} | {:.1}% | {:.1}% | {:+.1} |\n",
+                    "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:+.1} |\n",
                     r.sentences,
                     r.count,
                     100.0 * r.pack_wer,
                     100.0 * r.teacher_wer,
+                    100.0 * r.codec_wer,
+                    100.0 * r.trained_wer,
                     100.0 * (r.pack_wer - r.teacher_wer)
                 ));
             }

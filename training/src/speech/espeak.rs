@@ -19,6 +19,9 @@ pub struct Reading {
     /// espeak-ng's phoneme mnemonic (`"s"`, `"3:"`, `"@L"`) and the sample
     /// it starts at, in order; pauses (`"_"`, `"_:"`) left out.
     pub phonemes: Vec<(String, usize)>,
+    /// Each word's position in the text (in characters, the first 1) and
+    /// the sample it starts at, in order.
+    pub words: Vec<(usize, usize)>,
 }
 
 // speak_lib.h: the event record the callback receives, in the C layout.
@@ -36,6 +39,7 @@ struct Event {
 }
 
 const EVENT_LIST_TERMINATED: c_int = 0;
+const EVENT_WORD: c_int = 1;
 const EVENT_PHONEME: c_int = 7;
 const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
 const INITIALIZE_PHONEME_EVENTS: c_int = 1;
@@ -77,33 +81,44 @@ impl Drop for Library {
     }
 }
 
-/// The samples and phoneme events of the reading in progress.
-type InProgress = (Vec<i16>, Vec<(String, usize)>);
+/// The samples, phoneme events and word events (text position,
+/// milliseconds) of the reading in progress.
+#[derive(Default)]
+struct InProgress {
+    samples: Vec<i16>,
+    phonemes: Vec<(String, usize)>,
+    words: Vec<(usize, usize)>,
+}
 
 thread_local! {
     // The callback runs on the thread that called `espeak_Synth` (the
     // output is synchronous), so the reading in progress lives here.
-    static READING: RefCell<InProgress> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static READING: RefCell<InProgress> = RefCell::new(InProgress::default());
 }
 
 extern "C" fn collect(wav: *mut c_short, samples: c_int, events: *mut Event) -> c_int {
     READING.with(|r| {
-        let (audio, phonemes) = &mut *r.borrow_mut();
+        let reading = &mut *r.borrow_mut();
         #[allow(unsafe_code)]
         // SAFETY: the library hands `samples` valid samples at `wav` and a
         // list of events ended by EVENT_LIST_TERMINATED, both alive for
         // the call.
         unsafe {
             if !wav.is_null() && samples > 0 {
-                audio.extend_from_slice(std::slice::from_raw_parts(wav, samples as usize));
+                let wav = std::slice::from_raw_parts(wav, samples as usize);
+                reading.samples.extend_from_slice(wav);
             }
             let mut event = events;
             while !event.is_null() && (*event).kind != EVENT_LIST_TERMINATED {
+                let ms = (*event).audio_position.max(0) as usize;
                 if (*event).kind == EVENT_PHONEME {
                     let id = &(*event).id;
                     let end = id.iter().position(|&b| b == 0).unwrap_or(id.len());
                     let name = String::from_utf8_lossy(&id[..end]);
-                    phonemes.push((name.into_owned(), (*event).audio_position.max(0) as usize));
+                    reading.phonemes.push((name.into_owned(), ms));
+                } else if (*event).kind == EVENT_WORD {
+                    let at = (*event).text_position.max(0) as usize;
+                    reading.words.push((at, ms));
                 }
                 event = event.add(1);
             }
@@ -180,7 +195,7 @@ pub fn read(voice: &str, input: &str, ssml: bool) -> Result<Reading, String> {
     let text = CString::new(input).map_err(|e| format!("the text holds {e}"))?;
     let _held = locked()?;
     let lib = load()?;
-    READING.with(|r| *r.borrow_mut() = (Vec::new(), Vec::new()));
+    READING.with(|r| *r.borrow_mut() = InProgress::default());
     #[allow(unsafe_code)]
     // SAFETY: the strings outlive the calls; synchronous output returns
     // after the callback has seen the whole reading.
@@ -207,14 +222,20 @@ pub fn read(voice: &str, input: &str, ssml: bool) -> Result<Reading, String> {
     if status != 0 {
         return Err(format!("espeak_Synth failed (error {status})"));
     }
-    let (samples, events) = READING.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    let InProgress {
+        samples,
+        phonemes,
+        words,
+    } = READING.with(|r| std::mem::take(&mut *r.borrow_mut()));
     let per_ms = f64::from(lib.sample_rate) / 1000.0;
+    let sample = |ms: usize| ((ms as f64 * per_ms) as usize).min(samples.len());
     Ok(Reading {
-        phonemes: events
+        phonemes: phonemes
             .into_iter()
             .filter(|(name, _)| !name.starts_with('_'))
-            .map(|(name, ms)| (name, ((ms as f64 * per_ms) as usize).min(samples.len())))
+            .map(|(name, ms)| (name, sample(ms)))
             .collect(),
+        words: words.into_iter().map(|(at, ms)| (at, sample(ms))).collect(),
         audio: Audio {
             sample_rate: lib.sample_rate,
             channels: 1,
@@ -268,5 +289,12 @@ mod tests {
             .phonemes
             .iter()
             .all(|p| p.1 < reading.audio.samples.len()));
+        // A word event at each word's first character, in order, each at
+        // or just before its first phoneme.
+        let at: Vec<usize> = reading.words.iter().map(|w| w.0).collect();
+        assert_eq!(at, [1, 3, 7, 14, 20]);
+        assert!(reading.words.windows(2).all(|w| w[0].1 < w[1].1));
+        let red = reading.phonemes[1].1;
+        assert!(reading.words[1].1 <= red && red - reading.words[1].1 < 1000);
     }
 }

@@ -16,7 +16,7 @@ use modalities::Audio;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::recipe::SpeechRecipe;
+use crate::recipe::{SpeechRecipe, WordReading};
 use crate::world::{Split, World};
 use teacher::{Teacher, TeacherError};
 
@@ -45,6 +45,7 @@ pub struct SpeechKit {
     pub word_phonemes: bool,
     /// Whether each phoneme opens its own frames in the audio.
     pub phoneme_frames: bool,
+    pub word_reading: WordReading,
 }
 
 /// Silence around each word of a word-by-word reading, and after a word
@@ -101,6 +102,7 @@ impl SpeechKit {
             word_markers: encoders::speech_text::word_marker_tokens(recipe.word_markers),
             word_phonemes: recipe.word_phonemes,
             phoneme_frames: recipe.phoneme_frames,
+            word_reading: recipe.word_reading,
         })
     }
 
@@ -118,62 +120,187 @@ impl SpeechKit {
     }
 
     /// The teacher's reading of words the phonemizer read
-    /// ([`Phonemizer::words`]) one by one: each word (so each word marker of
-    /// the prompt) with its phones
-    /// and its mel codes, a short silence either side of the word, and a
-    /// longer one after a word that punctuation ends.
+    /// ([`Phonemizer::words`]): each word (so each word marker of the
+    /// prompt) with its phones and its mel codes. Read as the recipe's
+    /// `word_reading` says; a connected reading whose word events do not
+    /// match the words is read word by word instead.
     pub fn word_codes(&self, said: Vec<Said>) -> Result<Vec<SpokenWord>, SpeechError> {
-        let (mut words, mut phones) = (Vec::new(), Vec::new());
-        let mut pause_after = Vec::new();
-        for s in said {
-            match s {
-                Said::Word(w, p) => {
-                    words.push(w);
-                    phones.push(p);
-                    pause_after.push(false);
-                }
-                Said::Pause => {
-                    if let Some(last) = pause_after.last_mut() {
-                        *last = true;
-                    }
-                }
+        if self.word_reading == WordReading::Connected {
+            if let Some(words) = self.connected_codes(&said)? {
+                return Ok(words);
             }
         }
-        if words.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pieces = self.teacher.speak_words(&words)?;
         let codec = self.codec.config();
-        pieces
+        read_words(&self.teacher, said)?
             .into_iter()
-            .zip(pause_after)
-            .zip(phones)
-            .map(|((piece, pause), phones)| {
-                let (rate, len) = (piece.audio.sample_rate, piece.audio.samples.len());
-                let silence = |s: f64| vec![0f32; (s * f64::from(rate)) as usize];
-                let mut samples = silence(WORD_GAP_S);
-                let offset = samples.len();
-                samples.extend_from_slice(&piece.audio.samples);
-                samples.extend(silence(if pause { PAUSE_S } else { WORD_GAP_S }));
-                let audio = Audio {
-                    samples,
-                    ..piece.audio
-                };
-                let codes = self.codec.encode_audio(&audio)?;
+            .map(|word| {
+                let rate = word.audio.sample_rate;
+                let codes = self.codec.encode_audio(&word.audio)?;
                 let codes = codes.codes.into_iter().next().unwrap_or_default();
                 let per_frame = codec.hop as f64 * f64::from(rate) / f64::from(codec.sample_rate);
                 let phone_frames = self.phoneme_frames.then(|| {
-                    let starts = align::phone_starts(&phones, &piece.phonemes, len);
-                    align::phone_frames(&starts, offset, per_frame, codes.len())
+                    let starts = align::phone_starts(&word.phones, &word.phonemes, word.spoken);
+                    align::phone_frames(&starts, word.offset, per_frame, codes.len())
                 });
                 Ok(SpokenWord {
                     phone_frames: phone_frames.flatten(),
-                    phones,
+                    phones: word.phones,
                     codes,
                 })
             })
             .collect()
     }
+
+    /// The sentence's connected reading coded once, its codes cut at the
+    /// frame each word starts at; None when the cuts would leave a word
+    /// without a frame, or the reading's word events do not match.
+    fn connected_codes(&self, said: &[Said]) -> Result<Option<Vec<SpokenWord>>, SpeechError> {
+        let Some(connected) = read_connected(&self.teacher, said)? else {
+            return Ok(None);
+        };
+        let audio = &connected.reading.audio;
+        let codes = self.codec.encode_audio(audio)?;
+        let codes = codes.codes.into_iter().next().unwrap_or_default();
+        let codec = self.codec.config();
+        let per_frame =
+            codec.hop as f64 * f64::from(audio.sample_rate) / f64::from(codec.sample_rate);
+        let Some(frames) = word_frames(&connected.starts, per_frame, codes.len()) else {
+            return Ok(None);
+        };
+        let samples = audio.samples.len();
+        let words = connected.phones.into_iter().enumerate().map(|(k, phones)| {
+            let (from, to) = (frames[k], frames.get(k + 1).copied().unwrap_or(codes.len()));
+            let (start, end) = (
+                connected.starts[k],
+                connected.starts.get(k + 1).copied().unwrap_or(samples),
+            );
+            let phone_frames = self.phoneme_frames.then(|| {
+                let events: Vec<(String, usize)> = connected
+                    .reading
+                    .phonemes
+                    .iter()
+                    .filter(|(_, at)| (start..end).contains(at))
+                    .map(|(name, at)| (name.clone(), at - start))
+                    .collect();
+                let starts = align::phone_starts(&phones, &events, end - start);
+                align::phone_frames(&starts, 0, per_frame, to - from)
+            });
+            SpokenWord {
+                phone_frames: phone_frames.flatten(),
+                phones,
+                codes: codes[from..to].to_vec(),
+            }
+        });
+        Ok(Some(words.collect()))
+    }
+}
+
+/// A sentence read once, connected, and where its words start.
+pub struct ConnectedReading {
+    pub reading: espeak::Reading,
+    /// The sample each word starts at, the first 0.
+    pub starts: Vec<usize>,
+    /// Each word's phones.
+    pub phones: Vec<Vec<Phone>>,
+}
+
+/// The teacher's connected reading of `said` ([`Teacher::speak_connected`]);
+/// None when it has no words or its word events do not match them.
+pub fn read_connected(
+    teacher: &Teacher,
+    said: &[Said],
+) -> Result<Option<ConnectedReading>, TeacherError> {
+    let (words, phones, pause_after) = marked_words(said.to_vec());
+    if words.is_empty() {
+        return Ok(None);
+    }
+    Ok(teacher
+        .speak_connected(&words, &pause_after)?
+        .map(|(reading, starts)| ConnectedReading {
+            reading,
+            starts,
+            phones,
+        }))
+}
+
+/// The frame of `frames` each word starting at `starts` (samples, `per_frame`
+/// of them a frame) starts at; None when a word would get no frame.
+pub fn word_frames(starts: &[usize], per_frame: f64, frames: usize) -> Option<Vec<usize>> {
+    let at: Vec<usize> = starts
+        .iter()
+        .map(|&s| (s as f64 / per_frame).round() as usize)
+        .collect();
+    let ordered = at.windows(2).all(|w| w[0] < w[1]);
+    (ordered && at.last().is_some_and(|&f| f < frames)).then_some(at)
+}
+
+/// The words of `said`, their phones, and whether a pause follows each.
+fn marked_words(said: Vec<Said>) -> (Vec<String>, Vec<Vec<Phone>>, Vec<bool>) {
+    let (mut words, mut phones, mut pause_after) = (Vec::new(), Vec::new(), Vec::new());
+    for s in said {
+        match s {
+            Said::Word(w, p) => {
+                words.push(w);
+                phones.push(p);
+                pause_after.push(false);
+            }
+            Said::Pause => {
+                if let Some(last) = pause_after.last_mut() {
+                    *last = true;
+                }
+            }
+        }
+    }
+    (words, phones, pause_after)
+}
+
+/// One word of a separate word-by-word reading, as training codes it.
+#[derive(Debug, Clone)]
+pub struct WordPiece {
+    pub phones: Vec<Phone>,
+    /// The word's reading with silence either side.
+    pub audio: Audio,
+    /// The sample the word's own reading starts at, and its length.
+    pub offset: usize,
+    pub spoken: usize,
+    /// espeak-ng's phonemes and the samples they start at, counted from
+    /// `offset`.
+    pub phonemes: Vec<(String, usize)>,
+}
+
+/// The teacher's reading of `said` word by word: a short silence either
+/// side of each word, and a longer one after a word that punctuation ends.
+/// Training codes each word's audio; the evaluation hears them joined, the
+/// best a pack trained on them can sound.
+pub fn read_words(teacher: &Teacher, said: Vec<Said>) -> Result<Vec<WordPiece>, TeacherError> {
+    let (words, phones, pause_after) = marked_words(said);
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pieces = teacher.speak_words(&words)?;
+    Ok(pieces
+        .into_iter()
+        .zip(pause_after)
+        .zip(phones)
+        .map(|((piece, pause), phones)| {
+            let rate = piece.audio.sample_rate;
+            let silence = |s: f64| vec![0f32; (s * f64::from(rate)) as usize];
+            let mut samples = silence(WORD_GAP_S);
+            let (offset, spoken) = (samples.len(), piece.audio.samples.len());
+            samples.extend_from_slice(&piece.audio.samples);
+            samples.extend(silence(if pause { PAUSE_S } else { WORD_GAP_S }));
+            WordPiece {
+                phones,
+                audio: Audio {
+                    samples,
+                    ..piece.audio
+                },
+                offset,
+                spoken,
+                phonemes: piece.phonemes,
+            }
+        })
+        .collect())
 }
 
 fn draw_sentence(pool: &[String], broad_share: f64, world: &mut World, split: Split) -> String {

@@ -77,6 +77,50 @@ impl Teacher {
             .collect()
     }
 
+    /// `words` read as one connected sentence (a comma after each word
+    /// `pause_after` marks), and the sample each word starts at (the first
+    /// at 0, so the words' spans tile the reading); None when espeak-ng's
+    /// word events do not start each word once.
+    pub fn speak_connected(
+        &self,
+        words: &[String],
+        pause_after: &[bool],
+    ) -> Result<Option<(Reading, Vec<usize>)>, TeacherError> {
+        let (mut text, mut positions) = (String::new(), Vec::new());
+        for (k, word) in words.iter().enumerate() {
+            if k > 0 {
+                text.push(' ');
+            }
+            // espeak-ng counts characters from 1.
+            positions.push(text.chars().count() + 1);
+            text.push_str(word);
+            if pause_after.get(k).copied().unwrap_or(false) && k + 1 < words.len() {
+                text.push(',');
+            }
+        }
+        let reading = self.read(&text, &text, false)?;
+        let starts: Option<Vec<usize>> = positions
+            .iter()
+            .map(|p| {
+                reading
+                    .words
+                    .iter()
+                    .find(|(at, _)| at == p)
+                    .map(|(_, s)| *s)
+            })
+            .collect();
+        let Some(mut starts) = starts else {
+            return Ok(None);
+        };
+        if starts.windows(2).any(|w| w[0] >= w[1]) {
+            return Ok(None);
+        }
+        if let Some(first) = starts.first_mut() {
+            *first = 0;
+        }
+        Ok(Some((reading, starts)))
+    }
+
     fn read(&self, input: &str, text: &str, ssml: bool) -> Result<Reading, TeacherError> {
         espeak::read(&self.voice, input, ssml).map_err(|why| match self.check() {
             Err(missing) => missing,
@@ -97,6 +141,12 @@ fn cut(reading: &Reading, range: Range<usize>) -> Reading {
             .iter()
             .filter(|(_, at)| range.contains(at))
             .map(|(name, at)| (name.clone(), at - range.start))
+            .collect(),
+        words: reading
+            .words
+            .iter()
+            .filter(|(_, at)| range.contains(at))
+            .map(|&(word, at)| (word, at - range.start))
             .collect(),
         audio: Audio {
             samples: reading.audio.samples[range].to_vec(),
@@ -249,6 +299,30 @@ mod tests {
             "{alone} vs {}",
             seconds[3]
         );
+    }
+
+    /// Needs espeak-ng.
+    #[test]
+    fn a_connected_reading_is_the_sentence_read_once_with_each_words_start() {
+        let t = Teacher::default();
+        let words: Vec<String> = "move the circle to the top and a flat torus"
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        let (reading, starts) = t.speak_connected(&words, &[false; 10]).unwrap().unwrap();
+        assert_eq!(reading.audio, t.speak(&words.join(" ")).unwrap());
+        assert_eq!(starts.len(), words.len());
+        assert_eq!(starts[0], 0);
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+        // "circle" starts where its first phoneme does, give or take 50 ms.
+        let s = reading.phonemes.iter().find(|p| p.0 == "s").unwrap().1;
+        assert!(starts[2].abs_diff(s) < 1100, "{starts:?} {s}");
+        // A pause after "top" is read as a comma: later words start later.
+        let mut pause = [false; 10];
+        pause[5] = true;
+        let (paused, later) = t.speak_connected(&words, &pause).unwrap().unwrap();
+        assert!(paused.audio.samples.len() > reading.audio.samples.len());
+        assert!(later[6] > starts[6] && later[5] == starts[5], "{later:?}");
     }
 
     #[test]
