@@ -143,18 +143,21 @@ fn load() -> Result<Library, String> {
     // the library open.
     unsafe {
         let lib = libloading::Library::new(LIBRARY).map_err(|e| e.to_string())?;
-        let initialize: libloading::Symbol<
-            unsafe extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int,
-        > = lib.get(b"espeak_Initialize").map_err(|e| e.to_string())?;
-        let set_callback: libloading::Symbol<unsafe extern "C" fn(Callback)> = lib
+        let initialize: unsafe extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int =
+            *lib.get(b"espeak_Initialize").map_err(|e| e.to_string())?;
+        let set_callback: unsafe extern "C" fn(Callback) = *lib
             .get(b"espeak_SetSynthCallback")
             .map_err(|e| e.to_string())?;
-        let set_voice = *lib
-            .get(b"espeak_SetVoiceByName")
-            .map_err(|e| e.to_string())?;
-        let synth = *lib.get(b"espeak_Synth").map_err(|e| e.to_string())?;
-        let synchronize = *lib.get(b"espeak_Synchronize").map_err(|e| e.to_string())?;
-        let terminate = *lib.get(b"espeak_Terminate").map_err(|e| e.to_string())?;
+        let mut library = Library {
+            set_voice: *lib
+                .get(b"espeak_SetVoiceByName")
+                .map_err(|e| e.to_string())?,
+            synth: *lib.get(b"espeak_Synth").map_err(|e| e.to_string())?,
+            synchronize: *lib.get(b"espeak_Synchronize").map_err(|e| e.to_string())?,
+            terminate: *lib.get(b"espeak_Terminate").map_err(|e| e.to_string())?,
+            sample_rate: 0,
+            _lib: lib,
+        };
         let rate = initialize(
             AUDIO_OUTPUT_SYNCHRONOUS,
             0,
@@ -162,20 +165,12 @@ fn load() -> Result<Library, String> {
             INITIALIZE_PHONEME_EVENTS,
         );
         if rate <= 0 {
-            let terminate: libloading::Symbol<unsafe extern "C" fn() -> c_int> =
-                lib.get(b"espeak_Terminate").map_err(|e| e.to_string())?;
-            terminate();
+            // Dropping `library` terminates what the call started.
             return Err("espeak_Initialize failed (is espeak-ng-data installed?)".into());
         }
         set_callback(collect);
-        Ok(Library {
-            _lib: lib,
-            sample_rate: rate as u32,
-            set_voice,
-            synth,
-            synchronize,
-            terminate,
-        })
+        library.sample_rate = rate as u32;
+        Ok(library)
     }
 }
 
