@@ -204,8 +204,11 @@ pub struct ConnectedReading {
     pub phones: Vec<Vec<Phone>>,
 }
 
-/// The teacher's connected reading of `said` ([`Teacher::speak_connected`]);
-/// None when it has no words or its word events do not match them.
+/// The teacher's connected reading of `said` ([`Teacher::speak_connected`]).
+/// A word espeak-ng read together with the one before ("on the") starts
+/// where the two words' phones, aligned to the pair's phoneme events, say
+/// its first phone does. None without words, or when the starts do not
+/// increase.
 pub fn read_connected(
     teacher: &Teacher,
     said: &[Said],
@@ -214,13 +217,46 @@ pub fn read_connected(
     if words.is_empty() {
         return Ok(None);
     }
-    Ok(teacher
-        .speak_connected(&words, &pause_after)?
-        .map(|(reading, starts)| ConnectedReading {
-            reading,
-            starts,
-            phones,
-        }))
+    let (reading, found) = teacher.speak_connected(&words, &pause_after)?;
+    let mut starts = Vec::with_capacity(found.len());
+    let mut k = 0;
+    while k < found.len() {
+        if let Some(start) = found[k] {
+            starts.push(start);
+            k += 1;
+            continue;
+        }
+        // Words k..next were read with word k - 1 (the first word always
+        // has its start).
+        let next = (k..found.len()).find(|&j| found[j].is_some());
+        let from = starts[k - 1];
+        let to = next
+            .and_then(|j| found[j])
+            .unwrap_or(reading.audio.samples.len());
+        let events: Vec<(String, usize)> = reading
+            .phonemes
+            .iter()
+            .filter(|(_, at)| (from..to).contains(at))
+            .map(|(name, at)| (name.clone(), at - from))
+            .collect();
+        let merged = &phones[k - 1..next.unwrap_or(found.len())];
+        let all: Vec<Phone> = merged.iter().flatten().cloned().collect();
+        let phone_starts = align::phone_starts(&all, &events, to.saturating_sub(from));
+        let mut first_phone = merged[0].len();
+        for word in &merged[1..] {
+            starts.push(from + phone_starts.get(first_phone).copied().unwrap_or(0));
+            first_phone += word.len();
+        }
+        k = next.unwrap_or(found.len());
+    }
+    if starts.windows(2).any(|w| w[0] >= w[1]) {
+        return Ok(None);
+    }
+    Ok(Some(ConnectedReading {
+        reading,
+        starts,
+        phones,
+    }))
 }
 
 /// The frame of `frames` each word starting at `starts` (samples, `per_frame`
@@ -309,5 +345,45 @@ fn draw_sentence(pool: &[String], broad_share: f64, world: &mut World, split: Sp
         sentences::broad_sentence(pool, rng.random())
     } else {
         sentences::world_sentence(world, split, rng.random_range(0..4))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Needs espeak-ng.
+    #[test]
+    fn a_word_read_with_the_one_before_starts_at_its_first_phone() {
+        let phone = |p: &str| {
+            p.split(" ")
+                .map(|x| Phone::parse(x).unwrap())
+                .collect::<Vec<Phone>>()
+        };
+        let said: Vec<Said> = [
+            ("a", "AH"),
+            ("circle", "S ER K AH L"),
+            ("on", "AA N"),
+            ("the", "DH AH"),
+            ("right", "R AY T"),
+        ]
+        .into_iter()
+        .map(|(w, p)| Said::Word(w.into(), phone(p)))
+        .collect();
+        let teacher = Teacher::default();
+        let connected = read_connected(&teacher, &said).unwrap().unwrap();
+        let s = &connected.starts;
+        assert_eq!(s.len(), 5);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+        // "the" starts at espeak-ng's "D", between "on" and "right".
+        let dh = connected
+            .reading
+            .phonemes
+            .iter()
+            .find(|p| p.0 == "D")
+            .unwrap()
+            .1;
+        assert_eq!(s[3], dh, "{s:?} {:?}", connected.reading.phonemes);
     }
 }
