@@ -385,8 +385,9 @@ pub struct SpeechRow {
     pub teacher_wer: f64,
     /// The teacher's reading coded and decoded by the pack's audio codec.
     pub codec_wer: f64,
-    /// The codes the pack was trained to write (for word-marker packs, each
-    /// word read and coded alone), decoded: the best the pack could sound.
+    /// The codes the pack was trained to write (for word-marker packs, the
+    /// words as its recipe's `word_reading` read them), decoded: the best
+    /// the pack could sound.
     pub trained_wer: f64,
 }
 
@@ -637,8 +638,8 @@ impl Report {
                  evaluated sentences: word error rate of the pack's text-to-speech beside the \
                  teacher's (espeak-ng) on the same sentences; then the teacher's reading \
                  through the pack's audio codec, and the codes the pack was trained to write \
-                 for them, decoded (word by word for word-marker packs): the best the pack \
-                 could sound.\n\n\
+                 for them, decoded (for word-marker packs, the words as its recipe read them): \
+                 the best the pack could sound.\n\n\
                  | sentences | count | pack WER | teacher WER | through the codec | as trained | difference (points) |\n\
                  |---|---:|---:|---:|---:|---:|---:|\n",
             );
