@@ -254,6 +254,24 @@ impl AudioLayout {
             .collect()
     }
 
+    /// The tokens whose probabilities count as the script's next opening
+    /// when the model moves on (`Allowed::Folded`): every marker and phoneme, so the model decides when the
+    /// next word (or phoneme) starts, the script which. Without the fold a
+    /// model that gave the end of a word to another opening than the
+    /// script's was masked and held the sound: packs trained on connected
+    /// readings spoke unheard sentences to the length limit. Empty without
+    /// word markers.
+    pub fn openings(&self) -> Vec<u32> {
+        if self.word_markers.is_empty() {
+            return Vec::new();
+        }
+        self.word_markers
+            .iter()
+            .chain(&self.phone_tokens)
+            .copied()
+            .collect()
+    }
+
     /// Whether `token` opens a word (a marker or an interleaved phoneme)
     /// rather than coding audio.
     pub fn is_word_token(&self, token: u32) -> bool {
@@ -544,5 +562,21 @@ mod tests {
             "each phoneme opens its own frames, the word's marker before its first"
         );
         assert!(layout.is_word_token(233) && !layout.is_word_token(101));
+    }
+
+    #[test]
+    fn every_marker_and_phoneme_counts_as_the_next_opening() {
+        let mut layout = snac_layout(Slots::Level);
+        assert!(layout.openings().is_empty(), "no markers, nothing folds");
+        layout.word_markers = vec![60, 61];
+        assert_eq!(layout.openings(), vec![60, 61], "markers alone");
+        layout.interleave_phonemes(vec![200, 201], false);
+        assert_eq!(
+            layout.openings(),
+            vec![60, 61, 200, 201],
+            "a word's phonemes after its marker fold too, not only a phoneme per opening"
+        );
+        layout.interleave_phonemes(vec![200, 201], true);
+        assert_eq!(layout.openings(), vec![60, 61, 200, 201]);
     }
 }

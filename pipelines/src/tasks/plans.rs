@@ -419,18 +419,7 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
     let (begin, end) = (layout.begin, layout.end);
     let openings: usize = word_plan.iter().map(Vec::len).sum();
     let max_tokens = 2 + max_frames * layout.frame_len() + openings;
-    // With a phoneme per opening the model decides when the next phoneme
-    // starts, not which: whichever phoneme or marker it writes counts.
-    let fold: Vec<u32> = if layout.phoneme_frames {
-        layout
-            .word_markers
-            .iter()
-            .chain(&layout.phone_tokens)
-            .copied()
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let fold = layout.openings();
     let constraint: MakeConstraint = Box::new(move || {
         Box::new(
             AudioFrames::new(begin, end, positions.clone(), max_frames, word_plan.clone())
