@@ -20,7 +20,7 @@ use crate::recipe::WordReading;
 use crate::speech::sentences::world_sentence;
 pub use crate::speech::sentences::OUTSIDE;
 use crate::speech::teacher::{Teacher, TeacherError};
-use crate::speech::{read_connected, read_words, word_frames};
+use crate::speech::{read_connected, read_words};
 use crate::world::{Edit, Motion, Object, Scene, SolidSpec, Split, World};
 use read::{read_motion, read_scene, read_solid, Reading};
 use speech::{word_error_rate, words, Recogniser, RecogniserError};
@@ -436,12 +436,14 @@ pub(crate) fn trained_codes(
     let said = phonemizer.words(sentence);
     if reading == WordReading::Connected {
         if let Some(connected) = read_connected(teacher, &said)? {
-            let audio = &connected.reading.audio;
-            let codes = layout.encode(audio).map_err(EvalError::Codec)?;
-            let per_frame =
-                layout.hop as f64 * f64::from(audio.sample_rate) / f64::from(codes.sample_rate);
+            let codes = layout
+                .encode(&connected.reading.audio)
+                .map_err(EvalError::Codec)?;
             let frames = codes.codes.first().map_or(0, Vec::len);
-            if word_frames(&connected.starts, per_frame, frames).is_some() {
+            if connected
+                .word_frames(layout.hop, codes.sample_rate, frames)
+                .is_some()
+            {
                 return Ok(codes);
             }
         }

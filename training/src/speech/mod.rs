@@ -162,9 +162,8 @@ impl SpeechKit {
         let codes = self.codec.encode_audio(audio)?;
         let codes = codes.codes.into_iter().next().unwrap_or_default();
         let codec = self.codec.config();
-        let per_frame =
-            codec.hop as f64 * f64::from(audio.sample_rate) / f64::from(codec.sample_rate);
-        let Some(frames) = word_frames(&connected.starts, per_frame, codes.len()) else {
+        let per_frame = connected.samples_per_frame(codec.hop, codec.sample_rate);
+        let Some(frames) = connected.word_frames(codec.hop, codec.sample_rate, codes.len()) else {
             return Ok(None);
         };
         let samples = audio.samples.len();
@@ -202,6 +201,25 @@ pub struct ConnectedReading {
     pub starts: Vec<usize>,
     /// Each word's phones.
     pub phones: Vec<Vec<Phone>>,
+}
+
+impl ConnectedReading {
+    /// The reading's samples in one frame of a codec whose frames are
+    /// `hop` samples at `codec_rate`.
+    pub fn samples_per_frame(&self, hop: usize, codec_rate: u32) -> f64 {
+        hop as f64 * f64::from(self.reading.audio.sample_rate) / f64::from(codec_rate)
+    }
+
+    /// The frame of the reading's `frames` codes each word starts at (as
+    /// training cuts them, and the evaluation checks); None when a word
+    /// would get no frame.
+    pub fn word_frames(&self, hop: usize, codec_rate: u32, frames: usize) -> Option<Vec<usize>> {
+        word_frames(
+            &self.starts,
+            self.samples_per_frame(hop, codec_rate),
+            frames,
+        )
+    }
 }
 
 /// The teacher's connected reading of `said` ([`Teacher::speak_connected`]).
