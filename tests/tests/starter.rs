@@ -86,19 +86,20 @@ fn a_chat_request_to_the_starter_pack_is_refused_naming_its_tasks() {
 }
 
 /// Cases each task must pass: the committed pack's own results on this
-/// subset (2026-12-05, the twelfth run: caption 3/4, transcribe 3/4,
-/// text-to-image 4/4, image-edit 4/4, text-to-video 4/4, text-to-mesh 4/4,
-/// text-to-speech 4/6 heard exactly since every opening folds) less one,
-/// room for another CPU's rounding.
+/// subset (2026-12-05, the sixteenth run: caption 4/4, transcribe 3/4,
+/// text-to-image 3/4, image-edit 4/4, text-to-video 4/4, text-to-mesh 4/4,
+/// text-to-speech 4/6 heard exactly) less one, room for another CPU's
+/// rounding.
 const FLOORS: [(TaskName, usize); 7] = [
-    (TaskName::TextToImage, 3),
-    (TaskName::Caption, 2),
+    (TaskName::TextToImage, 2),
+    (TaskName::Caption, 3),
     (TaskName::ImageEdit, 3),
     (TaskName::TextToVideo, 3),
     (TaskName::TextToMesh, 3),
     (TaskName::Transcribe, 2),
     (TaskName::TextToSpeech, 3),
 ];
-/// The pack's world sentences here were heard with 5.9% of words wrong; a
-/// random pack is not heard at all (100%).
-const MAX_WORLD_WER: f64 = 0.5;
+/// The pack's world sentences here were heard with 8.8% of words wrong
+/// (the teacher's own reading through the pack's codec too); a random pack
+/// is not heard at all (100%).
+const MAX_WORLD_WER: f64 = 0.25;

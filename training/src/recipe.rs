@@ -446,7 +446,7 @@ mod tests {
         std::fs::write(&path, text.replace("mesh_extent: 2.0", "mesh_extent: 0")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("vocab.mesh_extent"), "{e}");
-        std::fs::write(&path, text.replace("temperature: 0.7", "temperature: -1")).unwrap();
+        std::fs::write(&path, text.replace("temperature: 0.3", "temperature: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("speech.temperature"), "{e}");
         let dropout = text.replace("prompt_dropout: 0.1", "prompt_dropout: 1.5");
