@@ -491,9 +491,11 @@ mod tests {
         std::fs::write(&path, &connected).unwrap();
         let r = Recipe::load(&path).unwrap();
         assert_eq!(r.speech.unwrap().word_reading, WordReading::Connected);
+        // Without markers nothing may follow them either.
         let unmarked = connected
             .replace("word_markers: 32", "word_markers: 0")
-            .replace("word_phonemes: true", "word_phonemes: false");
+            .replace("word_phonemes: true", "word_phonemes: false")
+            .replace("phoneme_frames: true", "phoneme_frames: false");
         std::fs::write(&path, unmarked).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(
