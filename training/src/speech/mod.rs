@@ -214,11 +214,14 @@ impl ConnectedReading {
     /// training cuts them, and the evaluation checks); None when a word
     /// would get no frame.
     pub fn word_frames(&self, hop: usize, codec_rate: u32, frames: usize) -> Option<Vec<usize>> {
-        word_frames(
-            &self.starts,
-            self.samples_per_frame(hop, codec_rate),
-            frames,
-        )
+        let per_frame = self.samples_per_frame(hop, codec_rate);
+        let at: Vec<usize> = self
+            .starts
+            .iter()
+            .map(|&s| (s as f64 / per_frame).round() as usize)
+            .collect();
+        let ordered = at.windows(2).all(|w| w[0] < w[1]);
+        (ordered && at.last().is_some_and(|&f| f < frames)).then_some(at)
     }
 }
 
@@ -275,17 +278,6 @@ pub fn read_connected(
         starts,
         phones,
     }))
-}
-
-/// The frame of `frames` each word starting at `starts` (samples, `per_frame`
-/// of them a frame) starts at; None when a word would get no frame.
-pub fn word_frames(starts: &[usize], per_frame: f64, frames: usize) -> Option<Vec<usize>> {
-    let at: Vec<usize> = starts
-        .iter()
-        .map(|&s| (s as f64 / per_frame).round() as usize)
-        .collect();
-    let ordered = at.windows(2).all(|w| w[0] < w[1]);
-    (ordered && at.last().is_some_and(|&f| f < frames)).then_some(at)
 }
 
 /// The words of `said`, their phones, and whether a pause follows each.
