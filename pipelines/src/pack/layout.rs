@@ -257,11 +257,10 @@ impl AudioLayout {
     /// The tokens whose probabilities count as the script's next opening
     /// when the model moves on (`Allowed::Folded`): every marker and
     /// phoneme, so the model decides when the next word (or phoneme)
-    /// starts, the script which. Without the fold a
-    /// model that gave the end of a word to another opening than the
-    /// script's was masked and held the sound: packs trained on connected
-    /// readings spoke unheard sentences to the length limit. Empty without
-    /// word markers.
+    /// starts, the script which. Without the fold a model that gave the end
+    /// of a word to another opening than the script's was masked and held
+    /// the sound: packs trained on connected readings spoke unheard
+    /// sentences to the length limit. Empty without word markers.
     pub fn openings(&self) -> Vec<u32> {
         if self.word_markers.is_empty() {
             return Vec::new();
