@@ -99,6 +99,11 @@ pub struct SpeechRecipe {
     /// Share of text-to-speech sentences drawn over the whole lexicon
     /// (the rest are world sentences).
     pub broad_share: f64,
+    /// The same share among the sentences the mel codebook is fitted on;
+    /// absent, `broad_share`. Apart, more training sentences may go
+    /// outside the world without taking codes from the world's sounds.
+    #[serde(default)]
+    pub fit_broad_share: Option<f64>,
     /// Numbered markers (`<|word_0|>` ...) that open each word's phonemes
     /// in a text-to-speech prompt and each word's codes in its audio (the
     /// teacher then reads word by word); 0 for none.
@@ -125,6 +130,13 @@ pub struct SpeechRecipe {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub top_p: Option<f32>,
+}
+
+impl SpeechRecipe {
+    /// The share of broad sentences the mel codebook is fitted on.
+    pub fn fit_share(&self) -> f64 {
+        self.fit_broad_share.unwrap_or(self.broad_share)
+    }
 }
 
 /// How the teacher reads the words of a word-marked sentence.
@@ -334,6 +346,9 @@ impl Recipe {
             Some(s) if !(0.0..=1.0).contains(&s.broad_share) => {
                 return bad("speech.broad_share must be between 0 and 1");
             }
+            Some(s) if !(0.0..=1.0).contains(&s.fit_share()) => {
+                return bad("speech.fit_broad_share must be between 0 and 1");
+            }
             Some(s) if s.word_markers > MAX_WORD_MARKERS => {
                 return bad("speech.word_markers must be at most 256");
             }
@@ -446,6 +461,22 @@ mod tests {
         std::fs::write(&path, text.replace("mesh_extent: 2.0", "mesh_extent: 0")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("vocab.mesh_extent"), "{e}");
+        let fit = text.replace(
+            "broad_share: 0.5",
+            "broad_share: 0.5\n  fit_broad_share: 1.5",
+        );
+        std::fs::write(&path, fit).unwrap();
+        let e = Recipe::load(&path).unwrap_err().to_string();
+        assert!(e.contains("speech.fit_broad_share"), "{e}");
+        let fit = text.replace(
+            "broad_share: 0.5",
+            "broad_share: 0.8\n  fit_broad_share: 0.5",
+        );
+        std::fs::write(&path, fit).unwrap();
+        let speech = Recipe::load(&path).unwrap().speech.unwrap();
+        assert_eq!((speech.broad_share, speech.fit_share()), (0.8, 0.5));
+        let speech = Recipe::load(&starter()).unwrap().speech.unwrap();
+        assert_eq!(speech.fit_share(), speech.broad_share);
         std::fs::write(&path, text.replace("temperature: 0.3", "temperature: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("speech.temperature"), "{e}");

@@ -58,6 +58,7 @@ pub fn tiny_speech(dir: &Path) -> Recipe {
         fit_sentences: 6,
         iterations: 3,
         broad_share: 0.5,
+        fit_broad_share: None,
         word_markers: 4,
         word_phonemes: true,
         phoneme_frames: false,

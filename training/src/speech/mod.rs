@@ -68,7 +68,8 @@ pub struct SpokenWord {
 impl SpeechKit {
     /// Reads the lexicon, learns its letter-to-sound rules, checks the
     /// teacher and fits the mel codebook to the teacher reading
-    /// `fit_sentences` sentences drawn from `seed`.
+    /// `fit_sentences` sentences drawn from `seed` (`fit_broad_share` of
+    /// them over the lexicon).
     pub fn fit(recipe: &SpeechRecipe, seed: u64) -> Result<SpeechKit, SpeechError> {
         let path = recipe.lexicon.display().to_string();
         let text = std::fs::read_to_string(&recipe.lexicon).map_err(|e| SpeechError::Lexicon {
@@ -82,12 +83,9 @@ impl SpeechKit {
         };
         teacher.check()?;
         let pool = sentences::word_pool(&lexicon);
-        let mut world = World::new(seed);
-        let audio = (0..recipe.fit_sentences)
-            .map(|_| {
-                let text = draw_sentence(&pool, recipe.broad_share, &mut world, Split::Train);
-                teacher.speak(&text)
-            })
+        let audio = fit_texts(&pool, recipe, seed)
+            .iter()
+            .map(|text| teacher.speak(text))
             .collect::<Result<Vec<_>, _>>()?;
         let config = MelConfig {
             codes: recipe.codes,
@@ -349,6 +347,14 @@ pub fn read_words(teacher: &Teacher, said: Vec<Said>) -> Result<Vec<WordPiece>, 
         .collect())
 }
 
+/// The sentences the mel codebook is fitted on.
+fn fit_texts(pool: &[String], recipe: &SpeechRecipe, seed: u64) -> Vec<String> {
+    let mut world = World::new(seed);
+    (0..recipe.fit_sentences)
+        .map(|_| draw_sentence(pool, recipe.fit_share(), &mut world, Split::Train))
+        .collect()
+}
+
 fn draw_sentence(pool: &[String], broad_share: f64, world: &mut World, split: Split) -> String {
     let mut rng = ChaCha8Rng::seed_from_u64(world.draw_seed());
     if rng.random::<f64>() < broad_share {
@@ -362,6 +368,21 @@ fn draw_sentence(pool: &[String], broad_share: f64, world: &mut World, split: Sp
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_codec_fits_on_its_own_share_of_broad_sentences() {
+        let pool: Vec<String> = ["zebra", "quantum", "harbour"].map(String::from).into();
+        let dir = tempfile::tempdir().unwrap();
+        let mut recipe = crate::testing::tiny_speech(dir.path()).speech.unwrap();
+        recipe.fit_sentences = 40;
+        recipe.broad_share = 0.0;
+        let world_only = fit_texts(&pool, &recipe, 3);
+        recipe.broad_share = 1.0;
+        let broad = fit_texts(&pool, &recipe, 3);
+        assert_ne!(world_only, broad);
+        recipe.fit_broad_share = Some(0.0);
+        assert_eq!(fit_texts(&pool, &recipe, 3), world_only);
+    }
 
     /// Needs espeak-ng.
     #[test]
