@@ -88,8 +88,8 @@ fn a_chat_request_to_the_starter_pack_is_refused_naming_its_tasks() {
 /// Cases each task must pass: the committed pack's own results on this
 /// subset (2026-12-05, the sixteenth run: caption 4/4, transcribe 3/4,
 /// text-to-image 3/4, image-edit 4/4, text-to-video 4/4, text-to-mesh 4/4,
-/// text-to-speech 4/6 heard exactly) less one, room for another CPU's
-/// rounding.
+/// text-to-speech 4/6 heard exactly, 5/6 since the recogniser searches in
+/// full) less one, room for another CPU's rounding.
 const FLOORS: [(TaskName, usize); 7] = [
     (TaskName::TextToImage, 2),
     (TaskName::Caption, 3),
@@ -97,9 +97,11 @@ const FLOORS: [(TaskName, usize); 7] = [
     (TaskName::TextToVideo, 3),
     (TaskName::TextToMesh, 3),
     (TaskName::Transcribe, 2),
-    (TaskName::TextToSpeech, 3),
+    (TaskName::TextToSpeech, 4),
 ];
-/// The pack's world sentences here were heard with 8.8% of words wrong
-/// (the teacher's own reading through the pack's codec too); a random pack
-/// is not heard at all (100%).
-const MAX_WORLD_WER: f64 = 0.25;
+/// The pack's world sentences here are heard with no word wrong (8.8%
+/// when the recogniser's live beams pruned short sentences). The grammar
+/// forces noise onto some sentence, mostly its shortest (random mel codes
+/// decoded were heard as "a tall cube" 4 times in 5), so a pack that says
+/// nothing still gets most words of these long sentences wrong.
+const MAX_WORLD_WER: f64 = 0.1;
