@@ -135,7 +135,7 @@ impl SpeechKit {
                 let rate = word.audio.sample_rate;
                 let codes = self.codec.encode_audio(&word.audio)?;
                 let codes = codes.codes.into_iter().next().unwrap_or_default();
-                let per_frame = codec.hop as f64 * f64::from(rate) / f64::from(codec.sample_rate);
+                let per_frame = samples_per_frame(codec.hop, rate, codec.sample_rate);
                 let phone_frames = self.phoneme_frames.then(|| {
                     let starts = align::phone_starts(&word.phones, &word.phonemes, word.spoken);
                     align::phone_frames(&starts, word.offset, per_frame, codes.len())
@@ -205,7 +205,7 @@ impl ConnectedReading {
     /// The reading's samples in one frame of a codec whose frames are
     /// `hop` samples at `codec_rate`.
     pub fn samples_per_frame(&self, hop: usize, codec_rate: u32) -> f64 {
-        hop as f64 * f64::from(self.reading.audio.sample_rate) / f64::from(codec_rate)
+        samples_per_frame(hop, self.reading.audio.sample_rate, codec_rate)
     }
 
     /// The frame of the reading's `frames` codes each word starts at (as
@@ -345,6 +345,12 @@ pub fn read_words(teacher: &Teacher, said: Vec<Said>) -> Result<Vec<WordPiece>, 
             }
         })
         .collect())
+}
+
+/// Samples at `audio_rate` in one frame of a codec whose frames are `hop`
+/// samples at `codec_rate`.
+fn samples_per_frame(hop: usize, audio_rate: u32, codec_rate: u32) -> f64 {
+    hop as f64 * f64::from(audio_rate) / f64::from(codec_rate)
 }
 
 /// The sentences the mel codebook is fitted on.
