@@ -638,11 +638,12 @@ impl Report {
             out.push_str(
                 "\nSpeech, heard by pocketsphinx (US English model) with a grammar of the \
                  evaluated sentences searched in full (beams far wider than its live \
-                 defaults, which heard short sentences from mel codes as nothing): word error rate of the pack's text-to-speech beside the \
-                 teacher's (espeak-ng) on the same sentences; then the teacher's reading \
-                 through the pack's audio codec, and the codes the pack was trained to write \
-                 for them, decoded (for word-marker packs, the words as its recipe read them): \
-                 the best the pack could sound.\n\n\
+                 defaults, which heard short sentences from mel codes as nothing): word \
+                 error rate of the pack's text-to-speech beside the teacher's (espeak-ng) on \
+                 the same sentences; then the teacher's reading through the pack's audio \
+                 codec, and the codes the pack was trained to write for them, decoded (for \
+                 word-marker packs, the words as its recipe read them): the best the pack \
+                 could sound.\n\n\
                  | sentences | count | pack WER | teacher WER | through the codec | as trained | difference (points) |\n\
                  |---|---:|---:|---:|---:|---:|---:|\n",
             );

@@ -248,11 +248,5 @@ mod tests {
             .unwrap();
         let heard = recogniser.hear(&decoded).unwrap();
         assert_eq!(words(&sentences[0]), heard);
-        let silence = Audio::silence(16_000, 1, 1.0);
-        let heard = recogniser.hear(&silence).unwrap();
-        assert!(
-            word_error_rate(&words(&sentences[0]), &heard) > 0.5,
-            "{heard:?}"
-        );
     }
 }
