@@ -137,7 +137,7 @@ pub fn write_pack(
                 String::new()
             } else {
                 format!(
-                    "    word_markers: [{}]\n{}",
+                    "    word_markers: [{}]\n{}    silent_codes: [{}]\n",
                     kit.word_markers.join(", "),
                     if kit.phoneme_frames {
                         "    phoneme_frames: true\n"
@@ -145,7 +145,13 @@ pub fn write_pack(
                         "    word_phonemes: true\n"
                     } else {
                         ""
-                    }
+                    },
+                    kit.codec
+                        .silent_codes()
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         );
@@ -291,6 +297,13 @@ mod tests {
         let (prepared, pack) = untrained_pack(dir.path(), &recipe);
         let layout = pack.audio.as_ref().unwrap();
         assert!(layout.phoneme_frames);
+        let silent: Vec<u32> = prepared.speech.as_ref().unwrap().codec.silent_codes();
+        assert!(!silent.is_empty(), "the teacher's readings end in silence");
+        let silent: Vec<u32> = silent.iter().map(|c| layout.first + c).collect();
+        assert_eq!(
+            layout.silent, silent,
+            "the pack names its codec's silent codes"
+        );
         let writer = prepared.writer();
         for sentence in [
             "a large red circle at the top left.",
@@ -306,6 +319,11 @@ mod tests {
                 })
                 .sum();
             assert_eq!(plan.len(), phones, "one opening per phoneme");
+            assert!(
+                plan.iter().rev().skip(1).all(|o| !o.ends_phrase)
+                    && plan[plan.len() - 1].ends_phrase,
+                "{sentence}: only the last phoneme ends a phrase"
+            );
             let target = writer.text_to_speech(sentence).unwrap().target;
             // The audio block: begin, then openings each followed by codes.
             let block = &target[1..target.len() - 2];
@@ -314,6 +332,7 @@ mod tests {
             for run in block.split(code).filter(|r| !r.is_empty()) {
                 written.push(run.to_vec());
             }
+            let plan: Vec<Vec<u32>> = plan.into_iter().map(|o| o.tokens).collect();
             assert_eq!(written, plan, "{sentence}");
             assert!(!code(&block[0]) && code(&block[block.len() - 1]));
         }

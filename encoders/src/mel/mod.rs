@@ -27,6 +27,11 @@ use spectrum::{griffin_lim, mel_filters, Stft};
 /// Floor under mel energies before the log.
 const LOG_FLOOR: f32 = 1e-5;
 
+/// A code whose mean log-mel lies within this of the floor's (ln 1e-5 =
+/// -11.5) decodes as silence. The starter pack's teacher: silence on the
+/// floor, its quietest speech (stop closures) at -8 and above.
+const SILENCE_MARGIN: f32 = 2.5;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MelConfig {
@@ -132,6 +137,17 @@ impl MelCodec {
 
     pub fn config(&self) -> &MelConfig {
         &self.config
+    }
+
+    /// The codes that decode as silence (see [`SILENCE_MARGIN`]).
+    pub fn silent_codes(&self) -> Vec<u32> {
+        let quiet = LOG_FLOOR.ln() + SILENCE_MARGIN;
+        self.codebook
+            .chunks(self.config.n_mels.max(1))
+            .enumerate()
+            .filter(|(_, row)| row.iter().sum::<f32>() / (row.len() as f32) < quiet)
+            .map(|(code, _)| code as u32)
+            .collect()
     }
 
     /// Fits the codebook to the log-mel frames of `audio` by k-means, seeded.
@@ -378,6 +394,38 @@ mod tests {
         assert_eq!(
             opened.encode(&Media::Audio(audio[2].clone())).unwrap(),
             Codes::Audio(codes)
+        );
+    }
+
+    #[test]
+    fn silence_codes_as_silent_codes_and_speech_as_none() {
+        // The voices with half a second of silence after each.
+        let audio: Vec<Audio> = voices()
+            .into_iter()
+            .map(|a| {
+                let mut samples = a.samples;
+                samples.extend(std::iter::repeat_n(0.0, 8_000));
+                Audio::new(16_000, 1, samples).unwrap()
+            })
+            .collect();
+        let config = MelConfig {
+            codes: 32,
+            ..MelConfig::default()
+        };
+        let codec = MelCodec::fit(&audio, config, 3, 30).unwrap();
+        let silent = codec.silent_codes();
+        assert!(!silent.is_empty());
+        let codes = |a: &Audio| codec.encode_audio(a).unwrap().codes.remove(0);
+        let quiet = Audio::new(16_000, 1, vec![0.0; 4_000]).unwrap();
+        assert!(codes(&quiet).iter().all(|c| silent.contains(c)));
+        // The middle of a voice, where its envelope is loud.
+        let voice = &audio[1].samples[4_000..12_000];
+        let voice = Audio::new(16_000, 1, voice.to_vec()).unwrap();
+        let spoken = codes(&voice);
+        let n = spoken.len();
+        assert!(
+            spoken[2..n - 2].iter().all(|c| !silent.contains(c)),
+            "{spoken:?} against {silent:?}"
         );
     }
 

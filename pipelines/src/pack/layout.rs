@@ -174,6 +174,18 @@ pub struct AudioLayout {
     /// Whether each phoneme opens its own frames (rather than all of a
     /// word's phonemes following its marker).
     pub phoneme_frames: bool,
+    /// The codes (as tokens) the codec decodes as silence: a model may
+    /// write them only where a phrase ends (see [`Opening`]).
+    pub silent: Vec<u32>,
+}
+
+/// One opening of a prompt's speech (see [`AudioLayout::word_plan`]): the
+/// tokens that open it, and whether its frames end a phrase (the last
+/// opening before a pause or the end, where the teacher falls silent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub tokens: Vec<u32>,
+    pub ends_phrase: bool,
 }
 
 impl AudioLayout {
@@ -206,6 +218,7 @@ impl AudioLayout {
             phone_tokens: Vec::new(),
             word_phonemes: Vec::new(),
             phoneme_frames: false,
+            silent: Vec::new(),
         }
     }
 
@@ -224,34 +237,46 @@ impl AudioLayout {
     /// frames: per word, its marker, then its phonemes when the layout
     /// interleaves them; with `phoneme_frames` one opening per phoneme
     /// (the word's marker before its first). Empty without word markers.
-    pub fn word_plan(&self, said: &[Said]) -> Vec<Vec<u32>> {
+    pub fn word_plan(&self, said: &[Said]) -> Vec<Opening> {
         if self.word_markers.is_empty() {
             return Vec::new();
         }
-        said.iter()
-            .filter_map(|s| match s {
-                Said::Word(_, phones) => Some(phones),
+        let words: Vec<(&Vec<_>, bool)> = said
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                // A word's frames end a phrase before a pause or the end.
+                Said::Word(_, phones) => Some((
+                    phones,
+                    !said[i + 1..].iter().any(|s| matches!(s, Said::Word(..)))
+                        || matches!(said.get(i + 1), Some(Said::Pause)),
+                )),
                 Said::Pause => None,
             })
-            .enumerate()
-            .flat_map(|(k, phones)| {
-                let marker = self.word_markers[k % self.word_markers.len()];
-                // Every phone has a token: `interleave_phonemes` took one per phone.
-                let tokens = phones
-                    .iter()
-                    .filter_map(|p| self.phone_tokens.get(usize::from(p.0)).copied());
-                if self.phoneme_frames {
-                    let mut openings: Vec<Vec<u32>> = tokens.map(|t| vec![t]).collect();
-                    match openings.first_mut() {
-                        Some(first) => first.insert(0, marker),
-                        None => openings.push(vec![marker]),
-                    }
-                    openings
-                } else {
-                    vec![std::iter::once(marker).chain(tokens).collect()]
-                }
-            })
-            .collect()
+            .collect();
+        let mut plan = Vec::new();
+        for (k, (phones, ends_phrase)) in words.into_iter().enumerate() {
+            let marker = self.word_markers[k % self.word_markers.len()];
+            // Every phone has a token: `interleave_phonemes` took one per phone.
+            let tokens = phones
+                .iter()
+                .filter_map(|p| self.phone_tokens.get(usize::from(p.0)).copied());
+            let mut openings: Vec<Vec<u32>> = if self.phoneme_frames {
+                tokens.map(|t| vec![t]).collect()
+            } else {
+                vec![tokens.collect()]
+            };
+            match openings.first_mut() {
+                Some(first) => first.insert(0, marker),
+                None => openings.push(vec![marker]),
+            }
+            let last = openings.len() - 1;
+            plan.extend(openings.into_iter().enumerate().map(|(i, tokens)| Opening {
+                tokens,
+                ends_phrase: ends_phrase && i == last,
+            }));
+        }
+        plan
     }
 
     /// The tokens whose probabilities count as the script's next opening
@@ -548,18 +573,26 @@ mod tests {
         let mut layout = snac_layout(Slots::Level);
         assert!(layout.word_plan(&said).is_empty(), "no markers, no plan");
         layout.word_markers = vec![60, 61];
-        assert_eq!(layout.word_plan(&said), vec![vec![60], vec![61]]);
+        let tokens = |plan: Vec<Opening>| plan.into_iter().map(|o| o.tokens).collect::<Vec<_>>();
+        assert_eq!(tokens(layout.word_plan(&said)), vec![vec![60], vec![61]]);
         let phones: Vec<u32> = (0..39).map(|i| 200 + i).collect();
         layout.interleave_phonemes(phones.clone(), false);
         assert_eq!(
-            layout.word_plan(&said),
+            tokens(layout.word_plan(&said)),
             vec![vec![60, 230, 233], vec![61, 202]]
         );
         layout.interleave_phonemes(phones, true);
+        let plan = layout.word_plan(&said);
         assert_eq!(
-            layout.word_plan(&said),
+            tokens(plan.clone()),
             vec![vec![60, 230], vec![233], vec![61, 202]],
             "each phoneme opens its own frames, the word's marker before its first"
+        );
+        let ends: Vec<bool> = plan.iter().map(|o| o.ends_phrase).collect();
+        assert_eq!(
+            ends,
+            vec![false, true, true],
+            "a word's last phoneme ends a phrase before a pause and at the end"
         );
         assert!(layout.is_word_token(233) && !layout.is_word_token(101));
     }

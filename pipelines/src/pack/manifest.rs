@@ -133,6 +133,13 @@ pub struct AudioBlock {
     /// model then only decides when each phoneme ends.
     #[serde(default)]
     pub phoneme_frames: bool,
+    /// The codes the codec decodes as silence. With `word_markers`, the
+    /// model may write them only in the frames that end a phrase (before a
+    /// pause or the end): the teacher falls silent nowhere else, and a
+    /// model that fell silent mid-sentence took it for the end and never
+    /// spoke again.
+    #[serde(default)]
+    pub silent_codes: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -162,6 +162,13 @@ impl Pack {
                         .collect::<Result<Vec<u32>>>()?;
                     layout.interleave_phonemes(phonemes, spec.phoneme_frames);
                 }
+                if let Some(c) = spec.silent_codes.iter().find(|&&c| c >= layout.codes) {
+                    return Err(bad(format!(
+                        "modalities.audio.silent_codes: code {c} is not one of the codec's {}",
+                        layout.codes
+                    )));
+                }
+                layout.silent = spec.silent_codes.iter().map(|c| layout.first + c).collect();
                 Some(layout)
             }
         };

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::generate::{Allowed, TokenConstraint};
-use crate::pack::layout::ImageLayout;
+use crate::pack::layout::{ImageLayout, Opening};
 
 /// A fixed sequence of steps: each step's allowed set, then done. Image
 /// blocks (`begin`, h x w codes, `end`), edits (kept positions forced) and
@@ -75,7 +75,7 @@ pub(crate) struct AudioFrames {
     pub(crate) end: u32,
     pub(crate) positions: Vec<Range<u32>>,
     pub(crate) max_frames: usize,
-    pub(crate) words: Vec<Vec<u32>>,
+    pub(crate) words: Vec<Opening>,
     started: bool,
     /// Code tokens accepted so far (openings left out).
     codes: usize,
@@ -89,6 +89,9 @@ pub(crate) struct AudioFrames {
     /// Tokens whose probability counts as the next opening's (or the
     /// end's) where one may come: see [`AudioFrames::folding`].
     fold: Vec<u32>,
+    /// Codes kept out of openings that do not end a phrase: see
+    /// [`AudioFrames::silencing`].
+    silent: Vec<u32>,
 }
 
 impl AudioFrames {
@@ -97,14 +100,14 @@ impl AudioFrames {
         end: u32,
         positions: Vec<Range<u32>>,
         max_frames: usize,
-        words: Vec<Vec<u32>>,
+        words: Vec<Opening>,
     ) -> Self {
         AudioFrames {
             begin,
             end,
             positions,
             max_frames: max_frames.max(1),
-            words: words.into_iter().filter(|w| !w.is_empty()).collect(),
+            words: words.into_iter().filter(|w| !w.tokens.is_empty()).collect(),
             started: false,
             codes: 0,
             said: 0,
@@ -112,6 +115,7 @@ impl AudioFrames {
             after_opening: false,
             ended: false,
             fold: Vec::new(),
+            silent: Vec::new(),
         }
     }
 
@@ -125,8 +129,50 @@ impl AudioFrames {
         self
     }
 
+    /// Keeps the codes of `silent` (sorted or not) out of every opening
+    /// but those that end a phrase. The teacher is silent only there (stop
+    /// closures are quiet, not silent), so a model that fell silent
+    /// mid-sentence took it for the end: with the end masked until the
+    /// last word, it wrote silence, or one code over and over, to the
+    /// length limit.
+    pub(crate) fn silencing(mut self, mut silent: Vec<u32>) -> Self {
+        silent.sort_unstable();
+        silent.dedup();
+        self.silent = silent;
+        self
+    }
+
     fn next_opening(&self) -> Option<u32> {
-        self.words.get(self.said).map(|w| w[0])
+        self.words.get(self.said).map(|w| w.tokens[0])
+    }
+
+    /// The tokens of frame position `p`: without the silent codes inside
+    /// a phrase.
+    fn position(&self, p: usize) -> Vec<Range<u32>> {
+        let range = self.positions[p].clone();
+        let in_phrase = match self.said.checked_sub(1) {
+            Some(k) => !self.words[k].ends_phrase,
+            None => false,
+        };
+        if !in_phrase || self.silent.is_empty() {
+            return vec![range];
+        }
+        let mut out = Vec::new();
+        let mut from = range.start;
+        for &t in self.silent.iter().filter(|t| range.contains(t)) {
+            if from < t {
+                out.push(from..t);
+            }
+            from = t + 1;
+        }
+        if from < range.end {
+            out.push(from..range.end);
+        }
+        // A codec of nothing but silence still needs its frames.
+        if out.is_empty() {
+            out.push(range);
+        }
+        out
     }
 }
 
@@ -139,7 +185,7 @@ impl TokenConstraint for AudioFrames {
             return Allowed::token(self.begin);
         }
         if self.pending > 0 {
-            let opening = &self.words[self.said - 1];
+            let opening = &self.words[self.said - 1].tokens;
             return Allowed::token(opening[opening.len() - self.pending]);
         }
         if let (0, Some(first)) = (self.said, self.next_opening()) {
@@ -148,12 +194,12 @@ impl TokenConstraint for AudioFrames {
         let n = self.positions.len();
         let (frames, in_frame) = (self.codes / n, self.codes % n);
         if in_frame != 0 {
-            return Allowed::Only(vec![self.positions[in_frame].clone()]);
+            return Allowed::Only(self.position(in_frame));
         }
         if frames >= self.max_frames {
             return Allowed::token(self.end);
         }
-        let mut allowed = vec![self.positions[0].clone()];
+        let mut allowed = self.position(0);
         let next = match self.next_opening() {
             _ if self.after_opening => None,
             Some(next) => Some(next),
@@ -182,7 +228,7 @@ impl TokenConstraint for AudioFrames {
         } else if token == self.end {
             self.ended = true;
         } else if at_boundary && self.next_opening() == Some(token) {
-            self.pending = self.words[self.said].len() - 1;
+            self.pending = self.words[self.said].tokens.len() - 1;
             self.said += 1;
             self.after_opening = true;
         } else {
@@ -334,6 +380,19 @@ impl TokenConstraint for MeshFaces {
 mod tests {
     use super::*;
 
+    /// Openings of these tokens, only the last ending a phrase.
+    fn plan(words: Vec<Vec<u32>>) -> Vec<Opening> {
+        let last = words.len().saturating_sub(1);
+        words
+            .into_iter()
+            .enumerate()
+            .map(|(i, tokens)| Opening {
+                tokens,
+                ends_phrase: i == last,
+            })
+            .collect()
+    }
+
     /// Drives a constraint with a chooser that picks from the allowed set.
     fn drive(c: &mut dyn TokenConstraint, mut pick: impl FnMut(&[Range<u32>]) -> u32) -> Vec<u32> {
         let mut out = Vec::new();
@@ -371,7 +430,7 @@ mod tests {
         let positions: Vec<Range<u32>> = std::iter::once(10..12).collect();
         // Word markers 5, 6, 5 (three words, two markers cycling).
         // Always the last allowed: a marker or the end as soon as allowed.
-        let words = vec![vec![5], vec![6], vec![5]];
+        let words = plan(vec![vec![5], vec![6], vec![5]]);
         let mut c = AudioFrames::new(1, 2, positions.clone(), 9, words.clone());
         let out = drive(&mut c, |r| r.last().unwrap().end - 1);
         assert_eq!(
@@ -385,13 +444,13 @@ mod tests {
         assert_eq!(out, vec![1, 5, 10, 10, 10, 2], "the cap ends it");
         // Openings with interleaved phonemes (30, 31): forced whole, and
         // none of their tokens counts as a frame.
-        let words = vec![vec![5, 30, 31], vec![6, 31]];
+        let words = plan(vec![vec![5, 30, 31], vec![6, 31]]);
         let mut c = AudioFrames::new(1, 2, positions.clone(), 9, words);
         let out = drive(&mut c, |r| r.last().unwrap().end - 1);
         assert_eq!(out, vec![1, 5, 30, 31, 11, 6, 31, 11, 2]);
         // Folding: where an opening or the end may come, the phonemes'
         // probability counts as its; elsewhere nothing is folded.
-        let words = vec![vec![5, 30], vec![31]];
+        let words = plan(vec![vec![5, 30], vec![31]]);
         let mut c = AudioFrames::new(1, 2, positions, 9, words).folding(vec![5, 6, 30, 31]);
         assert_eq!(c.allowed(), Allowed::token(1));
         c.accept(1);
@@ -422,6 +481,41 @@ mod tests {
             panic!("the end folds too")
         };
         assert_eq!(into, 2);
+    }
+
+    /// The seventeenth pack fell silent after "round" in "round bowls"
+    /// and wrote silence and one loud code in turn for 12 s.
+    #[test]
+    fn issue_8_silence_only_where_a_phrase_ends() {
+        let positions: Vec<Range<u32>> = std::iter::once(10..16).collect();
+        // Words "a b, c": b's last phoneme ends a phrase before the pause.
+        let mut words = plan(vec![vec![5, 30], vec![31], vec![6, 32], vec![7, 33]]);
+        words[1].ends_phrase = true;
+        // 10 and 13 decode as silence. The chooser writes one frame of
+        // silence whenever it may, and otherwise the last token allowed:
+        // the next opening, or the end, as soon as allowed.
+        let mut c = AudioFrames::new(1, 2, positions, 9, words).silencing(vec![13, 10]);
+        let mut last = 0;
+        let out = drive(&mut c, |r| {
+            last = if last != 10 && r.iter().any(|r| r.contains(&10)) {
+                10
+            } else {
+                r.last().unwrap().end - 1
+            };
+            last
+        });
+        assert_eq!(
+            out,
+            vec![1, 5, 30, 15, 31, 10, 6, 32, 15, 7, 33, 10, 2],
+            "silence before the pause and at the end, nowhere else"
+        );
+        // The ranges left around the silent codes.
+        let positions: Vec<Range<u32>> = std::iter::once(10..16).collect();
+        let mut c = AudioFrames::new(1, 2, positions, 9, plan(vec![vec![5], vec![6]]))
+            .silencing(vec![13, 10]);
+        c.accept(1);
+        c.accept(5);
+        assert_eq!(c.allowed(), Allowed::Only(vec![11..13, 14..16]));
     }
 
     #[test]

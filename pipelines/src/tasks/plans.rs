@@ -417,13 +417,15 @@ fn speech(pack: &Pack, options: &TaskOptions) -> Result<Plan> {
         .map(|p| layout.position_range(p))
         .collect();
     let (begin, end) = (layout.begin, layout.end);
-    let openings: usize = word_plan.iter().map(Vec::len).sum();
+    let openings: usize = word_plan.iter().map(|o| o.tokens.len()).sum();
     let max_tokens = 2 + max_frames * layout.frame_len() + openings;
     let fold = layout.openings();
+    let silent = layout.silent.clone();
     let constraint: MakeConstraint = Box::new(move || {
         Box::new(
             AudioFrames::new(begin, end, positions.clone(), max_frames, word_plan.clone())
-                .folding(fold.clone()),
+                .folding(fold.clone())
+                .silencing(silent.clone()),
         )
     });
     let decoder = layout.clone();
