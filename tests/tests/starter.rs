@@ -63,26 +63,19 @@ fn the_default_pack_is_the_trained_starter_and_passes_a_small_evaluation() {
             passed(task)
         );
     }
-    let world = report
-        .speech
-        .iter()
-        .find(|r| r.sentences == "world")
-        .unwrap();
-    assert!(
-        world.pack_wer <= MAX_WORLD_WER,
-        "world sentences: word error rate {:.1}%",
-        100.0 * world.pack_wer
-    );
-    let outside = report
-        .speech
-        .iter()
-        .find(|r| r.sentences == "outside")
-        .unwrap();
-    assert!(
-        outside.pack_wer <= MAX_OUTSIDE_WER,
-        "outside sentences: word error rate {:.1}%",
-        100.0 * outside.pack_wer
-    );
+    for (sentences, ceiling) in [("world", MAX_WORLD_WER), ("outside", MAX_OUTSIDE_WER)] {
+        let wer = report
+            .speech
+            .iter()
+            .find(|r| r.sentences == sentences)
+            .unwrap()
+            .pack_wer;
+        assert!(
+            wer <= ceiling,
+            "{sentences} sentences: word error rate {:.1}%",
+            100.0 * wer
+        );
+    }
 }
 
 /// The starter pack has no chat task: a chat request is refused, naming what
