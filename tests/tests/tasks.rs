@@ -591,6 +591,24 @@ fn packs_with_a_wrong_layout_are_refused_with_the_reason() {
         ),
         (
             Box::new(|t: String| {
+                t.replace(
+                    "end: <|audio_end|>\n",
+                    "end: <|audio_end|>\n    silent_codes: [256]\n",
+                )
+            }),
+            "code 256 is not one of the codec's 256",
+        ),
+        (
+            Box::new(|t: String| {
+                t.replace(
+                    "end: <|audio_end|>\n",
+                    "end: <|audio_end|>\n    silent_codes: [1]\n",
+                )
+            }),
+            "the pack names none",
+        ),
+        (
+            Box::new(|t: String| {
                 t.replace("  text-to-mesh:\n", "  text-to-mesh:\n    top_p: 1.5\n")
             }),
             "tasks.text-to-mesh.top_p",

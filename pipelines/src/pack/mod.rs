@@ -168,6 +168,12 @@ impl Pack {
                         layout.codes
                     )));
                 }
+                if !spec.silent_codes.is_empty() && spec.word_markers.is_empty() {
+                    return Err(bad("modalities.audio.silent_codes: silence is kept for \
+                         where a phrase ends, which the model marks with word_markers; \
+                         the pack names none"
+                        .into()));
+                }
                 layout.silent = spec.silent_codes.iter().map(|c| layout.first + c).collect();
                 Some(layout)
             }
