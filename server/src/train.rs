@@ -148,6 +148,10 @@ pub struct EvalArgs {
     /// a pack that passes these but not the held-out ones memorised.
     #[arg(long)]
     training_split: bool,
+    /// Speak each sentence at generation seeds 0 to N-1 and judge them all:
+    /// one seed's word error rate is one draw of sampled speech.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    speech_seeds: u64,
     /// Also write the report (Markdown, e.g. docs/starter-pack.md).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -177,6 +181,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             seed: args.seed,
             concurrency: 8,
             outside: training::eval::OUTSIDE.len(),
+            speech_seeds: args.speech_seeds,
         },
     )?;
     let mut text = format!(
@@ -184,7 +189,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
          The default pack is a small any-to-any MoE model trained by anyforge's own recipe \
          (`assets/recipes/starter.yaml`) on its procedural world (`docs/world.md`). \
          Reproduce it with `anyforge train --recipe assets/recipes/starter.yaml --out DIR`; \
-         this report is written by `anyforge eval --pack DIR --out FILE`.\n\n\
+         this report is written by `anyforge eval --pack DIR --speech-seeds 8 --out FILE`.\n\n\
          ## Evaluation\n\n{}",
         report.markdown()
     );

@@ -43,6 +43,7 @@ fn the_default_pack_is_the_trained_starter_and_passes_a_small_evaluation() {
             seed: 2026,
             concurrency: 8,
             outside: 2,
+            speech_seeds: 1,
         },
     )
     .unwrap();

@@ -534,10 +534,16 @@ mod tests {
                 seed: 3,
                 concurrency: 2,
                 outside: 3,
+                speech_seeds: 2,
             },
         )
         .unwrap();
         assert_eq!(report.tasks.len(), 7, "{:?}", report.tasks);
+        let spoken = report
+            .tasks
+            .iter()
+            .find(|t| t.task == TaskName::TextToSpeech);
+        assert_eq!(spoken.unwrap().cases, 8, "four sentences at two seeds each");
         let rows: Vec<(&str, usize)> = report
             .speech
             .iter()
@@ -550,6 +556,7 @@ mod tests {
             report.speech
         );
         assert!(report.markdown().contains("teacher WER"));
+        assert!(report.markdown().contains("generation seeds 0 to 1"));
         let manifest = std::fs::read_to_string(out.join("pack.yaml")).unwrap();
         assert!(manifest.contains("audio/model.safetensors") && manifest.contains("speech:"));
         assert!(out.join("speech/LICENSE-cmudict").is_file());

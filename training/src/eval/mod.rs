@@ -33,10 +33,12 @@ enum Case {
     ImageEdit(Edit),
     TextToVideo(Motion),
     TextToMesh(SolidSpec),
-    /// A sentence to say; `outside` when it is not a world sentence.
+    /// A sentence to say at a generation seed; `outside` when it is not
+    /// a world sentence.
     TextToSpeech {
         sentence: String,
         outside: bool,
+        seed: u64,
     },
     /// A world sentence the teacher reads, to write down.
     Transcribe(String),
@@ -89,9 +91,13 @@ impl Case {
                 String::new()
             }
         };
+        let seed = match self {
+            Case::TextToSpeech { seed, .. } => *seed,
+            _ => 0,
+        };
         let options = TaskOptions {
             prompt,
-            seed: Some(0),
+            seed: Some(seed),
             ..TaskOptions::default()
         };
         Ok((options, inputs))
@@ -104,13 +110,21 @@ impl Case {
             Case::ImageEdit(e) => format!("{} / {}", e.before.prompt(), e.instruction),
             Case::TextToVideo(m) => m.prompt(),
             Case::TextToMesh(s) => s.prompt(),
+            Case::TextToSpeech { sentence, seed, .. } if *seed > 0 => {
+                format!("{sentence} (seed {seed})")
+            }
             Case::TextToSpeech { sentence, .. } | Case::Transcribe(sentence) => sentence.clone(),
         }
     }
 
     fn judge(&self, output: &TaskOutput, hearing: &Hearing) -> Result<Verdict, EvalError> {
         let (checks, shown) = match (self, output) {
-            (Case::TextToSpeech { sentence, outside }, TaskOutput::Media(Media::Audio(audio))) => {
+            (
+                Case::TextToSpeech {
+                    sentence, outside, ..
+                },
+                TaskOutput::Media(Media::Audio(audio)),
+            ) => {
                 let recogniser = if *outside {
                     &hearing.outside
                 } else {
@@ -285,6 +299,10 @@ pub struct EvalConfig {
     /// How many of the sentences outside the world text-to-speech says
     /// (at most all of them, [`OUTSIDE`]).
     pub outside: usize,
+    /// The generation seeds (0, 1, ...) each sentence is spoken at: sampled
+    /// speech varies with the seed, and one seed's rate is one draw (the
+    /// starter pack's outside sentences: 10% to 18% over eight seeds).
+    pub speech_seeds: u64,
 }
 
 /// One task's results.
@@ -314,6 +332,8 @@ pub struct Report {
     pub tasks: Vec<TaskReport>,
     /// Word error rates of text-to-speech, the pack's beside the teacher's.
     pub speech: Vec<SpeechRow>,
+    /// The generation seeds each sentence was spoken at.
+    pub speech_seeds: u64,
     pub seconds: f64,
 }
 
@@ -352,25 +372,26 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
         let kind = world.draw_seed() as usize;
         let sentence = world_sentence(&mut world, held, kind);
         if supports(TaskName::TextToSpeech) {
-            out.push(Case::TextToSpeech {
-                sentence: sentence.clone(),
-                outside: false,
-            });
+            out.extend(
+                (0..config.speech_seeds.max(1)).map(|seed| Case::TextToSpeech {
+                    sentence: sentence.clone(),
+                    outside: false,
+                    seed,
+                }),
+            );
         }
         if supports(TaskName::Transcribe) {
             out.push(Case::Transcribe(sentence));
         }
     }
     if supports(TaskName::TextToSpeech) {
-        out.extend(
-            OUTSIDE
-                .iter()
-                .take(config.outside)
-                .map(|s| Case::TextToSpeech {
-                    sentence: s.to_string(),
-                    outside: true,
-                }),
-        );
+        out.extend(OUTSIDE.iter().take(config.outside).flat_map(|s| {
+            (0..config.speech_seeds.max(1)).map(|seed| Case::TextToSpeech {
+                sentence: s.to_string(),
+                outside: true,
+                seed,
+            })
+        }));
     }
     out
 }
@@ -481,17 +502,22 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
         return Err(EvalError::Nothing);
     }
     let teacher = Teacher::default();
+    // Each sentence once (the teacher's columns do not depend on the seed).
     let said = |outside: bool| -> Vec<String> {
-        cases
-            .iter()
-            .filter_map(|c| match c {
-                Case::TextToSpeech {
-                    sentence,
-                    outside: o,
-                } if *o == outside => Some(sentence.clone()),
-                _ => None,
-            })
-            .collect()
+        let mut said: Vec<String> = Vec::new();
+        for c in &cases {
+            if let Case::TextToSpeech {
+                sentence,
+                outside: o,
+                ..
+            } = c
+            {
+                if *o == outside && !said.contains(sentence) {
+                    said.push(sentence.clone());
+                }
+            }
+        }
+        said
     };
     let (world_sentences, outside_sentences) = (said(false), said(true));
     let recogniser = |sentences: &[String]| -> Result<Option<Recogniser>, EvalError> {
@@ -599,6 +625,7 @@ pub fn evaluate(runner: &Runner, config: &EvalConfig) -> Result<Report, EvalErro
         seed: config.seed,
         tasks: tasks.into_values().collect(),
         speech,
+        speech_seeds: config.speech_seeds.max(1),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -635,7 +662,16 @@ impl Report {
             ));
         }
         if !self.speech.is_empty() {
-            out.push_str(
+            let seeds = if self.speech_seeds > 1 {
+                format!(
+                    "Each sentence spoken at generation seeds 0 to {}; the pack's rate is \
+                     over all of them.\n\n",
+                    self.speech_seeds - 1
+                )
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
                 "\nSpeech, heard by pocketsphinx (US English model) with a grammar of the \
                  evaluated sentences searched in full (beams far wider than its live \
                  defaults, which heard short sentences from mel codes as nothing): word \
@@ -644,9 +680,10 @@ impl Report {
                  codec, and the codes the pack was trained to write for them, decoded (for \
                  word-marker packs, the words as its recipe read them): the best the pack \
                  could sound.\n\n\
-                 | sentences | count | pack WER | teacher WER | through the codec | as trained | difference (points) |\n\
+                 {}| sentences | count | pack WER | teacher WER | through the codec | as trained | difference (points) |\n\
                  |---|---:|---:|---:|---:|---:|---:|\n",
-            );
+                seeds
+            ));
             for r in &self.speech {
                 out.push_str(&format!(
                     "| {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:+.1} |\n",
