@@ -401,6 +401,7 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
 pub struct SpeechRow {
     /// `world` or `outside`.
     pub sentences: &'static str,
+    /// Distinct sentences (each spoken at every seed).
     pub count: usize,
     pub pack_wer: f64,
     pub teacher_wer: f64,
