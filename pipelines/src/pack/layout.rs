@@ -246,11 +246,9 @@ impl AudioLayout {
             .enumerate()
             .filter_map(|(i, s)| match s {
                 // A word's frames end a phrase before a pause or the end.
-                Said::Word(_, phones) => Some((
-                    phones,
-                    !said[i + 1..].iter().any(|s| matches!(s, Said::Word(..)))
-                        || matches!(said.get(i + 1), Some(Said::Pause)),
-                )),
+                Said::Word(_, phones) => {
+                    Some((phones, !matches!(said.get(i + 1), Some(Said::Word(..)))))
+                }
                 Said::Pause => None,
             })
             .collect();
