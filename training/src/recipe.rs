@@ -478,8 +478,8 @@ mod tests {
         assert_eq!((speech.broad_share, speech.fit_share()), (0.8, 0.5));
         let speech = Recipe::load(&starter()).unwrap().speech.unwrap();
         assert_eq!(speech.fit_share(), speech.broad_share);
-        assert!(text.contains("temperature: 0.1"));
-        std::fs::write(&path, text.replace("temperature: 0.1", "temperature: -1")).unwrap();
+        assert!(text.contains("temperature: 0.05"));
+        std::fs::write(&path, text.replace("temperature: 0.05", "temperature: -1")).unwrap();
         let e = Recipe::load(&path).unwrap_err().to_string();
         assert!(e.contains("speech.temperature"), "{e}");
         let dropout = text.replace("prompt_dropout: 0.1", "prompt_dropout: 1.5");
