@@ -359,6 +359,16 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
     let mut world = World::new(config.seed);
     let mut out = Vec::new();
     let supports = |t: TaskName| runner.pack().supports(t);
+    // A sentence to say, once at each generation seed.
+    let seeds = config.speech_seeds.max(1);
+    let spoken = |sentence: &str, outside: bool| {
+        let sentence = sentence.to_string();
+        (0..seeds).map(move |seed| Case::TextToSpeech {
+            sentence: sentence.clone(),
+            outside,
+            seed,
+        })
+    };
     for _ in 0..config.per_task {
         let held = config.split;
         let drawn = [
@@ -372,26 +382,19 @@ fn cases(runner: &Runner, config: &EvalConfig) -> Vec<Case> {
         let kind = world.draw_seed() as usize;
         let sentence = world_sentence(&mut world, held, kind);
         if supports(TaskName::TextToSpeech) {
-            out.extend(
-                (0..config.speech_seeds.max(1)).map(|seed| Case::TextToSpeech {
-                    sentence: sentence.clone(),
-                    outside: false,
-                    seed,
-                }),
-            );
+            out.extend(spoken(&sentence, false));
         }
         if supports(TaskName::Transcribe) {
             out.push(Case::Transcribe(sentence));
         }
     }
     if supports(TaskName::TextToSpeech) {
-        out.extend(OUTSIDE.iter().take(config.outside).flat_map(|s| {
-            (0..config.speech_seeds.max(1)).map(|seed| Case::TextToSpeech {
-                sentence: s.to_string(),
-                outside: true,
-                seed,
-            })
-        }));
+        out.extend(
+            OUTSIDE
+                .iter()
+                .take(config.outside)
+                .flat_map(|s| spoken(s, true)),
+        );
     }
     out
 }
