@@ -21,7 +21,7 @@ use crate::speech::sentences::world_sentence;
 pub use crate::speech::sentences::OUTSIDE;
 use crate::speech::teacher::{Teacher, TeacherError};
 use crate::speech::{read_connected, read_words};
-use crate::world::{Edit, Motion, Object, Scene, SolidSpec, Split, World};
+use crate::world::{Edit, EditKind, Motion, Object, Scene, SolidSpec, Split, World};
 use read::{read_motion, read_scene, read_solid, Reading};
 use speech::{word_error_rate, words, Recogniser, RecogniserError};
 
@@ -162,7 +162,11 @@ impl Case {
                 scene_checks(scene, read_scene(image))
             }
             (Case::ImageEdit(edit), TaskOutput::Media(Media::Image(image))) => {
-                scene_checks(&edit.after, read_scene(image))
+                let (mut checks, shown) = scene_checks(&edit.after, read_scene(image));
+                // The whole edit by kind, so the report says which kind fails.
+                let whole = checks.iter().all(|(_, ok)| *ok);
+                checks.push((edit_label(edit.kind), whole));
+                (checks, shown)
             }
             (Case::Caption(scene), TaskOutput::Text(text)) => (
                 vec![("exact", text.trim() == scene.prompt())],
@@ -203,6 +207,16 @@ impl Case {
                 format!("{other:?}").chars().take(80).collect(),
             ),
         }
+    }
+}
+
+/// The report's name for the edits of a kind (listed after `count`).
+fn edit_label(kind: EditKind) -> &'static str {
+    match kind {
+        EditKind::Recolour => "edits: recolour",
+        EditKind::Move => "edits: move",
+        EditKind::Remove => "edits: remove",
+        EditKind::Background => "edits: background",
     }
 }
 
@@ -639,7 +653,9 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "Pack `{}`: {} {} cases per task (world seed {}), judged by the readers of \
-             `training/src/eval/read.rs`; {:.0} s.\n\n\
+             `training/src/eval/read.rs`; {:.0} s. Checks of a shape's colour, class, size \
+             and place count shapes; `edits: KIND` counts the edits of that kind done \
+             whole.\n\n\
              | task | passed | accuracy | checks (right / asked) |\n|---|---:|---:|---|\n",
             self.pack,
             self.per_task,
@@ -764,5 +780,27 @@ mod tests {
         one.objects.pop();
         let (checks, _) = scene_checks(&scene, read_scene(&one.render()));
         assert!(checks.contains(&("count", false)) && checks.contains(&("position", false)));
+    }
+
+    /// An edit's checks end with its kind's whole-edit check, so the report
+    /// counts each kind of edit apart.
+    #[test]
+    fn edits_are_judged_whole_under_their_kind() {
+        let mut world = World::new(5);
+        let edit = world.edit(Split::HeldOut);
+        let case = Case::ImageEdit(edit.clone());
+        let judged = |scene: &Scene| {
+            let output = TaskOutput::Media(Media::Image(scene.render()));
+            case.judge_visual(&output).0
+        };
+        let label = edit_label(edit.kind);
+        assert_eq!(judged(&edit.after).last(), Some(&(label, true)));
+        // The scene before the edit is not the edit: its kind fails with it.
+        let unedited = judged(&edit.before);
+        assert!(
+            unedited.iter().any(|(n, ok)| n != &label && !ok),
+            "{unedited:?}"
+        );
+        assert_eq!(unedited.last(), Some(&(label, false)));
     }
 }
