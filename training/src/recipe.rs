@@ -102,7 +102,7 @@ pub struct SpeechRecipe {
     /// The same share among the sentences the mel codebook is fitted on;
     /// absent, `broad_share`. Set apart, the training mix can change while
     /// the codec stays the same (in the speech ablations the codec's draw
-    /// made no measurable difference: docs/training.md).
+    /// made no measurable difference: docs/training-runs.md).
     #[serde(default)]
     pub fit_broad_share: Option<f64>,
     /// Numbered markers (`<|word_0|>` ...) that open each word's phonemes
@@ -146,7 +146,7 @@ impl SpeechRecipe {
 pub enum WordReading {
     /// Each word read apart (one reading with long breaks, cut at them):
     /// every word sounds as if said alone, which a recogniser hears far
-    /// worse than the sentence (docs/training.md).
+    /// worse than the sentence (docs/training-runs.md).
     #[default]
     Separate,
     /// The sentence read once, as the teacher says it, cut at its word
