@@ -141,7 +141,7 @@ impl Case {
                 let wer = word_error_rate(&reference, &heard);
                 return Ok(Verdict {
                     checks: vec![("heard exactly", wer == 0.0)],
-                    shown: heard.join(" "),
+                    shown: shown_heard(&heard),
                     errors: Some((*outside, wer * reference.len() as f64, reference.len())),
                 });
             }
@@ -184,12 +184,9 @@ impl Case {
                             ("colour", r.colour == Some(motion.colour)),
                             ("shape", r.shape == Some(motion.shape)),
                             ("direction", r.direction == Some(motion.direction)),
-                            (
-                                "one shape a frame",
-                                r.frames_with_one_shape == video.frames.len(),
-                            ),
+                            ("one shape a frame", r.frames_with_one_shape == r.frames),
                         ],
-                        format!("{r:?}"),
+                        r.describe(),
                     ),
                 }
             }
@@ -210,6 +207,16 @@ impl Case {
                 format!("{other:?}").chars().take(80).collect(),
             ),
         }
+    }
+}
+
+/// What the recogniser heard, for the report: a sentence heard as nothing
+/// says so rather than leaving "asked -> " blank.
+fn shown_heard(heard: &[String]) -> String {
+    if heard.is_empty() {
+        "(nothing heard)".into()
+    } else {
+        heard.join(" ")
     }
 }
 
@@ -670,5 +677,25 @@ mod tests {
             "{unedited:?}"
         );
         assert_eq!(unedited.last(), Some(&(label, false)));
+    }
+
+    /// A clip's failure is shown in the world's words, like a picture's.
+    #[test]
+    fn a_clip_is_shown_as_its_prompt_would_say_it() {
+        let mut world = World::new(6);
+        let motion = world.motion(Split::HeldOut);
+        let case = Case::TextToVideo(motion.clone());
+        let output = TaskOutput::Media(Media::Video(motion.render()));
+        let (checks, shown) = case.judge_visual(&output);
+        assert!(checks.iter().all(|(_, ok)| *ok), "{checks:?}");
+        assert_eq!(shown, motion.prompt());
+    }
+
+    /// The 2026-12-06 report left a sentence heard as nothing blank.
+    #[test]
+    fn issue_8_a_sentence_heard_as_nothing_says_so() {
+        assert_eq!(shown_heard(&[]), "(nothing heard)");
+        let heard = ["a", "flat", "cone"].map(String::from);
+        assert_eq!(shown_heard(&heard), "a flat cone");
     }
 }

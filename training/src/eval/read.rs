@@ -6,8 +6,8 @@
 use modalities::{Image, Mesh, Video};
 
 use crate::world::{
-    covers, Bounds, Colour, Direction, Object, Position, Proportion, Shape, Size, Solid, SolidSpec,
-    CANVAS,
+    article, covers, Bounds, Colour, Direction, Object, Position, Proportion, Shape, Size, Solid,
+    SolidSpec, CANVAS,
 };
 
 /// What an image shows: its background and the shapes on it.
@@ -219,8 +219,39 @@ pub struct MotionReading {
     pub shape: Option<Shape>,
     pub colour: Option<Colour>,
     pub direction: Option<Direction>,
-    /// Frames that show exactly one shape.
+    /// Frames that show exactly one shape, of `frames`.
     pub frames_with_one_shape: usize,
+    pub frames: usize,
+}
+
+impl MotionReading {
+    /// The clip in the world's words, as its prompt would say it when
+    /// every part was read right ("a red circle moves left on a blue
+    /// background"); what was not read is said plainly, so a report's
+    /// failure reads "asked -> shown" like a picture's.
+    pub fn describe(&self) -> String {
+        let thing = match (self.colour, self.shape) {
+            (Some(colour), Some(shape)) => format!("{} {colour} {shape}", article(colour.word())),
+            (Some(colour), None) => format!("{} {colour} shape", article(colour.word())),
+            _ => "no single shape".to_string(),
+        };
+        let motion = match self.direction {
+            Some(direction) => format!("moves {direction}"),
+            None => "stays still".to_string(),
+        };
+        let background = self.background.word();
+        let mut out = format!(
+            "{thing} {motion} on {} {background} background",
+            article(background)
+        );
+        if self.frames_with_one_shape < self.frames {
+            out.push_str(&format!(
+                " (one shape in {} of {} frames)",
+                self.frames_with_one_shape, self.frames
+            ));
+        }
+        out
+    }
 }
 
 pub fn read_motion(video: &Video) -> Option<MotionReading> {
@@ -264,6 +295,7 @@ pub fn read_motion(video: &Video) -> Option<MotionReading> {
         colour: one.map(|(c, _)| *c),
         direction,
         frames_with_one_shape: readings.iter().filter(|(_, r, _)| r.len() == 1).count(),
+        frames: readings.len(),
     })
 }
 
@@ -414,7 +446,42 @@ mod tests {
             assert_eq!(read.shape, Some(motion.shape), "{}", motion.prompt());
             assert_eq!(read.colour, Some(motion.colour));
             assert_eq!(read.background, motion.background);
+            assert_eq!(read.frames_with_one_shape, read.frames);
+            assert_eq!(read.describe(), motion.prompt());
         }
+    }
+
+    /// The 2026-12-06 report showed a clip read wrong as a Rust struct
+    /// (`MotionReading { background: Green, ... }`) beside the prompt.
+    #[test]
+    fn issue_8_a_clip_read_wrong_is_described_in_words() {
+        let read = MotionReading {
+            background: Colour::Green,
+            shape: Some(Shape::Circle),
+            colour: Some(Colour::Yellow),
+            direction: None,
+            frames_with_one_shape: 1,
+            frames: 6,
+        };
+        assert_eq!(
+            read.describe(),
+            "a yellow circle stays still on a green background (one shape in 1 of 6 frames)"
+        );
+        let read = MotionReading {
+            shape: None,
+            direction: Some(Direction::Up),
+            background: Colour::Orange,
+            ..read
+        };
+        assert_eq!(
+            read.describe(),
+            "a yellow shape moves up on an orange background (one shape in 1 of 6 frames)"
+        );
+        let read = MotionReading {
+            colour: None,
+            ..read
+        };
+        assert!(read.describe().starts_with("no single shape moves up"));
     }
 
     #[test]
