@@ -6,8 +6,8 @@
 use modalities::{Image, Mesh, Video};
 
 use crate::world::{
-    article, covers, Bounds, Colour, Direction, Object, Position, Proportion, Shape, Size, Solid,
-    SolidSpec, CANVAS,
+    article, covers, on_background, Bounds, Colour, Direction, Object, Position, Proportion, Shape,
+    Size, Solid, SolidSpec, CANVAS,
 };
 
 /// What an image shows: its background and the shapes on it.
@@ -239,11 +239,7 @@ impl MotionReading {
             Some(direction) => format!("moves {direction}"),
             None => "stays still".to_string(),
         };
-        let background = self.background.word();
-        let mut out = format!(
-            "{thing} {motion} on {} {background} background",
-            article(background)
-        );
+        let mut out = format!("{thing} {motion} {}", on_background(self.background));
         if self.frames_with_one_shape < self.frames {
             out.push_str(&format!(
                 " (one shape in {} of {} frames)",

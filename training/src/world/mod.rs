@@ -15,7 +15,9 @@ use serde::Serialize;
 pub use motion::{Motion, FPS, FRAMES};
 pub use scene::{covers, Bounds, Object, Scene, CANVAS, PATCH};
 pub use solid::SolidSpec;
-pub use vocab::{article, Colour, Direction, Position, Proportion, Shape, Size, Solid};
+pub use vocab::{
+    article, on_background, Colour, Direction, Position, Proportion, Shape, Size, Solid,
+};
 
 /// Which side of the held-out line an example falls on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,7 +4,7 @@ use modalities::{Image, Rational, Video};
 use serde::Serialize;
 
 use super::scene::{covers, Bounds, CANVAS, PATCH};
-use super::vocab::{article, Colour, Direction, Shape, Size};
+use super::vocab::{article, on_background, Colour, Direction, Shape, Size};
 
 /// Frames of a motion clip, and their rate (the video codec's 8 fps).
 pub const FRAMES: u32 = 6;
@@ -23,13 +23,13 @@ pub struct Motion {
 impl Motion {
     /// "a red circle moves left on a blue background".
     pub fn prompt(&self) -> String {
-        let (colour, background) = (self.colour.word(), self.background.word());
+        let colour = self.colour.word();
         format!(
-            "{} {colour} {} moves {} on {} {background} background",
+            "{} {colour} {} moves {} {}",
             article(colour),
             self.shape,
             self.direction,
-            article(background)
+            on_background(self.background)
         )
     }
 

@@ -6,7 +6,7 @@
 use modalities::Image;
 use serde::Serialize;
 
-use super::vocab::{article, Colour, Position, Shape, Size};
+use super::vocab::{article, on_background, Colour, Position, Shape, Size};
 
 /// Side of a world image, in pixels.
 pub const CANVAS: u32 = 32;
@@ -109,8 +109,7 @@ impl Scene {
         } else {
             shapes.join(" and ")
         };
-        let background = self.background.word();
-        format!("{lead} on {} {background} background", article(background))
+        format!("{lead} {}", on_background(self.background))
     }
 
     /// The scene with its shapes in reading order (by place: top left

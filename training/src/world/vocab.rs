@@ -31,6 +31,12 @@ macro_rules! vocabulary {
     };
 }
 
+/// "on a blue background", how every world sentence ends.
+pub fn on_background(background: Colour) -> String {
+    let word = background.word();
+    format!("on {} {word} background", article(word))
+}
+
 /// "a" or "an", as the word after it begins: "an orange circle".
 pub fn article(next: &str) -> &'static str {
     match next.chars().next() {
